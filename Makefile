@@ -1,0 +1,53 @@
+# artalign: `make demo` runs the main job on the embedded default; `make test` runs the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ART := $(VENV)/bin/artalign
+DEMO ?= runs/demo
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test lint format bench clean-demo
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# The main job on the embedded default (extended to the full loop by later stages):
+# data set -> attribute oracle -> CLIP, each stage skipped when its output exists.
+demo: $(VENV)/.installed $(DEMO)/oracle_eval/metrics.json $(DEMO)/clip_eval/metrics.json
+	@$(PY) -m base_models.demo_summary $(DEMO)
+
+$(DEMO)/data/metadata.jsonl: | $(VENV)/.installed
+	$(ART) data make --out $(DEMO)/data --preset quick --seed 0 --overwrite
+
+$(DEMO)/oracle_test/metadata.jsonl: | $(VENV)/.installed
+	$(ART) data make --out $(DEMO)/oracle_test --n 2000 --seed 7 --split all --unsafe-share 0.1 --overwrite
+
+$(DEMO)/oracle/model.safetensors: | $(VENV)/.installed
+	$(ART) oracle train --out $(DEMO)/oracle --preset quick
+
+$(DEMO)/oracle_eval/metrics.json: $(DEMO)/oracle/model.safetensors $(DEMO)/oracle_test/metadata.jsonl
+	$(ART) oracle score --model $(DEMO)/oracle --data $(DEMO)/oracle_test --out $(DEMO)/oracle_eval
+
+$(DEMO)/clip/open_clip_model.safetensors: $(DEMO)/data/metadata.jsonl
+	$(ART) base train-clip --data $(DEMO)/data --out $(DEMO)/clip --preset quick
+
+$(DEMO)/clip_eval/metrics.json: $(DEMO)/clip/open_clip_model.safetensors
+	$(ART) base eval-clip --model $(DEMO)/clip --out $(DEMO)/clip_eval
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,146 @@
+"""Command groups of `base_models`: `data`, `oracle` and `base`. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from base_models.config import BaseConfig, load_config
+
+data_app = typer.Typer(help="Make the procedural art data set.", no_args_is_help=True)
+oracle_app = typer.Typer(help="Train and score the attribute oracle.", no_args_is_help=True)
+base_app = typer.Typer(help="Train and evaluate base models (CLIP).", no_args_is_help=True)
+
+Preset = Annotated[str | None, typer.Option(help="Preset: micro (tests), quick (CPU), gpu.")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file of config keys.")]
+Overrides = Annotated[list[str] | None, typer.Argument(help="Config overrides, KEY=VALUE ...")]
+HelpConfig = Annotated[bool, typer.Option(help="Print every config key with its help; exit.")]
+Resume = Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")]
+
+
+def _resolve(cls: type[BaseConfig], preset, config, overrides, help_config):
+    if help_config:
+        typer.echo(cls.help_text())
+        raise typer.Exit(0)
+    return load_config(cls, preset, config, overrides)
+
+
+def print_metrics(title: str, metrics: dict, path: Path | None = None) -> None:
+    """Print a flat table of the scalar figures in `metrics`."""
+    typer.echo(f"\n{title}" + (f"  ({path})" if path else ""))
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            typer.echo(f"  {key:<32} {value:.4f}")
+        elif isinstance(value, (int, str, bool)):
+            typer.echo(f"  {key:<32} {value}")
+
+
+@data_app.command("make")
+def data_make(
+    out: Annotated[Path, typer.Option(help="Output folder (HF imagefolder).")],
+    n: Annotated[int | None, typer.Option(help="Number of images.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    size: Annotated[int | None, typer.Option(help="Image side in pixels.")] = None,
+    split: Annotated[str | None, typer.Option(help="train | heldout | all.")] = None,
+    exclude_style: Annotated[
+        list[str] | None, typer.Option(help="Art style to leave out (repeatable).")
+    ] = None,
+    unsafe_share: Annotated[float | None, typer.Option(help="Share with a warning sign.")] = None,
+    stereotype: Annotated[
+        list[str] | None, typer.Option(help="SHAPE:VALUE:P correlation (repeatable).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    help_config: HelpConfig = False,
+) -> None:
+    """Write a deterministic procedural data set: images, metadata.jsonl, provenance.json."""
+    from base_models.world.dataset import DataConfig, make_dataset
+
+    cfg = _resolve(DataConfig, preset, config, overrides, help_config)
+    flags = {
+        "n": n,
+        "seed": seed,
+        "size": size,
+        "split": split,
+        "unsafe_share": unsafe_share,
+        "exclude_styles": exclude_style or None,
+        "stereotypes": stereotype or None,
+    }
+    for key, value in flags.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    path = make_dataset(cfg, out, overwrite=overwrite)
+    typer.echo(f"wrote {cfg.n} images ({cfg.split} split, {cfg.size}px) to {path}")
+
+
+@oracle_app.command("train")
+def oracle_train(
+    out: Annotated[Path, typer.Option(help="Output folder for the oracle.")],
+    resume: Resume = False,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    help_config: HelpConfig = False,
+) -> None:
+    """Train the attribute oracle on fresh procedural images (an evaluation instrument)."""
+    from base_models.oracle.config import OracleConfig
+    from base_models.oracle.train import train_oracle
+
+    cfg = _resolve(OracleConfig, preset, config, overrides, help_config)
+    metrics = train_oracle(cfg, out, resume=resume)
+    print_metrics("oracle (validation during training)", metrics, out)
+
+
+@oracle_app.command("score")
+def oracle_score(
+    model: Annotated[Path, typer.Option(help="Oracle folder.")],
+    data: Annotated[Path, typer.Option(help="Data set with attribute records to score.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for metrics.json.")] = None,
+) -> None:
+    """Measure the oracle's per-attribute and exact-set accuracy on a data set."""
+    from base_models.oracle.evaluate import score_oracle
+
+    out = out or model
+    metrics = score_oracle(model, data, out)
+    print_metrics("oracle accuracy", metrics, out / "metrics.json")
+
+
+@base_app.command("train-clip")
+def train_clip_cmd(
+    data: Annotated[Path, typer.Option(help="Training data set (imagefolder, CSV, parquet, tar).")],
+    out: Annotated[Path, typer.Option(help="Output folder for the CLIP model.")],
+    resume: Resume = False,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    help_config: HelpConfig = False,
+) -> None:
+    """Train a tiny open_clip CLIP with open_clip's contrastive loss."""
+    from base_models.clip.config import ClipConfig
+    from base_models.clip.train import train_clip
+
+    cfg = _resolve(ClipConfig, preset, config, overrides, help_config)
+    metrics = train_clip(cfg, data, out, resume=resume)
+    print_metrics("clip", metrics, out)
+
+
+@base_app.command("eval-clip")
+def eval_clip_cmd(
+    model: Annotated[str, typer.Option(help="CLIP folder, or an open_clip config name.")],
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json.")],
+    pretrained: Annotated[
+        Path | None, typer.Option(help="Local weights file when --model is a config name.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Single-object eval set; default: a fresh held-out one.")
+    ] = None,
+) -> None:
+    """Zero-shot colour/shape/style accuracy and retrieval R@1/R@5 of a local CLIP."""
+    from base_models.clip.evaluate import eval_clip
+
+    metrics = eval_clip(model, out, data=data, pretrained=pretrained)
+    print_metrics("clip zero-shot and retrieval", metrics, out / "metrics.json")

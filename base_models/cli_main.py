@@ -1,0 +1,71 @@
+"""The `artalign` console script.
+
+Command groups come from the `artalign.commands` entry points, so each package registers its own
+group (`base_models.cli`, `rlhf.cli`, ...) and this module never imports a package above it.
+Errors a user can fix (`ArtalignError`) print one line and exit with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.metadata import entry_points
+
+import click
+import typer
+
+from base_models.errors import ArtalignError
+
+# Group order in `artalign --help`: the order of the loop (DESIGN.md).
+GROUP_ORDER = ("data", "oracle", "base", "generate", "label", "reward", "align", "prompt", "eval")
+
+
+def build_app() -> typer.Typer:
+    """The root app with every installed command group attached."""
+    app = typer.Typer(
+        name="artalign",
+        help="RLHF preference tuning and evaluation for text-to-image diffusion models.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    eps = {ep.name: ep for ep in entry_points(group="artalign.commands")}
+    names = [n for n in GROUP_ORDER if n in eps] + sorted(set(eps) - set(GROUP_ORDER))
+    for name in names:
+        obj = eps[name].load()
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=name)
+        else:  # a single command, e.g. `artalign generate`
+            app.command(name=name)(obj)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return (and, as a script, exit with) its exit code."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    command = typer.main.get_command(build_app())
+    try:
+        command.main(args=argv, prog_name="artalign", standalone_mode=False)
+        return 0
+    except ArtalignError as e:
+        click.echo(f"error: {e}", err=True)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+
+
+def script() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    script()

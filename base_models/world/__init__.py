@@ -1,0 +1,1 @@
+"""The procedural art world: attributes, rendering, captions, data sets with ground truth."""

@@ -1,0 +1,1 @@
+"""Metrics, suites and the HTML report."""

@@ -1,0 +1,1 @@
+"""The Streamlit labeling app (the only package that imports streamlit)."""

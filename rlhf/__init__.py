@@ -1,0 +1,1 @@
+"""Preference store, reward models, alignment trainers and the prompt optimiser."""
