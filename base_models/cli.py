@@ -77,6 +77,27 @@ def data_make(
     typer.echo(f"wrote {cfg.n} images ({cfg.split} split, {cfg.size}px) to {path}")
 
 
+@data_app.command("check")
+def data_check(
+    data: Annotated[str, typer.Option(help="Data set: folder, CSV, parquet, or tar shards.")],
+    opt_out: Annotated[Path | None, typer.Option(help="Extra opt-out list to honour.")] = None,
+) -> None:
+    """Load a data set as training would, decode every image, and summarise it."""
+    from collections import Counter
+
+    from tqdm import tqdm
+
+    from base_models.data import load_records
+
+    records = load_records(data, opt_out=opt_out)
+    sizes = Counter(r.load_image().size for r in tqdm(records, desc="decode", unit="img"))
+    styles = Counter(r.attrs.get("style", "?") for r in records)
+    typer.echo(f"{len(records)} items usable after opt-out lists")
+    typer.echo("image sizes: " + ", ".join(f"{w}x{h}: {c}" for (w, h), c in sizes.items()))
+    if set(styles) != {"?"}:
+        typer.echo("styles: " + ", ".join(f"{k}: {v}" for k, v in sorted(styles.items())))
+
+
 @oracle_app.command("train")
 def oracle_train(
     out: Annotated[Path, typer.Option(help="Output folder for the oracle.")],

@@ -95,3 +95,16 @@ def test_console_script_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "n must be >= 1" in proc.stderr
+
+
+def test_data_check_honours_opt_out(tmp_path, micro_data, capsys):
+    first = (micro_data / "metadata.jsonl").read_text().splitlines()[0]
+    opt = tmp_path / "opt.txt"
+    opt.write_text(json.loads(first)["file_name"] + "\n")
+    assert main(["data", "check", "--data", str(micro_data), "--opt-out", str(opt)]) == 0
+    assert "15 items usable" in capsys.readouterr().out
+
+
+def test_data_check_missing_folder(tmp_path, capsys):
+    assert main(["data", "check", "--data", str(tmp_path / "none")]) == 2
+    assert "does not exist" in capsys.readouterr().err
