@@ -98,6 +98,26 @@ def data_check(
         typer.echo("styles: " + ", ".join(f"{k}: {v}" for k, v in sorted(styles.items())))
 
 
+@data_app.command("preview")
+def data_preview(
+    data: Annotated[str, typer.Option(help="Data set: folder, CSV, parquet, or tar shards.")],
+    out: Annotated[Path, typer.Option(help="PNG file for the grid.")],
+    n: Annotated[int, typer.Option(help="Number of images.")] = 64,
+    scale: Annotated[int, typer.Option(help="Upscale factor (nearest neighbour).")] = 3,
+) -> None:
+    """Save a grid of the first N images of a data set and print their captions."""
+    from base_models.data import load_records
+    from base_models.imaging import make_grid
+    from base_models.io_utils import atomic_path
+
+    records = load_records(data)[: max(1, n)]
+    with atomic_path(out) as tmp:
+        make_grid([r.load_image() for r in records], scale=scale).save(tmp, format="PNG")
+    for i, r in enumerate(records[:8]):
+        typer.echo(f"{i:>3}  {r.text}")
+    typer.echo(f"wrote a grid of {len(records)} images to {out}")
+
+
 @oracle_app.command("train")
 def oracle_train(
     out: Annotated[Path, typer.Option(help="Output folder for the oracle.")],

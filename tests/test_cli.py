@@ -108,3 +108,12 @@ def test_data_check_honours_opt_out(tmp_path, micro_data, capsys):
 def test_data_check_missing_folder(tmp_path, capsys):
     assert main(["data", "check", "--data", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_data_preview_writes_grid(tmp_path, micro_data):
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    assert main(["data", "preview", "--data", str(micro_data), "--out", str(out), "--n", "4"]) == 0
+    im = Image.open(out)
+    assert im.size == (4 * (96 + 2) + 2, 96 + 4)

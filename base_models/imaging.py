@@ -1,0 +1,28 @@
+"""Image helpers shared by every stage: contact-sheet grids for people to look at."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from PIL import Image
+
+
+def make_grid(
+    images: Sequence[Image.Image], ncols: int = 8, scale: int = 1, pad: int = 2
+) -> Image.Image:
+    """Tile images (all the size of the first) into one RGB grid, each upscaled by `scale`.
+
+    Nearest-neighbour upscaling keeps 32x32 pixels crisp, so people see what models see.
+    """
+    if not images:
+        raise ValueError("make_grid needs at least one image")
+    w, h = images[0].size
+    w, h = w * scale, h * scale
+    ncols = max(1, min(ncols, len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    grid = Image.new("RGB", (ncols * (w + pad) + pad, nrows * (h + pad) + pad), (255, 255, 255))
+    for i, im in enumerate(images):
+        tile = im.convert("RGB").resize((w, h), Image.Resampling.NEAREST)
+        grid.paste(tile, (pad + (i % ncols) * (w + pad), pad + (i // ncols) * (h + pad)))
+    return grid
