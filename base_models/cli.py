@@ -140,12 +140,14 @@ def oracle_train(
 def oracle_score(
     model: Annotated[Path, typer.Option(help="Oracle folder.")],
     data: Annotated[Path, typer.Option(help="Data set with attribute records to score.")],
-    out: Annotated[Path | None, typer.Option(help="Folder for metrics.json.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for metrics.json (default: MODEL/score).")
+    ] = None,
 ) -> None:
     """Measure the oracle's per-attribute and exact-set accuracy on a data set."""
     from base_models.oracle.evaluate import score_oracle
 
-    out = out or model
+    out = out or model / "score"
     metrics = score_oracle(model, data, out)
     print_metrics("oracle accuracy", metrics, out / "metrics.json")
 
