@@ -1,0 +1,168 @@
+"""Training pairs for CLIP, held in memory: images decoded once, captions tokenised once.
+
+A tiny CLIP takes a few milliseconds per image on a CPU, so decoding a PNG and tokenising a
+caption for every sample would cost as much as the model. Here the whole set becomes a uint8
+tensor (N, 3, S, S) plus token tensors, and a batch is built by indexing and a few tensor ops.
+
+Augmentation stays caption-safe: a horizontal flip uses the pre-tokenised mirrored caption
+(left/right swapped, `base_models.data.mirror_text`) and is skipped where `can_flip` says the
+caption would become false; a shift of a pixel or two keeps every object in its grid cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from base_models.data import can_flip, has_spatial_attrs, load_records, mirror_text
+from base_models.errors import ArtalignError
+
+
+def _square(image: Image.Image, size: int) -> np.ndarray:
+    """Resize the shorter side to `size` (bicubic) and centre-crop, as open_clip's preprocess."""
+    if image.size != (size, size):
+        w, h = image.size
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        image = image.resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.uint8)
+
+
+@dataclass
+class PairSet:
+    """All training pairs in memory.
+
+    images: (N, 3, S, S) uint8; tokens / flip_tokens: (N, T) caption tokens and those of the
+    mirrored caption; flippable: (N,) whether a flip keeps the caption true.
+    """
+
+    images: torch.Tensor
+    tokens: torch.Tensor
+    flip_tokens: torch.Tensor
+    flippable: torch.Tensor
+    ids: list[str]
+    texts: list[str]
+    source_size: int  # side of the first image as stored, before resizing to the model's
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _tokenise(tokenizer: Any, texts: Sequence[str], chunk: int = 4096) -> torch.Tensor:
+    parts = [tokenizer(list(texts[i : i + chunk])) for i in range(0, len(texts), chunk)]
+    return torch.cat(parts).to(torch.int32)
+
+
+def load_pairs(
+    source: str | Path,
+    image_size: int,
+    tokenizer: Any,
+    max_items: int = 0,
+    opt_out: str | Path | None = None,
+) -> PairSet:
+    """Read a data set in any supported format (minus opted-out items) into a PairSet."""
+    records = load_records(source, opt_out=opt_out)
+    if max_items:
+        records = records[:max_items]
+    images = np.empty((len(records), image_size, image_size, 3), dtype=np.uint8)
+    texts, flipped, flippable = [], [], []
+    source_size = 0
+    for i, rec in enumerate(tqdm(records, desc="decode", unit="img", mininterval=2.0)):
+        image = rec.load_image()
+        source_size = source_size or min(image.size)
+        images[i] = _square(image, image_size)
+        texts.append(rec.text)
+        ok = can_flip(rec.text, rec.attrs)
+        flippable.append(ok)
+        flipped.append(mirror_text(rec.text) if ok and has_spatial_attrs(rec.attrs) else rec.text)
+    tokens = _tokenise(tokenizer, texts)
+    changed = [i for i, (a, b) in enumerate(zip(texts, flipped, strict=True)) if a != b]
+    flip_tokens = tokens.clone()
+    if changed:
+        flip_tokens[changed] = _tokenise(tokenizer, [flipped[i] for i in changed])
+    return PairSet(
+        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        tokens=tokens,
+        flip_tokens=flip_tokens,
+        flippable=torch.tensor(flippable, dtype=torch.bool),
+        ids=[r.id for r in records],
+        texts=texts,
+        source_size=source_size,
+    )
+
+
+class BatchMaker:
+    """Builds normalised, augmented batches from a PairSet; randomness from a given generator."""
+
+    def __init__(
+        self,
+        pairs: PairSet,
+        mean: Sequence[float],
+        std: Sequence[float],
+        hflip: float = 0.0,
+        max_shift: int = 0,
+    ) -> None:
+        if len(pairs) == 0:
+            raise ArtalignError("the training set is empty")
+        self.pairs = pairs
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self.hflip = hflip
+        self.max_shift = max_shift
+
+    def __call__(
+        self, index: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, S, S) float32 and tokens (B, T) int64 of the items in `index`."""
+        p = self.pairs
+        images = p.images[index]  # (B, 3, S, S) uint8
+        tokens = p.tokens[index]
+        if self.hflip > 0:
+            flip = (torch.rand(len(index), generator=generator) < self.hflip) & p.flippable[index]
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+            tokens = torch.where(flip.view(-1, 1), p.flip_tokens[index], tokens)
+        if self.max_shift > 0:
+            images = self._shift(images, generator)
+        x = (images.float() - self.mean) / self.std
+        return x, tokens.long()
+
+    def _shift(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Translate each image by up to max_shift pixels, repeating the edge pixels."""
+        m, (b, _, s, _) = self.max_shift, images.shape
+        padded = torch.nn.functional.pad(images.float(), (m, m, m, m), mode="replicate")
+        dy, dx = torch.randint(0, 2 * m + 1, (2, b), generator=generator)
+        rows = (dy.view(b, 1) + torch.arange(s)).view(b, 1, s, 1).expand(b, 3, s, s + 2 * m)
+        out = padded.gather(2, rows)
+        cols = (dx.view(b, 1) + torch.arange(s)).view(b, 1, 1, s).expand(b, 3, s, s)
+        return out.gather(3, cols).to(images.dtype)
+
+
+class EpochOrder:
+    """The items of each step: epoch e is a random permutation seeded by (seed, e), cut into
+    batches (the last partial batch is dropped). A pure function of the step, so a resumed run
+    sees exactly the batches an uninterrupted one would have."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.batch_size
+
+    def __call__(self, step: int) -> torch.Tensor:
+        """The `batch_size` item indices of global step `step`."""
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
