@@ -1,7 +1,14 @@
 """A tiny CLIP in open_clip's own format: config, training, zero-shot evaluation, loading.
 
-Importing this package registers artalign's model configs (artalign-tiny, artalign-micro) with
-open_clip, so `open_clip.create_model_and_transforms("artalign-tiny", pretrained=FILE)` works.
+Importing this package registers artalign's model configs with open_clip, so
+`open_clip.create_model_and_transforms("artalign-tiny", pretrained=FILE)` works:
+- artalign-tiny: open_clip's ModifiedResNet image tower (width 16) + a 2-layer, 64-wide text
+  transformer with open_clip's BPE tokenizer (context 48, enough for 3-object captions).
+  A ResNet, not a ViT, because on 32px images it learns shapes several times faster per CPU
+  second (measured: supervised shape probe after 300 steps, ViT p4 48% at 0.46 s/step, this
+  ResNet 71% at 0.14 s/step).
+- artalign-vit-tiny: the same text tower with a 4-layer ViT (patch 4), for comparison.
+- artalign-micro: a minute ResNet CLIP for tests.
 """
 
 from base_models.clip.config import ClipConfig

@@ -64,6 +64,7 @@ def save_checkpoint(
     """
     final = out / CHECKPOINT_DIR
     tmp = Path(tempfile.mkdtemp(prefix=f".{CHECKPOINT_DIR}.", dir=out))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is as readable as the model
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / "model.safetensors"))

@@ -24,8 +24,9 @@ class ClipConfig(BaseConfig):
     # --- model
     model: str = hfield(
         "artalign-tiny",
-        "open_clip model config name (artalign-tiny, artalign-micro, or any config open_clip "
-        "knows). The architecture only: weights always start random.",
+        "open_clip model config name: artalign-tiny (ResNet image tower), artalign-vit-tiny "
+        "(ViT, slower to learn shapes), artalign-micro (tests), or any config open_clip knows. "
+        "The architecture only: weights always start random.",
     )
     embed_dim: int = hfield(
         0,
@@ -33,7 +34,7 @@ class ClipConfig(BaseConfig):
         "model folder, so load it by folder (local-dir), not by config name.",
     )
     # --- training
-    epochs: int = hfield(10, "Passes over the training set (ignored when max_steps > 0).")
+    epochs: int = hfield(30, "Passes over the training set (ignored when max_steps > 0).")
     max_steps: int = hfield(0, "Optimizer steps in total; 0 means epochs x steps per epoch.")
     batch_size: int = hfield(
         256, "Global batch: pairs per step, all processes together (contrastive negatives)."
@@ -80,7 +81,7 @@ class ClipConfig(BaseConfig):
             "log_every": 1,
             "eval_n": 24,
         },
-        "quick": {"model": "artalign-tiny"},
+        "quick": {"model": "artalign-tiny", "epochs": 30},
         "gpu": {
             "model": "artalign-tiny",
             "epochs": 30,

@@ -42,7 +42,7 @@ def build_model(model_cfg: dict[str, Any]) -> torch.nn.Module:
     if cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {}):
         raise ArtalignError("only open_clip's native text tower trains here (no HF text models)")
     if "timm_model_name" in cfg.get("vision_cfg", {}):
-        raise ArtalignError("timm image towers are not supported; use a native ViT config")
+        raise ArtalignError("timm image towers are not supported; use a native ViT or ResNet")
     return open_clip.model.CLIP(**cfg)
 
 

@@ -125,6 +125,18 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
         torch.testing.assert_close(state_a[key], state_b[key], msg=key)
 
 
+@pytest.mark.parametrize("name", ["artalign-micro", "artalign-tiny", "artalign-vit-tiny"])
+def test_registered_configs_build_and_embed(name):
+    """Every shipped config is known to open_clip by name and embeds 32px images and captions."""
+    assert name in open_clip.list_models()
+    model = build_model(model_config(name)).eval()
+    tokens = open_clip.get_tokenizer(name)(["a small red circle on a white background"])
+    with torch.no_grad():
+        image = model.encode_image(torch.zeros(2, 3, 32, 32))
+        text = model.encode_text(tokens)
+    assert image.shape[1] == text.shape[1] == model_config(name)["embed_dim"]
+
+
 def test_lr_schedule_is_warmup_then_cosine():
     assert lr_factor(0, 10, 110) == pytest.approx(0.1)
     assert lr_factor(9, 10, 110) == pytest.approx(1.0)
@@ -313,3 +325,33 @@ def test_resume_and_overwrite_guards(trained, data, tmp_path):
         train_clip(micro_cfg(), data, tmp_path / "fresh", resume=True)
     with pytest.raises(ArtalignError, match="batch_size"):
         train_clip(micro_cfg(batch_size=64), data, tmp_path / "big")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_train_and_eval_clip(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from base_models.cli import base_app
+
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(
+        base_app,
+        [
+            "train-clip",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--preset",
+            "micro",
+            "eval_n=8",
+        ],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / WEIGHTS_FILE).is_file() and "zero_shot_colour" in result.output
+    result = runner.invoke(base_app, ["eval-clip", "--model", str(out), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "metrics.json").read_text())["eval_n"] == 1000
