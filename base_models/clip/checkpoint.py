@@ -10,7 +10,6 @@ It is written beside its final place and renamed in, so a crash never leaves hal
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from base_models.errors import ArtalignError
+from base_models.io_utils import replace_dir
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -77,15 +77,7 @@ def save_checkpoint(
         save_file(tensors, str(tmp / "state.safetensors"))
         meta = {"step": step, "optimizer": optim_meta, "scheduler": scheduler.state_dict(), **extra}
         (tmp / "state.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if final.exists():
-            old = out / f".{CHECKPOINT_DIR}.old"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
+        replace_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from tqdm import tqdm
 
 from base_models.config import BaseConfig, hfield
 from base_models.errors import ArtalignError
+from base_models.io_utils import replace_dir
 from base_models.world.attributes import STYLES
 from base_models.world.captions import canonical_caption, caption
 from base_models.world.render import render_scene
@@ -121,13 +121,7 @@ def make_dataset(cfg: DataConfig, out: str | Path, overwrite: bool = False) -> P
         write_provenance(
             tmp, records, source=WORLD_VERSION, licence=LICENCE, extra={"config": cfg.to_dict()}
         )
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
