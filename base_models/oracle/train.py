@@ -18,7 +18,6 @@ and state.json (epoch, step, optimiser hyper-parameters, the config). Nothing is
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -32,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from base_models.errors import ArtalignError
-from base_models.io_utils import write_json
+from base_models.io_utils import replace_dir, write_json
 from base_models.oracle.config import OracleConfig
 from base_models.oracle.data import IGNORE, OracleData, render_items
 from base_models.oracle.evaluate import attribute_accuracy
@@ -192,14 +191,7 @@ def save_checkpoint(
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         write_json(tmp / "state.json", {"epoch": epoch, "step": step, "config": cfg.to_dict(),
                                         "optimizer": meta})  # fmt: skip
-        old = out / ".checkpoint.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old.exists():
-            shutil.rmtree(old)
+        replace_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
