@@ -20,32 +20,9 @@ from safetensors.torch import load_file, save_file
 
 from base_models.errors import ArtalignError
 from base_models.io_utils import replace_dir
+from base_models.optim_state import join_optimizer, split_optimizer
 
 CHECKPOINT_DIR = "checkpoint"
-
-
-def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Optimizer state dict -> (tensors by flat key, JSON-able rest)."""
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, pstate in state["state"].items():
-        for key, value in pstate.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.{pid}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[key] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optimizer."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
-    for pid, values in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(values)
-    return {"state": state, "param_groups": meta["param_groups"]}
 
 
 def save_checkpoint(
@@ -68,7 +45,7 @@ def save_checkpoint(
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / "model.safetensors"))
-        tensors, optim_meta = _split_optimizer(optimizer.state_dict())
+        tensors, optim_meta = split_optimizer(optimizer.state_dict())
         tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra_tensors or {}).items()})
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
@@ -112,7 +89,7 @@ def load_checkpoint(
     # optimizer wants it), so everything is loaded on the CPU.
     tensors = load_file(str(folder / "state.safetensors"), device="cpu")
     opt_tensors = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
-    optimizer.load_state_dict(_join_optimizer(opt_tensors, meta["optimizer"]))
+    optimizer.load_state_dict(join_optimizer(opt_tensors, meta["optimizer"]))
     scheduler.load_state_dict(meta["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from base_models.errors import ArtalignError
 from base_models.io_utils import replace_dir, write_json
+from base_models.optim_state import join_optimizer, split_optimizer
 from base_models.oracle.config import OracleConfig
 from base_models.oracle.data import IGNORE, OracleData, render_items
 from base_models.oracle.evaluate import attribute_accuracy
@@ -152,31 +153,6 @@ def _lr(cfg: OracleConfig, step: int, total: int) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state_dict into flat tensors (safetensors) and JSON-able rest."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, state in sd["state"].items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state.{pid}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{key}"] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("state."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = value
-    for name, value in meta["scalars"].items():
-        pid, key = name.split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
 def save_checkpoint(
     out: Path, model: AttributeOracle, opt: torch.optim.Optimizer, epoch: int, step: int,
     cfg: OracleConfig,
@@ -186,7 +162,7 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=out))
     try:
         model.save(tmp)
-        tensors, meta = _optimizer_tensors(opt)
+        tensors, meta = split_optimizer(opt.state_dict())
         tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         write_json(tmp / "state.json", {"epoch": epoch, "step": step, "config": cfg.to_dict(),
@@ -267,7 +243,7 @@ def train_oracle(cfg: OracleConfig, out: Path, resume: bool = False) -> dict[str
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, step = 0, 0
     if state is not None and tensors is not None:
-        opt.load_state_dict(_optimizer_state(tensors, state["optimizer"]))
+        opt.load_state_dict(join_optimizer(tensors, state["optimizer"]))
         torch.set_rng_state(tensors["rng.torch"])
         start_epoch, step = int(state["epoch"]), int(state["step"])
     model, opt = accelerator.prepare(model, opt)
