@@ -1,4 +1,4 @@
-"""Shared test set-up: no hub access, one thread, tiny data sets built once per session."""
+"""Shared test set-up: no hub access, tiny data sets built once per session."""
 
 from __future__ import annotations
 

@@ -144,25 +144,3 @@ class BatchMaker:
         out = padded.gather(2, rows)
         cols = (dx.view(b, 1) + torch.arange(s)).view(b, 1, 1, s).expand(b, 3, s, s)
         return out.gather(3, cols).to(images.dtype)
-
-
-class EpochOrder:
-    """The items of each step: epoch e is a random permutation seeded by (seed, e), cut into
-    batches (the last partial batch is dropped). A pure function of the step, so a resumed run
-    sees exactly the batches an uninterrupted one would have."""
-
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.n // self.batch_size
-
-    def __call__(self, step: int) -> torch.Tensor:
-        """The `batch_size` item indices of global step `step`."""
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
-        return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]

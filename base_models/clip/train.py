@@ -28,12 +28,13 @@ from accelerate import Accelerator
 from open_clip.loss import ClipLoss, SigLipLoss
 from tqdm import tqdm
 
-from base_models.clip.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from base_models.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from base_models.clip.config import ClipConfig
-from base_models.clip.data import BatchMaker, EpochOrder, PairSet, load_pairs
+from base_models.clip.data import BatchMaker, PairSet, load_pairs
 from base_models.clip.model_io import model_config, preprocess_config, save_clip
 from base_models.errors import ArtalignError
 from base_models.io_utils import write_json
+from base_models.train_utils import EpochOrder, check_out, lr_factor, make_accelerator
 
 
 def build_model(model_cfg: dict[str, Any]) -> torch.nn.Module:
@@ -44,14 +45,6 @@ def build_model(model_cfg: dict[str, Any]) -> torch.nn.Module:
     if "timm_model_name" in cfg.get("vision_cfg", {}):
         raise ArtalignError("timm image towers are not supported; use a native ViT or ResNet")
     return open_clip.model.CLIP(**cfg)
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Multiplier of the peak lr: linear warmup over `warmup` steps, then cosine decay to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -88,26 +81,6 @@ def _model_cfg(cfg: ClipConfig) -> dict[str, Any]:
     return model_cfg
 
 
-def _accelerator(cfg: ClipConfig) -> Accelerator:
-    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise ArtalignError("mixed_precision=fp16 needs a GPU; on CPU use no (or bf16)")
-    try:
-        return Accelerator(mixed_precision=cfg.mixed_precision)
-    except (ValueError, RuntimeError) as e:
-        raise ArtalignError(
-            f"mixed_precision={cfg.mixed_precision} is unavailable here: {e}"
-        ) from e
-
-
-def _check_out(out: Path, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ArtalignError(f"--out {out} is a file; pass a folder")
-    if not resume and (out / CHECKPOINT_DIR).exists():
-        raise ArtalignError(
-            f"{out} already holds a training run; pass --resume to continue it, or pick a new --out"
-        )
-
-
 def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool = False) -> dict:
     """Train a CLIP on the captioned images at `data`; write the model and metrics to `out`.
 
@@ -115,9 +88,9 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
     """
     cfg.validate()
     out = Path(out)
-    _check_out(out, resume)
+    check_out(out, resume, CHECKPOINT_DIR)
     model_cfg = _model_cfg(cfg)
-    accelerator = _accelerator(cfg)
+    accelerator = make_accelerator(cfg.mixed_precision)
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg)
     context = model_cfg["text_cfg"].get("context_length", 77)

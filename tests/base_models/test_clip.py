@@ -22,12 +22,13 @@ from base_models.clip import (  # noqa: E402
     model_config,
     train_clip,
 )
-from base_models.clip.data import BatchMaker, EpochOrder, load_pairs  # noqa: E402
+from base_models.clip.data import BatchMaker, load_pairs  # noqa: E402
 from base_models.clip.evaluate import caption_space, class_prompts, retrieval  # noqa: E402
 from base_models.clip.model_io import preprocess_config  # noqa: E402
-from base_models.clip.train import build_model, lr_factor  # noqa: E402
+from base_models.clip.train import build_model  # noqa: E402
 from base_models.config import load_config  # noqa: E402
 from base_models.errors import ArtalignError  # noqa: E402
+from base_models.train_utils import EpochOrder, lr_factor  # noqa: E402
 from base_models.world.dataset import DataConfig, make_dataset  # noqa: E402
 
 EVAL_KEYS = {
