@@ -11,7 +11,9 @@ from base_models.config import BaseConfig, load_config
 
 data_app = typer.Typer(help="Make the procedural art data set.", no_args_is_help=True)
 oracle_app = typer.Typer(help="Train and score the attribute oracle.", no_args_is_help=True)
-base_app = typer.Typer(help="Train and evaluate base models (CLIP).", no_args_is_help=True)
+base_app = typer.Typer(
+    help="Train and evaluate base models (CLIP, VAE, UNet).", no_args_is_help=True
+)
 
 Preset = Annotated[str | None, typer.Option(help="Preset: micro (tests), quick (CPU), gpu.")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file of config keys.")]
@@ -169,6 +171,46 @@ def train_clip_cmd(
     cfg = _resolve(ClipConfig, preset, config, overrides, help_config)
     metrics = train_clip(cfg, data, out, resume=resume)
     print_metrics("clip", metrics, out)
+
+
+@base_app.command("train-vae")
+def train_vae_cmd(
+    data: Annotated[Path, typer.Option(help="Training images (imagefolder, CSV, parquet, tar).")],
+    out: Annotated[Path, typer.Option(help="Output folder; the VAE goes to OUT/vae.")],
+    resume: Resume = False,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    help_config: HelpConfig = False,
+) -> None:
+    """Train a tiny SD-style VAE (diffusers AutoencoderKL); report held-out PSNR."""
+    from base_models.vae.config import VaeConfig
+    from base_models.vae.train import train_vae
+
+    cfg = _resolve(VaeConfig, preset, config, overrides, help_config)
+    metrics = train_vae(cfg, data, out, resume=resume)
+    print_metrics("vae", metrics, out / "metrics.json")
+
+
+@base_app.command("train-unet")
+def train_unet_cmd(
+    data: Annotated[Path, typer.Option(help="Captioned training images (any supported format).")],
+    vae: Annotated[Path, typer.Option(help="VAE: the --out of train-vae, or an SD folder.")],
+    clip: Annotated[Path, typer.Option(help="CLIP folder (the --out of train-clip).")],
+    out: Annotated[Path, typer.Option(help="Output folder: a Stable Diffusion folder.")],
+    resume: Resume = False,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    help_config: HelpConfig = False,
+) -> None:
+    """Train a latent UNet (DDPM, CFG dropout, EMA, min-SNR) into a Stable Diffusion folder."""
+    from base_models.unet.config import UNetConfig
+    from base_models.unet.train import train_unet
+
+    cfg = _resolve(UNetConfig, preset, config, overrides, help_config)
+    metrics = train_unet(cfg, data, vae, clip, out, resume=resume)
+    print_metrics("unet", metrics, out / "metrics.json")
 
 
 @base_app.command("eval-clip")
