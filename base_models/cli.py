@@ -229,3 +229,48 @@ def eval_clip_cmd(
 
     metrics = eval_clip(model, out, data=data, pretrained=pretrained)
     print_metrics("clip zero-shot and retrieval", metrics, out / "metrics.json")
+
+
+@base_app.command("eval-generator")
+def eval_generator_cmd(
+    model: Annotated[Path, typer.Option(help="Generator: a Stable Diffusion folder.")],
+    oracle: Annotated[Path, typer.Option(help="Oracle folder (the --out of oracle train).")],
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json and sample grids.")],
+    clip: Annotated[
+        Path | None, typer.Option(help="CLIP folder whose image tower is FID's feature space.")
+    ] = None,
+    lora: Annotated[Path | None, typer.Option(help="LoRA adapter folder to attach.")] = None,
+    n_prompts: Annotated[int, typer.Option(help="Single-object prompts.")] = 200,
+    seeds: Annotated[int, typer.Option(help="Images per prompt.")] = 4,
+    n_two: Annotated[int, typer.Option(help="Two-object prompts.")] = 100,
+    n_heldout: Annotated[int, typer.Option(help="Held-out colour-shape prompts.")] = 100,
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 20,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.0,
+) -> None:
+    """Oracle-read colour/shape accuracy on held-out prompts, two objects, unseen pairs; FID."""
+    from base_models.generator import Generator, SampleOutput
+    from base_models.generator.evaluate import evaluate_generator, load_instruments
+    from base_models.imaging import make_grid
+    from base_models.io_utils import atomic_path, write_json
+
+    generator = Generator.from_folder(model)
+    if lora is not None:
+        generator.attach_lora(lora)
+    oracle_model, features = load_instruments(oracle, clip)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def keep(kind, pixels, prompts):
+        images = SampleOutput(pixels[: 8 * seeds], prompts[: 8 * seeds], []).images
+        with atomic_path(out / f"samples_{kind}.png") as tmp:
+            make_grid(images, ncols=seeds * 2, scale=4).save(tmp, format="PNG")
+
+    metrics = evaluate_generator(generator, oracle_model, features, n_prompts=n_prompts,
+                                 seeds=seeds, n_two=n_two, n_heldout=n_heldout, steps=steps,
+                                 guidance=guidance, keep=keep)  # fmt: skip
+    metrics["model"], metrics["lora"] = str(model), str(lora) if lora else None
+    write_json(out / "metrics.json", metrics)
+    for kind in ("single", "heldout", "two"):
+        if kind in metrics:
+            print_metrics(f"generator: {kind}", metrics[kind])
+    if "fid_clip" in metrics:
+        print_metrics("FID (CLIP image features)", metrics["fid_clip"], out / "metrics.json")
