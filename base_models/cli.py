@@ -274,3 +274,29 @@ def eval_generator_cmd(
             print_metrics(f"generator: {kind}", metrics[kind])
     if "fid_clip" in metrics:
         print_metrics("FID (CLIP image features)", metrics["fid_clip"], out / "metrics.json")
+
+
+@base_app.command("finetune-style")
+def finetune_style_cmd(
+    method: Annotated[str, typer.Option(help="lora | dreambooth | textual-inversion.")],
+    model: Annotated[str, typer.Option(help="Base model: a Stable Diffusion folder.")],
+    data: Annotated[Path, typer.Option(help="10-50 captioned images of the style.")],
+    out: Annotated[Path, typer.Option(help="Output folder: adapter, samples, metrics.json.")],
+    token: Annotated[
+        str | None, typer.Option(help="Trigger token (default sks; textual-inversion: <sks>).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished run in --out.")] = False,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    help_config: HelpConfig = False,
+) -> None:
+    """Bind a style to a trigger token: LoRA, DreamBooth (prior preservation) or Textual Inversion.
+
+    Captions train as "TOKEN style, " + the caption without its style phrase; prompt the same way.
+    """
+    from base_models.finetune import FinetuneConfig, finetune_style
+
+    cfg = _resolve(FinetuneConfig, preset, config, overrides, help_config)
+    metrics = finetune_style(cfg, method, model, data, out, token=token, overwrite=overwrite)
+    print_metrics(f"finetune-style ({method})", metrics, out / "metrics.json")

@@ -64,6 +64,9 @@ def generate(
     prompts: Annotated[Path | None, typer.Option(help="Text file, one prompt per line.")] = None,
     n: Annotated[int, typer.Option(help="Images per prompt.")] = 4,
     lora: Annotated[Path | None, typer.Option(help="LoRA folder to attach.")] = None,
+    embedding: Annotated[
+        Path | None, typer.Option(help="Textual-inversion file (learned_embeds.safetensors).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="First seed; image k of prompt i: S+i*N+k.")] = 0,
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance (1 = off).")] = 7.5,
@@ -93,6 +96,11 @@ def generate(
     if lora is not None:
         gen.attach_lora(lora)
     settings = {"steps": steps, "guidance": guidance, "eta": eta, "dtype": dtype}
+    if embedding is not None:
+        from base_models.finetune.embeddings import load_embedding
+
+        settings["embedding_token"] = load_embedding(gen, embedding)
+        settings["embedding"] = str(embedding)
     jobs = [(i, text, seed + i * n + k) for i, text in enumerate(texts) for k in range(n)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
