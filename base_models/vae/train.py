@@ -63,16 +63,29 @@ def build_vae(cfg: VaeConfig) -> AutoencoderKL:
     )
 
 
+def salience(x: torch.Tensor, weight: float, scale: float = 0.5) -> torch.Tensor:
+    """Per-pixel loss weights (B, 1, H, W): 1 + weight * min(1, |x - median colour| / scale).
+
+    Pixels far from the image's median colour (its background, in a mostly-background picture)
+    count up to 1 + weight times: small objects are a few percent of the pixels, and an unweighted
+    loss reconstructs the background and lets object colours drift.
+    """
+    median = x.flatten(2).median(dim=2).values[:, :, None, None]  # (B, 3, 1, 1)
+    distance = (x - median).norm(dim=1, keepdim=True)  # (B, 1, H, W), pixels in [-1, 1]
+    return 1.0 + weight * (distance / scale).clamp(max=1.0)
+
+
 class VaeObjective(torch.nn.Module):
     """encode -> sample -> decode in one forward, so Accelerate (DDP) can wrap it.
 
     Returns (reconstruction loss, KL per image averaged over the batch).
     """
 
-    def __init__(self, vae: AutoencoderKL, recon_loss: str) -> None:
+    def __init__(self, vae: AutoencoderKL, recon_loss: str, salience_weight: float = 0.0) -> None:
         super().__init__()
         self.vae = vae
         self.recon_loss = recon_loss
+        self.salience_weight = salience_weight
 
     def forward(
         self, x: torch.Tensor, generator: torch.Generator | None = None
@@ -80,6 +93,8 @@ class VaeObjective(torch.nn.Module):
         posterior = self.vae.encode(x).latent_dist
         recon = self.vae.decode(posterior.sample(generator=generator)).sample  # (B, 3, H, W)
         err = recon.float() - x.float()
+        if self.salience_weight > 0:
+            err = err * salience(x.float(), self.salience_weight).sqrt()
         if self.recon_loss == "log_mse":  # per-image log: the gradient scales as 1 / its MSE
             rec = torch.log(err.pow(2).flatten(1).mean(1) + 1e-5).mean()
         elif self.recon_loss == "mse":
@@ -150,7 +165,7 @@ def train_vae(
         )
     torch.manual_seed(cfg.seed)
     vae = build_vae(cfg)
-    objective = VaeObjective(vae, cfg.recon_loss)
+    objective = VaeObjective(vae, cfg.recon_loss, cfg.salience_weight)
     optimizer = torch.optim.AdamW(
         vae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
         fused=accelerator.device.type in ("cpu", "cuda"),

@@ -188,3 +188,14 @@ def test_cli_bad_input_exits_2(args, message, micro_data, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_salience_weights_objects_over_background():
+    from base_models.vae.train import salience
+
+    x = torch.full((1, 3, 8, 8), 0.8)  # a light background in [-1, 1]
+    x[:, :, 2:4, 2:4] = torch.tensor([0.9, -0.9, -0.9]).view(1, 3, 1, 1)  # a red square
+    w = salience(x, weight=9.0)
+    assert w.shape == (1, 1, 8, 8)
+    assert torch.allclose(w[0, 0, 0, 0], torch.tensor(1.0))  # background: plain weight
+    assert torch.allclose(w[0, 0, 2, 2], torch.tensor(10.0))  # far from the median: 1 + 9
