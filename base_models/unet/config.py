@@ -52,6 +52,13 @@ class UNetConfig(BaseConfig):
     warmup_steps: int = hfield(100, "Linear warmup steps from 0 to lr.")
     weight_decay: float = hfield(1e-2, "AdamW weight decay (diffusers' example default).")
     grad_clip: float = hfield(1.0, "Clip the global gradient norm to this; 0 disables.")
+    train_text_encoder: bool = hfield(
+        True,
+        "Fine-tune the text encoder with the UNet (diffusers' --train_text_encoder); the SD "
+        "folder then holds the tuned copy. Needed here: the CLIP text tower barely separates "
+        "shape words (its contrastive loss never needed them), so frozen it hides shape.",
+    )
+    text_encoder_lr: float = hfield(0.0, "Peak learning rate of the text encoder; 0 uses lr.")
     snr_gamma: float = hfield(
         5.0, "Min-SNR-gamma loss weighting (Hang et al. 2023; 5 recommended); 0 disables."
     )
@@ -146,6 +153,7 @@ class UNetConfig(BaseConfig):
                 (self.lr > 0, "lr must be > 0"),
                 (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
                 (self.weight_decay >= 0, "weight_decay must be >= 0"),
+                (self.text_encoder_lr >= 0, "text_encoder_lr must be >= 0 (0 uses lr)"),
                 (self.grad_clip >= 0, "grad_clip must be >= 0 (0 disables clipping)"),
                 (self.snr_gamma >= 0, "snr_gamma must be >= 0 (0 disables min-SNR weighting)"),
                 (0.0 <= self.caption_dropout < 1.0, "caption_dropout is a probability in [0, 1)"),

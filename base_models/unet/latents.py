@@ -1,10 +1,12 @@
 """Frozen inputs of UNet training, computed once per run: VAE posteriors and caption states.
 
-The VAE and the text encoder do not train, so encoding every image and caption at every step
+The VAE does not train (nor, by default, does the text encoder), so encoding every image and
+caption at every step
 (as diffusers' train_text_to_image does) repeats the same work each epoch. Here each image's
 posterior (mean and log-variance, SD's `latent_dist`) is stored, and a fresh latent is
 *sampled* from it every time the image is drawn, exactly as `latent_dist.sample()` would; each
-distinct caption, plus the empty one for guidance, is encoded once to its per-token states.
+distinct caption, plus the empty one for guidance, is encoded once to its per-token states
+(and its token ids are kept, for runs that train the text encoder and so must re-encode).
 """
 
 from __future__ import annotations
@@ -43,38 +45,40 @@ def sample_latents(
 class CaptionBank:
     """Per-token states of each distinct caption; row `empty` is the empty caption "".
 
-    states: (U, T, D) float32; index: (N,) the row of each training item's caption.
+    states: (U, T, D) float32; ids: (U, T) their token ids (for a text encoder that trains);
+    index: (N,) the row of each training item's caption.
     """
 
     texts: list[str]
     states: torch.Tensor
+    ids: torch.Tensor
     index: torch.Tensor
     empty: int = 0
 
 
+def token_ids(tokenizer: Any, texts: Sequence[str]) -> torch.Tensor:
+    """Padded token ids (B, T), as StableDiffusionPipeline tokenises prompts."""
+    return tokenizer(
+        list(texts),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+
+
 @torch.no_grad()
-def encode_texts(
-    text_encoder: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 512
-) -> torch.Tensor:
-    """last_hidden_state (B, T, D) of padded captions, as StableDiffusionPipeline encodes them."""
+def encode_ids(text_encoder: Any, ids: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """last_hidden_state (B, T, D) float32 on the CPU of token ids (B, T)."""
     device = text_encoder.device
-    out = []
-    for start in range(0, len(texts), batch_size):
-        ids = tokenizer(
-            list(texts[start : start + batch_size]),
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-        out.append(text_encoder(ids.to(device))[0].float().cpu())
-    return torch.cat(out)
+    return torch.cat([text_encoder(chunk.to(device))[0].float().cpu()
+                      for chunk in ids.split(batch_size)])  # fmt: skip
 
 
 def caption_bank(text_encoder: Any, tokenizer: Any, captions: Sequence[str]) -> CaptionBank:
     """Encode the distinct captions (the empty one first) and index every item's caption."""
     distinct = [""] + sorted(set(captions) - {""})
     row = {t: i for i, t in enumerate(distinct)}
-    states = encode_texts(text_encoder, tokenizer, distinct)
+    ids = token_ids(tokenizer, distinct)
     index = torch.tensor([row[t] for t in captions], dtype=torch.long)
-    return CaptionBank(texts=distinct, states=states, index=index, empty=0)
+    return CaptionBank(texts=distinct, states=encode_ids(text_encoder, ids), ids=ids, index=index)

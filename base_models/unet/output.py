@@ -22,7 +22,7 @@ from PIL import Image
 from base_models.imaging import make_grid
 from base_models.io_utils import replace_dir
 
-SWAPPED_PARTS = ("unet", "vae", "scheduler")
+SWAPPED_PARTS = ("unet", "vae", "text_encoder", "scheduler")
 MODEL_INDEX = "model_index.json"
 EMA_PREFIX = "ema."
 

@@ -4,6 +4,8 @@ Per step: draw a batch of items -> sample each latent from its cached VAE poster
 VAE's scaling factor) -> replace captions by "" with probability caption_dropout -> noise at a
 uniform timestep of the DDPM schedule -> the UNet predicts ε or v from x_t and the caption's
 per-token CLIP states -> min-SNR-γ weighted MSE -> AdamW (warmup, cosine) -> EMA update.
+With train_text_encoder the caption states are recomputed from token ids every step and the text
+encoder trains with the UNet (its weights are averaged by the same EMA and saved in the folder).
 Gradient accumulation splits the batch into grad_accum micro-batches. All randomness of a step
 comes from a generator seeded by (seed, step), so a resumed run repeats an uninterrupted one.
 
@@ -14,6 +16,8 @@ Out folder (a Stable Diffusion folder, see output.py):
 
 from __future__ import annotations
 
+import copy
+import json
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -38,6 +42,8 @@ from base_models.unet.output import ema_meta, ema_tensors, load_ema, sample_grid
 from base_models.vae.data import load_images
 from base_models.vae.evaluate import load_vae
 from base_models.vae.train import plain_config
+
+TEXT_PREFIX = "text_encoder."  # checkpoint tensors of a text encoder that trains
 
 
 @dataclass
@@ -88,7 +94,8 @@ def _prepare_inputs(cfg: UNetConfig, data_dir, vae_dir, clip_dir, out: Path, acc
 class Batch:
     noisy: torch.Tensor  # x_t (B, C, h, w)
     timesteps: torch.Tensor  # (B,)
-    states: torch.Tensor  # caption states (B, T, D)
+    states: torch.Tensor  # caption states (B, T, D), of the frozen text encoder
+    ids: torch.Tensor  # caption token ids (B, T), for a text encoder that trains
     target: torch.Tensor  # ε or v (B, C, h, w)
     weights: torch.Tensor  # min-SNR-γ weights (B,)
 
@@ -108,19 +115,26 @@ def make_batch(
         noisy=scheduler.add_noise(x0, noise, t),
         timesteps=t,
         states=bank.states[rows],
+        ids=bank.ids[rows],
         target=losses.training_target(cfg.prediction_type, alphas, x0, noise, t),
         weights=losses.min_snr_weights(losses.snr(alphas, t), cfg.snr_gamma, cfg.prediction_type),
     )
 
 
-def _ema_copy(raw: UNet2DConditionModel, ema: EMAModel | None) -> UNet2DConditionModel:
-    """A separate UNet holding the EMA weights (or the raw ones without EMA), eval mode."""
-    copy = UNet2DConditionModel.from_config(raw.config).to(raw.device)
-    if ema is None:
-        copy.load_state_dict(raw.state_dict())
-    else:
-        ema.copy_to(copy.parameters())
-    return copy.eval().requires_grad_(False)
+def _ema_copy(
+    raw: UNet2DConditionModel, text_encoder: Any, ema: EMAModel | None, tune_text: bool
+) -> tuple[UNet2DConditionModel, Any]:
+    """Separate (UNet, text encoder) holding the EMA weights (or the raw ones), eval mode.
+
+    The EMA tracks the UNet's parameters, then the text encoder's when it trains; a frozen text
+    encoder is returned as it is.
+    """
+    unet = UNet2DConditionModel.from_config(raw.config).to(raw.device)
+    unet.load_state_dict(raw.state_dict())
+    text = copy.deepcopy(text_encoder) if tune_text else text_encoder
+    if ema is not None:
+        ema.copy_to(list(unet.parameters()) + (list(text.parameters()) if tune_text else []))
+    return unet.eval().requires_grad_(False), text.eval().requires_grad_(False)
 
 
 def train_unet(
@@ -153,25 +167,42 @@ def train_unet(
         unet.enable_gradient_checkpointing()
     train_sched = noise_scheduler(cfg)
     ddim = sampling_scheduler(train_sched)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    tune_text = cfg.train_text_encoder
+    text_encoder = inputs.text_encoder.train(tune_text).requires_grad_(tune_text)
+    groups = [{"params": list(unet.parameters())}]
+    if tune_text:
+        groups.append({"params": list(text_encoder.parameters()),
+                       "lr": cfg.text_encoder_lr or cfg.lr, "weight_decay": 0.0})  # fmt: skip
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   fused=accelerator.device.type in ("cpu", "cuda"))  # fmt: skip
     total = cfg.max_steps
     lr_sched = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup_steps, total)
     )
-    model, optimizer = accelerator.prepare(unet, optimizer)
+    if tune_text:
+        model, text_model, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
+        text_encoder = accelerator.unwrap_model(text_model)
+    else:
+        model, optimizer = accelerator.prepare(unet, optimizer)
+        text_model = None
     raw = accelerator.unwrap_model(model)
     ema = None
+    tracked = list(raw.parameters()) + (list(text_encoder.parameters()) if tune_text else [])
     if cfg.ema_decay > 0:
-        ema = EMAModel(raw.parameters(), decay=cfg.ema_decay, use_ema_warmup=True,
-                       power=cfg.ema_power, foreach=True)  # fmt: skip
+        ema = EMAModel(tracked, decay=cfg.ema_decay, use_ema_warmup=True, power=cfg.ema_power,
+                       foreach=True)  # fmt: skip
     start = 0
     extra = {"unet_config": plain_config(raw), "config": cfg.to_dict(), "data": str(data_dir),
              "vae": str(vae_dir), "clip": str(clip_dir),
              "inputs_checksum": inputs.checksum()}  # fmt: skip
     if resume:
+        _check_same_text_setting(out, tune_text)
         meta, tensors = load_checkpoint(out, raw, optimizer, lr_sched)
         start = int(meta["step"])
+        if tune_text:
+            text_encoder.load_state_dict({k[len(TEXT_PREFIX) :]: v.to(accelerator.device)
+                                          for k, v in tensors.items()
+                                          if k.startswith(TEXT_PREFIX)})  # fmt: skip
         if meta.get("unet_config") != extra["unet_config"]:
             raise ArtalignError(f"--resume: {out} was trained with another UNet shape; "
                                 "resume with the same config")  # fmt: skip
@@ -208,17 +239,21 @@ def train_unet(
             b = make_batch(cfg, inputs, train_sched, chunk, gen)
             sync = k == len(chunks) - 1
             with nullcontext() if sync else accelerator.no_sync(model):
+                states = text_model(b.ids.to(device))[0] if tune_text else b.states.to(device)
                 pred = model(b.noisy.to(device), b.timesteps.to(device),
-                             encoder_hidden_states=b.states.to(device)).sample  # fmt: skip
+                             encoder_hidden_states=states).sample  # fmt: skip
                 loss = losses.diffusion_loss(pred, b.target.to(device), b.weights.to(device))
                 accelerator.backward(loss / len(chunks))
             step_loss += loss.item() / len(chunks)
         if cfg.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                        cfg.grad_clip)  # fmt: skip
         optimizer.step()
         lr_sched.step()
         if ema is not None:
-            ema.step(raw.parameters())
+            ema.step(
+                list(raw.parameters()) + (list(text_encoder.parameters()) if tune_text else [])
+            )
         losses_seen.append(step_loss)
         done = step + 1
         if done % cfg.log_every == 0 or done == total:
@@ -231,23 +266,26 @@ def train_unet(
         sample_now = cfg.sample_every and (done % cfg.sample_every == 0 or done == total)
         if writer is not None and sample_now:
             ts = time.perf_counter()
-            grid = sample_grid(_ema_copy(raw, ema), inputs.vae, inputs.text_encoder,
-                               inputs.tokenizer, scheduler_dict(ddim), inputs.prompts,
-                               cfg.sample_steps, cfg.sample_guidance, out)  # fmt: skip
+            unet_now, text_now = _ema_copy(raw, text_encoder, ema, tune_text)
+            grid = sample_grid(unet_now, inputs.vae, text_now, inputs.tokenizer,
+                               scheduler_dict(ddim), inputs.prompts, cfg.sample_steps,
+                               cfg.sample_guidance, out)  # fmt: skip
             writer.add_image("samples", np.asarray(grid), done, dataformats="HWC")
             sample_seconds += time.perf_counter() - ts
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
             if accelerator.is_main_process:
-                _checkpoint(out, raw, optimizer, lr_sched, done, extra, ema)
+                _checkpoint(out, raw, text_encoder if tune_text else None, optimizer, lr_sched,
+                            done, extra, ema)  # fmt: skip
             accelerator.wait_for_everyone()
     bar.close()
     seconds = time.perf_counter() - t0
 
     metrics: dict[str, Any] = {}
     if accelerator.is_main_process:
-        _checkpoint(out, raw, optimizer, lr_sched, total, extra, ema)
-        save_sd_folder(out, _ema_copy(raw, ema), inputs.vae, inputs.text_encoder,
-                       inputs.tokenizer, ddim)  # fmt: skip
+        _checkpoint(out, raw, text_encoder if tune_text else None, optimizer, lr_sched, total,
+                    extra, ema)  # fmt: skip
+        unet_final, text_final = _ema_copy(raw, text_encoder, ema, tune_text)
+        save_sd_folder(out, unet_final, inputs.vae, text_final, inputs.tokenizer, ddim)
         if grid is not None:
             with atomic_path(out / "samples.png") as tmp:
                 grid.save(tmp, format="PNG")
@@ -264,6 +302,7 @@ def train_unet(
             "distinct_captions": len(inputs.captions.texts) - 1,
             "final_loss": sum(tail) / len(tail) if tail else None,
             "prediction_type": cfg.prediction_type,
+            "train_text_encoder": tune_text,
             "unet_parameters": sum(p.numel() for p in raw.parameters()),
             "latent_shape": [inputs.posteriors.shape[1] // 2, latent_size, latent_size],
             "train_seconds": round(seconds, 2),
@@ -279,7 +318,22 @@ def train_unet(
     return metrics
 
 
-def _checkpoint(out, raw, optimizer, lr_sched, step, extra, ema) -> None:
+def _check_same_text_setting(out: Path, tune_text: bool) -> None:
+    """Refuse to resume a run with train_text_encoder switched (before any state is loaded)."""
+    state = out / "checkpoint" / "state.json"
+    if not state.is_file():
+        return  # load_checkpoint explains a missing checkpoint
+    saved = json.loads(state.read_text()).get("config", {}).get("train_text_encoder", False)
+    if saved != tune_text:
+        raise ArtalignError(f"--resume: {out} was trained with train_text_encoder={saved}; "
+                            "resume with the same setting")  # fmt: skip
+
+
+def _checkpoint(out, raw, text_encoder, optimizer, lr_sched, step, extra, ema) -> None:
+    """The UNet as the checkpoint's model; EMA and a training text encoder as extra tensors."""
     more = {"ema": ema_meta(ema)} if ema is not None else {}
-    tensors = ema_tensors(ema) if ema is not None else None
-    save_checkpoint(out, raw, optimizer, lr_sched, step, {**extra, **more}, tensors)
+    tensors = ema_tensors(ema) if ema is not None else {}
+    if text_encoder is not None:
+        tensors.update({f"{TEXT_PREFIX}{k}": v.detach().cpu().contiguous()
+                        for k, v in text_encoder.state_dict().items()})  # fmt: skip
+    save_checkpoint(out, raw, optimizer, lr_sched, step, {**extra, **more}, tensors or None)

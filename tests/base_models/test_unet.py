@@ -134,6 +134,29 @@ def test_v_prediction_accumulation_and_checkpointing(parts, tmp_path):
     assert sched.config.prediction_type == "v_prediction"
 
 
+TEXT_WEIGHTS = "text_encoder/model.safetensors"
+
+
+def test_text_encoder_trains_only_when_asked(trained, parts, tmp_path):
+    """train_text_encoder=true (the default) saves a tuned copy; false keeps the CLIP export."""
+    from base_models.text_encoder import export_text_encoder
+
+    export_text_encoder(parts["clip"], tmp_path / "export")
+    exported = load_file(str(tmp_path / "export" / TEXT_WEIGHTS))
+    tuned = load_file(str(trained[0] / TEXT_WEIGHTS))
+    assert set(tuned) == set(exported)
+    assert any(not torch.equal(tuned[k], exported[k]) for k in exported)
+
+    frozen_out = tmp_path / "frozen"
+    metrics = _train(parts, frozen_out, micro_cfg(train_text_encoder=False, sample_every=0))
+    assert metrics["train_text_encoder"] is False
+    frozen = load_file(str(frozen_out / TEXT_WEIGHTS))
+    for k in exported:
+        torch.testing.assert_close(frozen[k], exported[k], rtol=0, atol=0)
+    with pytest.raises(ArtalignError, match="train_text_encoder"):
+        _train(parts, frozen_out, micro_cfg(train_text_encoder=True), resume=True)
+
+
 # ----------------------------------------------------------------------------- loss pieces
 
 
