@@ -27,8 +27,10 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 
 # The main job on the embedded default (extended to the full loop by later stages):
-# data set -> attribute oracle -> CLIP, each stage skipped when its output exists.
-demo: $(VENV)/.installed $(DEMO)/oracle_eval/metrics.json $(DEMO)/clip_eval/metrics.json
+# data set -> attribute oracle -> CLIP -> VAE -> UNet -> generator evaluation,
+# each stage skipped when its output exists.
+demo: $(VENV)/.installed $(DEMO)/oracle_eval/metrics.json $(DEMO)/clip_eval/metrics.json \
+		$(DEMO)/generator_eval/metrics.json
 	@$(PY) -m base_models.demo_summary $(DEMO)
 
 $(DEMO)/data/metadata.jsonl: | $(VENV)/.installed
@@ -48,6 +50,17 @@ $(DEMO)/clip/open_clip_model.safetensors: $(DEMO)/data/metadata.jsonl
 
 $(DEMO)/clip_eval/metrics.json: $(DEMO)/clip/open_clip_model.safetensors
 	$(ART) base eval-clip --model $(DEMO)/clip --out $(DEMO)/clip_eval
+
+$(DEMO)/vae/metrics.json: $(DEMO)/data/metadata.jsonl
+	$(ART) base train-vae --data $(DEMO)/data --out $(DEMO)/vae --preset quick
+
+$(DEMO)/generator/model_index.json: $(DEMO)/vae/metrics.json $(DEMO)/clip/open_clip_model.safetensors
+	$(ART) base train-unet --data $(DEMO)/data --vae $(DEMO)/vae --clip $(DEMO)/clip \
+		--out $(DEMO)/generator --preset quick
+
+$(DEMO)/generator_eval/metrics.json: $(DEMO)/generator/model_index.json $(DEMO)/oracle/model.safetensors
+	$(ART) base eval-generator --model $(DEMO)/generator --oracle $(DEMO)/oracle \
+		--clip $(DEMO)/clip --out $(DEMO)/generator_eval
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -1,4 +1,4 @@
-"""Print the figures of a `make demo` run: oracle and CLIP accuracy against their targets."""
+"""Print the figures of a `make demo` run against their targets: oracle, CLIP, VAE, generator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-# (metrics file, key, target, label): the targets of the foundation issue.
+# (metrics folder, key (dots go into nested dicts), target (higher is better), label).
 ROWS = (
     ("oracle_eval", "mean_attribute_accuracy", 0.98, "oracle mean per-attribute accuracy"),
     ("oracle_eval", "exact_set_accuracy", 0.95, "oracle exact-set accuracy"),
@@ -15,14 +15,30 @@ ROWS = (
     ("clip_eval", "zero_shot_style", 0.90, "CLIP zero-shot style accuracy"),
     ("clip_eval", "retrieval_i2t_r1", None, "CLIP image->text R@1"),
     ("clip_eval", "retrieval_t2i_r1", None, "CLIP text->image R@1"),
+    ("vae", "eval_psnr", 28.0, "VAE held-out PSNR (dB)"),
+    ("generator_eval", "single.colour_acc", 0.85, "generator colour accuracy (1 object)"),
+    ("generator_eval", "single.shape_acc", 0.70, "generator shape accuracy (1 object)"),
+    ("generator_eval", "single.both_acc", 0.65, "generator colour+shape (1 object)"),
+    ("generator_eval", "heldout.both_acc", None, "generator colour+shape (unseen pairs)"),
+    ("generator_eval", "two.both_acc", None, "generator colour+shape (2 objects)"),
+    ("generator_eval", "fid_clip.value", None, "generator FID, CLIP features (lower)"),
+    ("generator_eval", "fid_clip.real_vs_real", None, "FID real vs real, same features"),
 )
+
+
+def _get(metrics: dict, key: str):
+    for part in key.split("."):
+        if not isinstance(metrics, dict):
+            return None
+        metrics = metrics.get(part)
+    return metrics
 
 
 def summarise(run: Path) -> str:
     lines = [f"artalign demo: {run}", f"{'figure':<40} {'value':>8} {'target':>8}  met"]
     for folder, key, target, label in ROWS:
         path = run / folder / "metrics.json"
-        value = json.loads(path.read_text()).get(key) if path.is_file() else None
+        value = _get(json.loads(path.read_text()), key) if path.is_file() else None
         if value is None:
             lines.append(f"{label:<40} {'n/a':>8}")
             continue

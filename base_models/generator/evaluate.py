@@ -99,6 +99,28 @@ def clip_fid(features: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) 
     return float(fid.compute())
 
 
+def sample_seeds(
+    generator: Generator,
+    prompts: list[str],
+    seeds: int,
+    steps: int,
+    guidance: float,
+    batch_size: int = 64,
+    desc: str = "sample",
+) -> torch.Tensor:
+    """Each prompt drawn with `seeds` seeds (seed 1000·k + j for draw j of prompt k), in order:
+    (len(prompts) * seeds, 3, H, W) pixels in [0, 1]."""
+    flat = [p for p in prompts for _ in range(seeds)]
+    seed_list = [1000 * k + j for k in range(len(prompts)) for j in range(seeds)]
+    pixels = []
+    for start in tqdm(range(0, len(flat), batch_size), desc=desc, unit="batch"):
+        out = generator.sample(flat[start : start + batch_size],
+                               seed_list[start : start + batch_size], steps=steps,
+                               guidance=guidance, batch_size=batch_size)  # fmt: skip
+        pixels.append(out.pixels)
+    return torch.cat(pixels)
+
+
 def evaluate_generator(
     generator: Generator,
     oracle: AttributeOracle,
@@ -129,15 +151,9 @@ def evaluate_generator(
         reals = _to_tensor([im for _, im in pairs]) if kind == "single" else None
         pairs = pairs[:n]
         scenes = [s for s, _ in pairs for _ in range(seeds)]
-        prompts = [canonical_caption(s, with_position=False) for s in scenes]
-        seed_list = [1000 * k + j for k in range(n) for j in range(seeds)]
-        pixels = []
-        for start in tqdm(range(0, len(prompts), batch_size), desc=f"eval {kind}", unit="batch"):
-            out = generator.sample(prompts[start : start + batch_size],
-                                   seed_list[start : start + batch_size], steps=steps,
-                                   guidance=guidance, batch_size=batch_size)  # fmt: skip
-            pixels.append(out.pixels)
-        fake = torch.cat(pixels)
+        prompts = [canonical_caption(s, with_position=False) for s, _ in pairs]
+        fake = sample_seeds(generator, prompts, seeds, steps, guidance, batch_size, kind)
+        prompts = [p for p in prompts for _ in range(seeds)]
         readings = read_images(oracle, fake)
         metrics[kind] = score_prompt_set(readings, scenes)
         metrics[kind]["n_prompts"] = n

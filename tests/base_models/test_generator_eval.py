@@ -88,17 +88,42 @@ def test_clip_fid_matches_a_float64_reference():
     assert clip_fid(feats, real, real) == pytest.approx(0.0, abs=1e-3)
 
 
-def test_eval_generator_cli_writes_metrics(tmp_path):
-    from typer.testing import CliRunner
-
-    from base_models.cli import base_app
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random tiny SD folder and a micro oracle."""
     from base_models.config import load_config
     from base_models.oracle import OracleConfig, train_oracle
     from tests.base_models.sd_fixtures import make_tiny_sd_folder
 
-    sd = make_tiny_sd_folder(tmp_path / "sd")
-    oracle = tmp_path / "oracle"
-    train_oracle(load_config(OracleConfig, "micro"), oracle)
+    root = tmp_path_factory.mktemp("tiny")
+    train_oracle(load_config(OracleConfig, "micro"), root / "oracle")
+    return make_tiny_sd_folder(root / "sd"), root / "oracle"
+
+
+def test_style_eval_counts_the_style_the_oracle_reads(tiny):
+    from base_models.finetune.evaluate import evaluate_style, style_prompts
+    from base_models.generator import Generator
+    from base_models.oracle import AttributeOracle
+
+    prompts, scenes = style_prompts("sks", 3)
+    assert all(p.startswith("sks style, ") and "style" not in p[len("sks style, ") :]
+               for p in prompts)  # fmt: skip
+    plain, _ = style_prompts(None, 3)
+    assert not any("style" in p for p in plain)
+    oracle = AttributeOracle.load(tiny[1])
+    metrics, pixels = evaluate_style(Generator.from_folder(tiny[0]), oracle, "dotted", prompts,
+                                     scenes, seeds=2, steps=2)  # fmt: skip
+    assert pixels.shape[0] == 6 and metrics["n_images"] == 6
+    assert metrics["style_share"] == pytest.approx(metrics["style_read"].get("dotted", 0.0))
+    assert sum(metrics["style_read"].values()) == pytest.approx(1.0)
+
+
+def test_eval_generator_cli_writes_metrics(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from base_models.cli import base_app
+
+    sd, oracle = tiny
     out = tmp_path / "eval"
     args = ["eval-generator", "--model", str(sd), "--oracle", str(oracle),
             "--out", str(out), "--n-prompts", "3", "--seeds", "2", "--n-two", "2",
