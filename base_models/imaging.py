@@ -1,11 +1,25 @@
-"""Image helpers shared by every stage: contact-sheet grids for people to look at."""
+"""Image helpers shared by every stage: square crops for training, contact-sheet grids."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from PIL import Image
+
+
+def square_crop(image: Image.Image, size: int) -> np.ndarray:
+    """Resize the shorter side to `size` (bicubic) and centre-crop, as open_clip's and SD's
+    training preprocess do; (size, size, C) uint8."""
+    if image.size != (size, size):
+        w, h = image.size
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        image = image.resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.uint8)
 
 
 def make_grid(

@@ -24,14 +24,14 @@ def main() -> None:
     a = p.parse_args()
 
     from base_models.generator import SampleOutput
-    from base_models.generator.evaluate import _to_tensor, prompt_scenes, score_prompt_set
+    from base_models.generator.evaluate import prompt_scenes, score_prompt_set
     from base_models.imaging import make_grid
-    from base_models.oracle import AttributeOracle, read_images
+    from base_models.oracle import AttributeOracle, images_to_tensor, read_images
     from base_models.vae.evaluate import load_vae
 
     vae = load_vae(a.vae)
     pairs = prompt_scenes("single", a.n)
-    x = _to_tensor([im for _, im in pairs])
+    x = images_to_tensor([im for _, im in pairs], 32)
     scenes = [s for s, _ in pairs]
     with torch.no_grad():
         rec = torch.cat([

@@ -18,23 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from base_models.data import can_flip, has_spatial_attrs, load_records, mirror_text
 from base_models.errors import ArtalignError
-
-
-def _square(image: Image.Image, size: int) -> np.ndarray:
-    """Resize the shorter side to `size` (bicubic) and centre-crop, as open_clip's preprocess."""
-    if image.size != (size, size):
-        w, h = image.size
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        image = image.resize((nw, nh), Image.Resampling.BICUBIC)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        image = image.crop((left, top, left + size, top + size))
-    return np.asarray(image, dtype=np.uint8)
+from base_models.imaging import square_crop
 
 
 @dataclass
@@ -79,7 +67,7 @@ def load_pairs(
     for i, rec in enumerate(tqdm(records, desc="decode", unit="img", mininterval=2.0)):
         image = rec.load_image()
         source_size = source_size or min(image.size)
-        images[i] = _square(image, image_size)
+        images[i] = square_crop(image, image_size)
         texts.append(rec.text)
         ok = can_flip(rec.text, rec.attrs)
         flippable.append(ok)

@@ -22,17 +22,18 @@ from tqdm import tqdm
 
 from base_models.errors import ArtalignError
 from base_models.generator.generator import Generator
-from base_models.oracle import AttributeOracle, read_images
+from base_models.oracle import AttributeOracle, images_to_tensor, read_images
 from base_models.oracle.fidelity import fidelity
 from base_models.world.attributes import SceneSpec
 from base_models.world.captions import canonical_caption
 from base_models.world.dataset import DataConfig, generate_item
 
+IMAGE_SIZE = 32  # side of the real images the prompt sets render
 PROMPT_SEEDS = {"single": 7001, "heldout": 7002, "two": 7003}
 
 
 def prompt_scenes(
-    kind: str, n: int, size: int = 32, seed: int | None = None
+    kind: str, n: int, size: int = IMAGE_SIZE, seed: int | None = None
 ) -> list[tuple[SceneSpec, Any]]:
     """`n` (scene, real image) pairs of prompt set `kind` (single | heldout | two)."""
     objects = 2 if kind == "two" else 1
@@ -148,7 +149,7 @@ def evaluate_generator(
             continue
         # the single set draws n * seeds scenes: its first n are the prompts, all are FID's reals
         pairs = prompt_scenes(kind, n * seeds if kind == "single" else n)
-        reals = _to_tensor([im for _, im in pairs]) if kind == "single" else None
+        reals = images_to_tensor([im for _, im in pairs], IMAGE_SIZE) if kind == "single" else None
         pairs = pairs[:n]
         scenes = [s for s, _ in pairs for _ in range(seeds)]
         prompts = [canonical_caption(s, with_position=False) for s, _ in pairs]
@@ -162,16 +163,11 @@ def evaluate_generator(
         if reals is not None and features is not None:
             # the floor: FID between these reals and as many other real images of the world
             other = prompt_scenes("single", len(reals), seed=PROMPT_SEEDS["single"] + 100)
-            floor = clip_fid(features, reals, _to_tensor([im for _, im in other]))
+            floor = clip_fid(features, reals, images_to_tensor([im for _, im in other], IMAGE_SIZE))
             metrics["fid_clip"] = {"value": clip_fid(features, reals, fake),
                                    "real_vs_real": floor, "n_real": len(reals),
                                    "n_generated": len(fake)}  # fmt: skip
     return metrics
-
-
-def _to_tensor(images: list[Any]) -> torch.Tensor:
-    arrays = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
-    return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
 
 
 def load_instruments(oracle: str | Path, clip: str | Path | None) -> tuple[Any, Any]:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from base_models.data import load_records
 from base_models.errors import ArtalignError
+from base_models.imaging import square_crop
 
 
 @dataclass
@@ -35,18 +35,6 @@ class ImageArray:
         return int(self.pixels.shape[-1])
 
 
-def _square(image: Image.Image, size: int) -> np.ndarray:
-    """Resize the shorter side to `size` (bicubic) and centre-crop: SD's training preprocess."""
-    if image.size != (size, size):
-        w, h = image.size
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        image = image.resize((nw, nh), Image.Resampling.BICUBIC)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        image = image.crop((left, top, left + size, top + size))
-    return np.asarray(image, dtype=np.uint8)
-
-
 def load_images(
     source: str | Path, size: int, max_items: int = 0, require_text: bool = True
 ) -> ImageArray:
@@ -58,7 +46,7 @@ def load_images(
         records = records[:max_items]
     pixels = np.empty((len(records), size, size, 3), dtype=np.uint8)
     for i, rec in enumerate(tqdm(records, desc="decode", unit="img", mininterval=2.0)):
-        pixels[i] = _square(rec.load_image(), size)
+        pixels[i] = square_crop(rec.load_image(), size)
     return ImageArray(
         pixels=torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),
         texts=[r.text for r in records],
