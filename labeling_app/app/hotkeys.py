@@ -1,0 +1,79 @@
+"""Keyboard shortcuts: a tiny same-origin iframe installs one keydown listener on the app page.
+
+The listener maps a key to a button label and clicks the visible button whose text is that
+label (or the label followed by its key hint), so the click goes through the button's own
+callback, exactly like a mouse click. The listener is created in the parent page's own realm
+(a <script> element appended to the parent document), so it keeps working when Streamlit
+replaces the iframe; re-rendering only updates the key map. Keys typed into inputs, and keys
+with Ctrl/Alt/Meta, are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from labeling_app.app.settings import ACTION_LABELS, key_hint, normalize_key
+
+_LISTENER = """
+document.addEventListener("keydown", function (e) {
+  if (e.repeat || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+  var t = e.target, tag = (t && t.tagName ? t.tagName : "").toUpperCase();
+  if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || (t && t.isContentEditable)) {
+    return;
+  }
+  var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  var label = (window.__artalignHotkeys || {})[key];
+  if (!label) return;
+  var buttons = document.querySelectorAll("button");
+  for (var i = 0; i < buttons.length; i++) {
+    var text = (buttons[i].innerText || "").trim();
+    if ((text === label || text.indexOf(label + " (") === 0) && !buttons[i].disabled) {
+      e.preventDefault();
+      buttons[i].click();
+      return;
+    }
+  }
+});
+"""
+
+_INSTALLER = """<script>
+(function () {
+  var w = window.parent;
+  w.__artalignHotkeys = %s;
+  if (w.__artalignHotkeysInstalled) return;
+  w.__artalignHotkeysInstalled = true;
+  var s = w.document.createElement("script");
+  s.textContent = %s;
+  w.document.head.appendChild(s);
+})();
+</script>"""
+
+
+def button_label(action: str, hotkeys: dict[str, tuple[str, ...]]) -> str:
+    """The text of an action's button: its label and key hint, e.g. `Left (← / 1)`."""
+    keys = hotkeys.get(action, ())
+    label = ACTION_LABELS[action]
+    return f"{label} ({key_hint(keys)})" if keys else label
+
+
+def key_map(hotkeys: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Normalised key -> button label, as the browser listener reads it."""
+    return {normalize_key(k): ACTION_LABELS[a] for a, keys in hotkeys.items() for k in keys}
+
+
+def installer_html(hotkeys: dict[str, tuple[str, ...]]) -> str:
+    """The iframe document that (re)installs the listener with this key map."""
+    return _INSTALLER % (json.dumps(key_map(hotkeys)), json.dumps(_LISTENER))
+
+
+def render(hotkeys: dict[str, tuple[str, ...]]) -> None:
+    """Put the zero-height hotkey iframe on the page."""
+    html = installer_html(hotkeys)
+    if hasattr(st, "iframe"):  # streamlit >= 1.52; components.v1.html is deprecated there
+        st.iframe(html, height=1)
+    else:
+        import streamlit.components.v1 as components
+
+        components.html(html, height=0)

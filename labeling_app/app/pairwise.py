@@ -1,0 +1,62 @@
+"""The pairwise task: two images side by side; left / right / tie / both bad / skip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from labeling_app.app import session
+from labeling_app.app.hotkeys import button_label
+from labeling_app.app.images import show_image
+from labeling_app.app.settings import AppSettings
+from labeling_app.store import Store
+
+CHOICES = ("left", "right", "tie", "both_bad")
+RATING_SCALE = (1, 7)
+
+
+def rating_sliders(key: str) -> None:
+    """The optional 1-7 sliders for prompt fidelity and quality of one image."""
+    st.slider("Prompt fidelity", *RATING_SCALE, value=4, key=f"{key}_fidelity")
+    st.slider("Quality", *RATING_SCALE, value=4, key=f"{key}_quality")
+
+
+def read_ratings(keys: list[str]) -> dict[str, list[int]]:
+    """The slider values of each image, in display order (callbacks read them from state)."""
+    return {
+        name: [int(st.session_state[f"{k}_{name}"]) for k in keys]
+        for name in ("fidelity", "quality")
+    }
+
+
+def _answer(current: session.Served, choice: str, rating_keys: list[str] | None) -> None:
+    answer: dict[str, Any] = {"choice": choice}
+    if rating_keys:
+        answer["ratings"] = read_ratings(rating_keys)
+    session.queue_answer(current, answer)
+
+
+def render(store: Store, settings: AppSettings, current: session.Served) -> None:
+    """Draw the two images and the choice buttons for the task on screen."""
+    task, token = current.task, current.token
+    rating_keys = [f"rate_{token}_{i}" for i in range(2)] if settings.ratings else None
+    for i, (col, image_id) in enumerate(zip(st.columns(2), task.image_ids, strict=True)):
+        with col:
+            show_image(store, image_id, settings.image_px, caption=("Left", "Right")[i])
+            if rating_keys:
+                rating_sliders(rating_keys[i])
+    buttons = st.columns(len(CHOICES) + 1)
+    for col, choice in zip(buttons, CHOICES, strict=False):
+        col.button(
+            button_label(choice, settings.hotkeys),
+            key=f"{choice}_{token}",
+            on_click=_answer,
+            args=(current, choice, rating_keys),
+        )
+    buttons[-1].button(
+        button_label("skip", settings.hotkeys),
+        key=f"skip_{token}",
+        on_click=session.queue_skip,
+        args=(current,),
+    )

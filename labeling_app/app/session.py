@@ -1,0 +1,182 @@
+"""Per-browser-session state of the app: who is logged in, the task on screen, queued actions.
+
+Buttons do not touch the store themselves: their callbacks queue an action bound to the task
+that was on screen (its assignment id and the client token made when it was served), and the
+next script run applies the queue with that run's own store connection. A double click or a
+click on a stale button is dropped, and would re-send the same client token anyway, which the
+store keeps once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from base_models.errors import ArtalignError
+from labeling_app.app.settings import AppSettings
+from labeling_app.store import Store, StoreError
+
+RATER = "artalign_rater"
+SERVED = "artalign_served"
+PENDING = "artalign_pending"
+FLASH = "artalign_flash"
+BATCH = "artalign_batch"
+
+
+@dataclass(frozen=True)
+class Served:
+    """The task on screen: the store's Task, its client token, and when it was shown."""
+
+    task: Any
+    token: str
+    served_at: float
+
+
+def open_store(settings: AppSettings) -> Store:
+    """A connection for this script run (sqlite connections must stay on one thread)."""
+    try:
+        return Store(settings.db)
+    except (StoreError, ArtalignError, OSError) as e:
+        st.error(f"Cannot open the label store {settings.db}: {e}")
+        st.stop()
+        raise  # st.stop raises; this keeps type checkers calm
+
+
+def current_rater() -> Any | None:
+    """The logged-in Rater, or None."""
+    return st.session_state.get(RATER)
+
+
+def log_in(rater: Any) -> None:
+    """Remember the rater for this browser session; forget anything of a previous one."""
+    log_out()
+    st.session_state[RATER] = rater
+
+
+def log_out() -> None:
+    """Forget the rater and everything served to them in this session."""
+    for key in (RATER, SERVED, PENDING, FLASH, BATCH, "page", "batch_choice"):
+        st.session_state.pop(key, None)
+
+
+def flash(kind: str, message: str) -> None:
+    """A message (kind: success, info, warning, error) shown once on the next run."""
+    st.session_state.setdefault(FLASH, []).append((kind, message))
+
+
+def show_flash() -> None:
+    """Show and clear the queued messages."""
+    for kind, message in st.session_state.pop(FLASH, []):
+        getattr(st, kind)(message)
+
+
+def served() -> Served | None:
+    """The task on screen, if any."""
+    return st.session_state.get(SERVED)
+
+
+def serve(store: Store, settings: AppSettings, rater: Any) -> Served | None:
+    """The task on screen, or a freshly served one (locked to this rater) with a new token."""
+    current = served()
+    if current is not None:
+        return current
+    task = store.next_task(
+        rater.id,
+        batch_id=st.session_state.get(BATCH),
+        lock_seconds=settings.lock_seconds,
+        gold_rate=settings.gold_rate,
+        order=settings.order,
+    )
+    if task is None:
+        return None
+    current = Served(task=task, token=secrets.token_hex(16), served_at=time.time())
+    st.session_state[SERVED] = current
+    return current
+
+
+def set_batch(batch_id: int | None) -> None:
+    """Label from one batch (None: any open batch).
+
+    A task on screen from another batch leaves the screen; it stays open for this rater (and
+    comes back first when they return to it) until its lock runs out.
+    """
+    st.session_state[BATCH] = batch_id
+    current = served()
+    if current is not None and batch_id is not None and current.task.batch_id != batch_id:
+        st.session_state.pop(SERVED, None)
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+def queue(action: str, **fields: Any) -> None:
+    """Queue an action for the next run (button callbacks call this)."""
+    st.session_state.setdefault(PENDING, []).append((action, fields))
+
+
+def queue_answer(current: Served, answer: dict[str, Any]) -> None:
+    """Queue the answer to the task that was on screen when its button was drawn."""
+    queue(
+        "submit",
+        assignment_id=current.task.assignment_id,
+        token=current.token,
+        answer=answer,
+        seconds=round(time.time() - current.served_at, 3),
+    )
+
+
+def queue_skip(current: Served) -> None:
+    """Queue skipping the task that was on screen."""
+    queue("skip", assignment_id=current.task.assignment_id, token=current.token)
+
+
+def queue_undo(token: str | None) -> None:
+    """Queue undoing this rater's last judgment, bound to the task on screen (`token`)."""
+    queue("undo", token=token)
+
+
+def apply_pending(store: Store, rater: Any) -> None:
+    """Apply the queued actions in order; each store call commits before the page moves on.
+
+    Task actions carry the token of the task that was on screen when their button was drawn;
+    one whose task has left the screen is a stale second click (its first click was applied,
+    or the rater moved on) and is dropped. A repeated token would be stored once anyway.
+    """
+    for action, f in st.session_state.pop(PENDING, []):
+        on_screen = served().token if served() else None
+        if action in ("submit", "skip", "undo") and f["token"] != on_screen:
+            continue
+        try:
+            if action == "submit":
+                store.submit(
+                    f["assignment_id"],
+                    rater.id,
+                    f["answer"],
+                    client_token=f["token"],
+                    seconds=f["seconds"],
+                )
+                st.session_state.pop(SERVED, None)
+            elif action == "skip":
+                store.skip(f["assignment_id"], rater.id)
+                st.session_state.pop(SERVED, None)
+            elif action == "undo":
+                task_id = store.undo_last(rater.id)
+                if task_id is None:
+                    flash("info", "Nothing to undo.")
+                else:
+                    # Serve again: the store reopened the undone task for this rater.
+                    st.session_state.pop(SERVED, None)
+                    flash("info", f"Undid your judgment of task {task_id}; judge it again.")
+            elif action == "batch_done" and rater.role == "admin":
+                store.mark_batch_done(f["batch_id"], done=f["done"])
+            elif action == "unlock" and rater.role == "admin":
+                store.unlock(f["rater_id"])
+        except (StoreError, ArtalignError) as e:
+            # e.g. the lock expired and another rater has the task: move on to the next one
+            if action in ("submit", "skip"):
+                st.session_state.pop(SERVED, None)
+            flash("warning", f"Not saved: {e}")

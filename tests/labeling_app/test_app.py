@@ -1,0 +1,255 @@
+"""The Streamlit app through `AppTest`: login, pair and rank answers, skip, undo, admin page.
+
+Every answer is read back from the store, so these tests check what lands in SQLite, not only
+what the page shows. The store comes from the `store_env` fixture (conftest.py): batch b1 has,
+per prompt, 3 pair tasks then one 3-way rank task, served first in, first out.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from labeling_app.app import MAIN_SCRIPT
+from labeling_app.app.settings import AppSettings
+from labeling_app.store import AuthError
+from tests.labeling_app.conftest import PASSWORDS, procedural_batch
+
+
+@pytest.fixture
+def make_app(store_env, monkeypatch):
+    """AppTest of the real script on the fixture's store; keyword args override settings."""
+
+    def make(**overrides) -> AppTest:
+        settings = AppSettings(db=str(store_env.db), gold_rate=0.0, **overrides)
+        for key, value in settings.to_env().items():
+            monkeypatch.setenv(key, value)
+        return AppTest.from_file(str(MAIN_SCRIPT), default_timeout=30)
+
+    return make
+
+
+def log_in(at: AppTest, name: str, password: str | None = None) -> AppTest:
+    at.run()
+    at.text_input(key="login_name").input(name)
+    at.text_input(key="login_password").input(PASSWORDS[name] if password is None else password)
+    return at.button[0].click().run()
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    """Click the button whose text starts with `label` (buttons carry a hotkey hint)."""
+    matches = [b for b in at.button if b.label.startswith(label)]
+    assert len(matches) == 1, [b.label for b in at.button]
+    return matches[0].click().run()
+
+
+def shown_task(at: AppTest) -> int | None:
+    """The task id the page shows (its caption reads `Task N · ...`)."""
+    for c in at.caption:
+        if c.value.startswith("Task "):
+            return int(c.value.split()[1])
+    return None
+
+
+def answers(store_env, rater) -> list[tuple[int, dict]]:
+    js = store_env.store.judgments(store_env.admin, rater_id=rater.id, include_gold=True)
+    return [(j.task_id, j.answer) for j in sorted(js, key=lambda j: j.id)]
+
+
+def test_login_wrong_then_right_password(make_app):
+    at = log_in(make_app(), "alice", "not-the-password")
+    assert any("Login failed" in e.value for e in at.error)
+    assert shown_task(at) is None
+    at = log_in(make_app(), "alice")
+    assert not at.error
+    assert shown_task(at) == 1
+    assert any("## a large red circle" in m.value for m in at.markdown)  # the prompt
+
+
+def test_lockout_message_after_repeated_failures(make_app):
+    at = make_app()
+    for _ in range(5):
+        log_in(at, "bob", "wrong")
+    at = log_in(at, "bob")  # right password, but locked now
+    assert any("locked" in e.value for e in at.error)
+    assert shown_task(at) is None
+
+
+def test_pair_click_lands_in_store_and_next_task_is_served(make_app, store_env):
+    at = log_in(make_app(), "alice")
+    click(at, "Left")
+    assert shown_task(at) == 2
+    click(at, "Both bad")
+    assert shown_task(at) == 3
+    assert answers(store_env, store_env.alice) == [
+        (1, {"choice": "left"}),
+        (2, {"choice": "both_bad"}),
+    ]
+    assert answers(store_env, store_env.bob) == []
+
+
+def test_stale_second_click_is_dropped_and_stored_once(make_app, store_env):
+    at = log_in(make_app(), "alice")
+    served = at.session_state["artalign_served"]  # task 1 with the token of its buttons
+    click(at, "Left")
+    assert shown_task(at) == 2
+    # a double click re-sends the first click's action, or another button of the same task
+    stale = {"assignment_id": served.task.assignment_id, "token": served.token}
+    at.session_state["artalign_pending"] = [
+        ("submit", {**stale, "answer": {"choice": "right"}, "seconds": 1.0}),
+        ("skip", stale),
+        ("undo", {"token": served.token}),
+    ]
+    at.run()
+    assert shown_task(at) == 2  # the task on screen is untouched
+    assert not at.warning and not at.info
+    assert answers(store_env, store_env.alice) == [(1, {"choice": "left"})]
+
+
+def test_batch_choice_serves_from_that_batch(make_app, store_env):
+    other = procedural_batch(
+        store_env.store, "b2", prompts=["a green star, dotted style"], k=2, kinds=("pair",)
+    )
+    at = log_in(make_app(), "alice")
+    assert shown_task(at) == 1
+    at.sidebar.selectbox(key="batch_choice").set_value(f"{other}: b2").run()
+    (task,) = store_env.store.tasks(batch_id=other)
+    assert shown_task(at) == task.task_id
+    click(at, "Tie")
+    assert answers(store_env, store_env.alice) == [(task.task_id, {"choice": "tie"})]
+    assert any("No tasks left" in s.value for s in at.success)  # b2 is done for alice
+
+
+def test_skip_stores_nothing_and_is_not_served_again(make_app, store_env):
+    at = log_in(make_app(), "alice")
+    click(at, "Skip")
+    assert shown_task(at) == 2
+    assert answers(store_env, store_env.alice) == []
+    with sqlite3.connect(store_env.db) as c:
+        states = c.execute(
+            "SELECT task_id, state FROM assignment WHERE rater_id = ?", (store_env.alice.id,)
+        ).fetchall()
+    assert sorted(states) == [(1, "skipped"), (2, "open")]
+
+
+def test_undo_reopens_last_task_for_the_same_rater(make_app, store_env):
+    at = log_in(make_app(), "alice")
+    click(at, "Left")  # task 1
+    click(at, "Right")  # task 2
+    assert shown_task(at) == 3
+    click(at, "Undo last")
+    assert shown_task(at) == 2  # judge it again
+    assert answers(store_env, store_env.alice) == [(1, {"choice": "left"})]
+    click(at, "Tie")
+    assert shown_task(at) == 3  # the task that was on screen before the undo comes back
+    assert answers(store_env, store_env.alice) == [(1, {"choice": "left"}), (2, {"choice": "tie"})]
+
+
+def test_ranking_submit_needs_every_rank_and_stores_competition_ranks(make_app, store_env):
+    at = log_in(make_app(), "alice")
+    for _ in range(3):
+        click(at, "Left")
+    assert shown_task(at) == 4
+    rank_boxes = [s for s in at.selectbox if s.label.startswith("Rank of image")]
+    assert len(rank_boxes) == 3
+    rank_boxes[0].set_value(3)
+    rank_boxes[1].set_value(1)
+    click(at, "Submit ranking")  # image 3 has no rank yet
+    assert shown_task(at) == 4
+    assert any("every image" in w.value for w in at.warning)
+    [s for s in at.selectbox if s.label == "Rank of image 3 (1 = best)"][0].set_value(3)
+    click(at, "Submit ranking")
+    assert shown_task(at) == 5
+    # chosen 3, 1, 3: image 2 best, images 1 and 3 tied behind it -> ranks 2, 1, 2
+    assert answers(store_env, store_env.alice)[-1] == (4, {"ranks": [2, 1, 2]})
+
+
+def test_ratings_sliders_add_per_image_ratings(make_app, store_env):
+    at = log_in(make_app(ratings=True), "alice")
+    sliders = [s for s in at.slider if s.label in ("Prompt fidelity", "Quality")]
+    assert len(sliders) == 4  # two per image
+    sliders[0].set_value(6)
+    sliders[3].set_value(2)
+    click(at, "Right")
+    assert answers(store_env, store_env.alice) == [
+        (1, {"choice": "right", "ratings": {"fidelity": [6, 4], "quality": [4, 2]}})
+    ]
+
+
+def test_rater_cannot_open_the_admin_page(make_app):
+    at = log_in(make_app(), "alice")
+    assert not [r for r in at.sidebar.radio if r.label == "Page"]
+    at.session_state["page"] = "Admin"  # even a forged page choice shows the labeling page
+    at.run()
+    assert not [t for t in at.title if t.value == "Admin"]
+    assert shown_task(at) == 1
+    assert not at.dataframe
+
+
+def test_admin_sees_progress_raters_and_agreement(make_app, store_env):
+    rater = log_in(make_app(), "alice")
+    click(rater, "Left")
+    click(rater, "Right")
+    at = log_in(make_app(), "admin")
+    at.sidebar.radio(key="page").set_value("Admin").run()
+    assert [t.value for t in at.title] == ["Admin"]
+    progress = at.dataframe[0].value
+    row = progress[progress["batch"] == "b1"].iloc[0]
+    assert (row["tasks"], row["judgments needed"], row["judgments done"]) == (12, 24, 2)
+    raters = at.dataframe[1].value.set_index("name")
+    assert raters.loc["alice", "judgments"] == 2
+    assert raters.loc["bob", "judgments"] == 0
+    assert any("Krippendorff" in m.label for m in at.metric)
+
+
+def test_admin_marks_batch_done_and_raters_get_no_more_tasks(make_app, store_env):
+    at = log_in(make_app(), "admin")
+    at.sidebar.radio(key="page").set_value("Admin").run()
+    at.toggle[0].set_value(True).run()
+    assert store_env.store.batch(store_env.batch_id).done
+    rater = log_in(make_app(), "alice")
+    assert shown_task(rater) is None
+    assert any("No tasks left" in s.value for s in rater.success)
+
+
+def test_invite_link_sets_password_and_logs_in(make_app, store_env):
+    token = store_env.store.make_invite("carol")
+    at = make_app()
+    at.query_params["invite"] = token
+    at.run()
+    at.text_input(key="invite_password").input("carol-pass-1")
+    at.text_input(key="invite_again").input("carol-pass-1")
+    at.button[0].click().run()
+    assert shown_task(at) == 1
+    assert "Logged in as **carol**" in at.sidebar.markdown[0].value
+    assert store_env.store.login("carol", "carol-pass-1").name == "carol"
+    # the link is single-use
+    again = make_app()
+    again.query_params["invite"] = token
+    again.run()
+    again.text_input(key="invite_password").input("other-pass-1")
+    again.text_input(key="invite_again").input("other-pass-1")
+    again.button[0].click().run()
+    assert any("cannot be used" in e.value for e in again.error)
+
+
+def test_logout_returns_to_login(make_app):
+    at = log_in(make_app(), "alice")
+    at.sidebar.button(key="logout").click().run()
+    assert shown_task(at) is None
+    assert at.text_input(key="login_name") is not None
+
+
+def test_admin_unlocks_a_locked_out_rater(make_app, store_env):
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            store_env.store.login("bob", "wrong")
+    at = log_in(make_app(), "admin")
+    at.sidebar.radio(key="page").set_value("Admin").run()
+    raters = at.dataframe[1].value.set_index("name")
+    assert raters.loc["bob", "locked out"] and not raters.loc["alice", "locked out"]
+    click(at, "Unlock bob")
+    assert store_env.store.login("bob", PASSWORDS["bob"]).name == "bob"
+    assert not [b for b in at.button if b.label.startswith("Unlock")]

@@ -1,0 +1,92 @@
+"""End to end in a real browser: `artalign label serve` driven by Debian Chromium via Playwright.
+
+A rater logs in, judges by clicks and by hotkeys (every default key but the duplicates), undoes
+one judgment, ranks three images, skips one; the test then reads the rows back from SQLite.
+The batch (conftest.py) serves, per prompt, 3 pair tasks then one 3-way rank task, in order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from labeling_app.store import Store
+from tests.labeling_app.conftest import PASSWORDS
+from tests.labeling_app.live_server import (
+    launch_chromium,
+    log_in,
+    needs_chromium,
+    start_server,
+    wait_task,
+)
+
+pytestmark = needs_chromium
+
+
+def choose_rank(page, image: int, rank: int) -> None:
+    box = page.get_by_test_id("stSelectbox").filter(has_text=f"Rank of image {image} ")
+    box.click()
+    page.get_by_role("option", name=str(rank), exact=True).click()
+
+
+def wait_idle(page) -> None:
+    page.wait_for_function(
+        "document.querySelector('[data-testid=stApp]')"
+        ".getAttribute('data-test-script-state') === 'notRunning'"
+    )
+
+
+def test_rater_session_in_chromium(store_env, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    server = start_server(store_env.db, tmp_path / "server.log")
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            log_in(page, server.url, "alice", PASSWORDS["alice"])
+            wait_task(page, 1)
+            # images are drawn large (nearest-neighbour upscaled 16 px -> 256 px)
+            box = page.get_by_test_id("stImage").first.locator("img").bounding_box()
+            assert box["width"] == 256
+            page.get_by_role("button", name="Left (← / 1)").click()  # task 1: click
+            wait_task(page, 2)
+            page.keyboard.press("ArrowRight")  # task 2: hotkey
+            wait_task(page, 3)
+            page.keyboard.press("t")  # task 3: tie ...
+            wait_task(page, 4)
+            page.keyboard.press("u")  # ... undone: task 3 comes back
+            wait_task(page, 3)
+            page.keyboard.press("b")  # task 3 again: both bad
+            wait_task(page, 4)
+            for image, rank in ((1, 2), (2, 1), (3, 3)):  # task 4: a ranking
+                choose_rank(page, image, rank)
+                wait_idle(page)
+            page.get_by_role("heading", level=2).click()  # leave the rank box, then Enter
+            page.keyboard.press("Enter")
+            wait_task(page, 5)
+            page.keyboard.press("1")  # task 5: left by its second key
+            wait_task(page, 6)
+            page.keyboard.press("s")  # task 6: skip
+            wait_task(page, 7)
+            browser.close()
+    finally:
+        server.kill()
+    with Store(store_env.db) as store:
+        rows = store.judgments(store_env.admin, rater_id=store_env.alice.id, include_undone=True)
+        got = [(j.task_id, j.answer, j.undone) for j in sorted(rows, key=lambda j: j.id)]
+    assert got == [
+        (1, {"choice": "left"}, False),
+        (2, {"choice": "right"}, False),
+        (3, {"choice": "tie"}, True),
+        (3, {"choice": "both_bad"}, False),
+        (4, {"ranks": [2, 1, 3]}, False),
+        (5, {"choice": "left"}, False),
+    ]
+    assert all(j.seconds is not None and j.seconds >= 0 for j in rows)
+    with sqlite3.connect(store_env.db) as c:
+        skipped = c.execute(
+            "SELECT task_id FROM assignment WHERE rater_id = ? AND state = 'skipped'",
+            (store_env.alice.id,),
+        ).fetchall()
+    assert skipped == [(6,)]
