@@ -30,7 +30,7 @@ format: $(VENV)/.installed
 # data set -> attribute oracle -> CLIP -> VAE -> UNet -> generator evaluation,
 # each stage skipped when its output exists.
 demo: $(VENV)/.installed $(DEMO)/oracle_eval/metrics.json $(DEMO)/clip_eval/metrics.json \
-		$(DEMO)/generator_eval/metrics.json
+		$(DEMO)/generator_eval/metrics.json $(DEMO)/label_agreement/metrics.json
 	@$(PY) -m base_models.demo_summary $(DEMO)
 
 $(DEMO)/data/metadata.jsonl: | $(VENV)/.installed
@@ -61,6 +61,24 @@ $(DEMO)/generator/model_index.json: $(DEMO)/vae/metrics.json $(DEMO)/clip/open_c
 $(DEMO)/generator_eval/metrics.json: $(DEMO)/generator/model_index.json $(DEMO)/oracle/model.safetensors
 	$(ART) base eval-generator --model $(DEMO)/generator --oracle $(DEMO)/oracle \
 		--clip $(DEMO)/clip --out $(DEMO)/generator_eval
+
+# Labeling: 40 prompts x 4 generated images as pair and 4-way rank tasks, 3 raters per task,
+# judged by simulated raters through the store API the app uses (`artalign label serve` for people).
+$(DEMO)/labels/prompts.txt: | $(VENV)/.installed
+	$(ART) data prompts --out $@ --n 40 --seed 11 --objects 1-2
+
+$(DEMO)/labels/labels.db: $(DEMO)/generator/model_index.json $(DEMO)/labels/prompts.txt
+	rm -rf $@ $@.images $@.tmp $@.tmp.images
+	$(ART) label batch --db $@.tmp --model $(DEMO)/generator --prompts $(DEMO)/labels/prompts.txt \
+		--k 4 --kinds pair,rank --overlap 3 --steps 20 --guidance 3 --batch-name round1
+	mv $@.tmp.images $@.images && mv $@.tmp $@
+
+$(DEMO)/label_sim/metrics.json: $(DEMO)/labels/labels.db $(DEMO)/oracle/model.safetensors
+	$(ART) label simulate --db $(DEMO)/labels/labels.db --profile configs/raters/default.yaml \
+		--oracle $(DEMO)/oracle --n 100000 --out $@
+
+$(DEMO)/label_agreement/metrics.json: $(DEMO)/label_sim/metrics.json
+	$(ART) label agreement --db $(DEMO)/labels/labels.db --out $@
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -79,6 +79,33 @@ def data_make(
     typer.echo(f"wrote {cfg.n} images ({cfg.split} split, {cfg.size}px) to {path}")
 
 
+@data_app.command("prompts")
+def data_prompts(
+    out: Annotated[Path, typer.Option(help="Text file: one prompt per line.")],
+    n: Annotated[int, typer.Option(help="Number of prompts.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    split: Annotated[str, typer.Option(help="train | heldout | all.")] = "train",
+    objects: Annotated[
+        str, typer.Option(help="Objects per prompt: a number (1) or a range (1-3).")
+    ] = "1-3",
+) -> None:
+    """Write N captions drawn from the world (the data set's own captions for that seed)."""
+    from base_models.errors import ArtalignError
+    from base_models.io_utils import write_text
+    from base_models.world.dataset import DataConfig, sample_prompts
+
+    lo, _, hi = objects.partition("-")
+    try:
+        lo_n, hi_n = int(lo), int(hi or lo)
+    except ValueError:
+        raise ArtalignError(f"--objects {objects!r} is not a number or a range like 1-3") from None
+    cfg = DataConfig(
+        n=n, seed=seed, split=split, min_objects=lo_n, max_objects=hi_n, unsafe_share=0.0
+    )
+    write_text(out, "\n".join(sample_prompts(cfg)) + "\n")
+    typer.echo(f"wrote {n} prompts ({split} split, {objects} objects) to {out}")
+
+
 @data_app.command("check")
 def data_check(
     data: Annotated[str, typer.Option(help="Data set: folder, CSV, parquet, or tar shards.")],

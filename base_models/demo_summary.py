@@ -1,4 +1,4 @@
-"""Print the figures of a `make demo` run against their targets: oracle, CLIP, VAE, generator."""
+"""Print the figures of a `make demo` run against their targets, stage by stage."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ ROWS = (
     ("generator_eval", "two.both_acc", None, "generator colour+shape (2 objects)"),
     ("generator_eval", "fid_clip.value", None, "generator FID, CLIP features (lower)"),
     ("generator_eval", "fid_clip.real_vs_real", None, "FID real vs real, same features"),
+    ("label_sim", "n_written", None, "simulated judgments written"),
+    ("label_sim", "ceiling.overall.agreement", None, "agreement of two simulated raters"),
+    ("label_sim", "ceiling.overall.accuracy", None, "ceiling of a reward model vs one rater"),
+    ("label_agreement", "alpha_pairs_nominal", None, "Krippendorff alpha, pairs (nominal)"),
+    ("label_agreement", "alpha_ranks_ordinal", None, "Krippendorff alpha, ranks (ordinal)"),
 )
 
 

@@ -85,6 +85,21 @@ def generate_item(cfg: DataConfig, sampler: SceneSampler, index: int):
     return image, record
 
 
+def sample_prompts(cfg: DataConfig) -> list[str]:
+    """The captions of the `cfg.n` items `make_dataset(cfg)` would write, without rendering.
+
+    Prompt sets for labeling batches and evaluation: the same seed gives the same prompts, and
+    they are exactly the captions of the data set with that config.
+    """
+    sampler = cfg.sampler()
+    prompts = []
+    for index in range(cfg.n):
+        rng = np.random.default_rng([cfg.seed, index])
+        scene, _ = sampler.sample(rng)
+        prompts.append(caption(scene, rng))
+    return prompts
+
+
 def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ArtalignError(f"{out} exists and is not a folder; choose another --out")

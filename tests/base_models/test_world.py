@@ -151,3 +151,23 @@ def test_refuses_to_overwrite(tmp_path, micro_data):
     make_dataset(DataConfig(n=3), out, overwrite=True)
     assert len((out / "metadata.jsonl").read_text().splitlines()) == 3
     assert [p.name for p in tmp_path.iterdir()] == ["x"]  # no temp folders left behind
+
+
+def test_sample_prompts_are_the_data_sets_captions(micro_data):
+    from base_models.world.dataset import sample_prompts
+
+    lines = (micro_data / "metadata.jsonl").read_text().splitlines()
+    texts = [json.loads(line)["text"] for line in lines]
+    assert sample_prompts(DataConfig(n=16, seed=3)) == texts
+
+
+def test_data_prompts_cli(tmp_path):
+    from base_models.cli_main import main
+
+    out = tmp_path / "prompts.txt"
+    assert main(["data", "prompts", "--out", str(out), "--n", "6", "--objects", "1"]) == 0
+    lines = out.read_text().splitlines()
+    from base_models.oracle.fidelity import parse_prompt
+
+    assert len(lines) == 6 and all(len(parse_prompt(t)["objects"]) == 1 for t in lines)
+    assert main(["data", "prompts", "--out", str(out), "--objects", "two"]) == 2
