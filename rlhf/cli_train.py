@@ -1,0 +1,106 @@
+"""`artalign reward train` and `artalign reward score`: thin wrappers over rlhf.reward.
+
+Config layers for train: defaults -> --preset -> --config YAML -> KEY=VALUE overrides -> the
+explicit options (--backbone, --backbone-kind, --pretrained, --head, --mode).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from base_models.cli import ConfigFile, HelpConfig, Overrides, Preset, print_metrics
+from base_models.errors import ArtalignError
+
+
+def train_cmd(
+    data: Annotated[
+        Path, typer.Option(help="Label store (.db), Pick-a-Pic .parquet or .jsonl rankings.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder for the reward model.")],
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="CLIP folder (or open_clip config name); default from config."),
+    ] = None,
+    backbone_kind: Annotated[
+        str | None, typer.Option(help="artalign | open_clip | transformers.")
+    ] = None,
+    pretrained: Annotated[
+        str | None, typer.Option(help="open_clip: local .safetensors for a config-name backbone.")
+    ] = None,
+    head: Annotated[str | None, typer.Option(help="pickscore, mlp or hybrid.")] = None,
+    mode: Annotated[str | None, typer.Option(help="frozen, lora or full.")] = None,
+    batch: Annotated[
+        str | None, typer.Option(help="Label store only: train on this batch (name or id).")
+    ] = None,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    help_config: HelpConfig = False,
+) -> None:
+    """Train a reward model on preference judgments; write it and metrics.json to --out."""
+    from base_models.config import load_config, parse_overrides
+    from rlhf.reward.config import RewardConfig
+    from rlhf.reward.loaders import load_preferences
+    from rlhf.reward.train import train_reward
+
+    if help_config:
+        typer.echo(RewardConfig.help_text())
+        raise typer.Exit(0)
+    values: dict[str, Any] = parse_overrides(overrides)
+    explicit = {"backbone": backbone, "backbone_kind": backbone_kind, "pretrained": pretrained,
+                "head": head, "mode": mode}  # fmt: skip
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    cfg = load_config(RewardConfig, preset, config, values)
+    cfg.validate()
+    if batch is not None and data.suffix in (".parquet", ".jsonl"):
+        raise ArtalignError("--batch selects a batch of a label store; a file has no batches")
+    extra = {"batch": batch} if batch is not None else {}
+    prefs = load_preferences(
+        data, include_gold=cfg.include_gold, both_bad=cfg.both_bad,
+        exclude_raters="flagged" if cfg.exclude_flagged else None,
+        rater_weights=cfg.rater_weights, flag_kappa=cfg.flag_kappa, **extra,
+    )  # fmt: skip
+    s = prefs.summary()
+    typer.echo(f"{s['pairs']} pairs and {s['rankings']} rankings on {s['prompts']} prompts "
+               f"by {s['raters']} raters from {data}")  # fmt: skip
+    if prefs.source.get("excluded_raters"):
+        names = ", ".join(prefs.source["excluded_raters"])
+        typer.echo(f"left out raters who agree with nobody: {names}")
+    train_reward(cfg, prefs, out, log=typer.echo)
+    metrics = json.loads((out / "metrics.json").read_text())
+    print_metrics("reward", {k: v for k, v in metrics.items() if k != "history"}, out)
+
+
+def score_cmd(
+    model: Annotated[Path, typer.Option(help="Reward model folder (the --out of reward train).")],
+    images: Annotated[
+        Path, typer.Option(help="Image folder, or a .json/.jsonl manifest of {file, prompt}.")
+    ],
+    out: Annotated[Path, typer.Option(help="Scores file: .jsonl (default) or .csv.")],
+    prompts: Annotated[
+        Path | None,
+        typer.Option(help="Prompts: .jsonl {file, prompt}, or text (one line, or one per image)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per scoring batch.")] = 64,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any).")] = None,
+) -> None:
+    """Score images against their prompts with a reward model; write one row per image."""
+    from rlhf.reward.score import score_folder
+
+    if batch_size < 1:
+        raise ArtalignError(f"--batch-size must be >= 1, got {batch_size}")
+    summary = score_folder(model, images, out, prompts=prompts, batch_size=batch_size,
+                           device=device)  # fmt: skip
+    rate = summary["images_per_second"]
+    speed = f", {rate:.1f} images/s" if rate else ""
+    typer.echo(f"scored {summary['n']} images (mean reward {summary['mean']:.4f}{speed}) -> {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train` and `score` to the `reward` command group."""
+    app.command("train")(train_cmd)
+    app.command("score")(score_cmd)

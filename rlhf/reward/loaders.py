@@ -1,0 +1,269 @@
+"""Loaders of preference data: the label store, Pick-a-Pic parquet and JSONL rankings.
+
+Each reads the layout `labeling_app.exchange` / `exchange_rankings` write (docs/labeling_store.md)
+into a `PreferenceData`, leaves out gold tasks and (by default) "both bad" answers, applies the
+rater policy (`apply_rater_policy`) and, with `check`, refuses empty or all-tie data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from base_models.errors import ArtalignError
+from rlhf.reward.data import (
+    BOTH_BAD,
+    Pair,
+    PreferenceData,
+    Ranking,
+    apply_rater_policy,
+    competition_ranks,
+)
+
+
+class _Builder:
+    """Collects images (de-duplicated by path or content hash) and judgments."""
+
+    def __init__(self, source: dict[str, Any], both_bad: str, include_gold: bool) -> None:
+        if both_bad not in BOTH_BAD:
+            raise ArtalignError(f"both_bad={both_bad!r}; choose one of {', '.join(BOTH_BAD)}")
+        self.data = PreferenceData(source=source)
+        self.both_bad, self.include_gold = both_bad, include_gold
+        self.index: dict[str, int] = {}
+        self.dropped: dict[str, int] = defaultdict(int)
+
+    def image(self, ref: str | bytes | Path, name: str, key: str | None = None) -> int:
+        if isinstance(ref, Path):
+            ref = str(ref)
+        if key is None:
+            key = hashlib.sha256(ref).hexdigest() if isinstance(ref, bytes) else f"path:{ref}"
+        if key not in self.index:
+            self.index[key] = len(self.data.images)
+            self.data.images.append(ref)
+            self.data.names.append(name)
+        return self.index[key]
+
+    def keep(self, gold: bool, both_bad: bool) -> bool:
+        """False (and counted) for a gold item or, with both_bad="drop", a both-bad answer."""
+        if gold and not self.include_gold:
+            self.dropped["gold"] += 1
+            return False
+        if both_bad and self.both_bad == "drop":
+            self.dropped["both_bad"] += 1
+            return False
+        return True
+
+    def pair(self, prompt: Any, a: int, b: int, p_a: float, rater: Any, where: str) -> None:
+        self.data.pairs.append(Pair(_prompt(prompt, where), a, b, float(p_a), _rater(rater)))
+
+    def ranking(self, prompt: Any, images: list[int], ranks: Sequence[Any], rater: Any,
+                where: str) -> None:  # fmt: skip
+        if len(ranks) != len(images) or len(images) < 2:
+            raise ArtalignError(f"{where}: a ranking needs one rank per image (2 or more)")
+        if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ranks):
+            raise ArtalignError(f"{where}: ranks must be numbers, got {list(ranks)}")
+        self.data.rankings.append(Ranking(_prompt(prompt, where), tuple(images),
+                                          competition_ranks(ranks), _rater(rater)))  # fmt: skip
+
+    def finish(
+        self, exclude_raters: Any, rater_weights: bool, flag_kappa: float, check: bool
+    ) -> PreferenceData:
+        self.data.source["dropped"] = dict(self.dropped)
+        data = apply_rater_policy(self.data, exclude_raters, rater_weights,
+                                  kappa_threshold=flag_kappa)  # fmt: skip
+        if check:
+            data.check()
+        return data
+
+
+def _prompt(prompt: Any, where: str) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ArtalignError(f"{where}: the judgment has no prompt; every pair or ranking needs one")
+    return prompt
+
+
+def _rater(rater: Any) -> str | None:
+    return None if rater is None or (isinstance(rater, float) and math.isnan(rater)) else str(rater)
+
+
+# ----------------------------------------------------------------------------- loaders
+def load_from_store(
+    db: str | Path,
+    batch: str | int | None = None,
+    include_gold: bool = False,
+    exclude_raters: str | Sequence[str] | None = "flagged",
+    both_bad: str = "drop",
+    rater_weights: bool = False,
+    flag_kappa: float = 0.2,
+    check: bool = True,
+) -> PreferenceData:
+    """The live judgments of a label store (one batch, by name or id, or all)."""
+    from labeling_app.store import SYSTEM, Store
+
+    db = Path(db)
+    if not db.is_file():
+        raise ArtalignError(f"label store {db} does not exist; pass a .db made by `artalign label`")
+    b = _Builder({"kind": "store", "path": str(db), "batch": batch}, both_bad, include_gold)
+    with Store(db) as store:
+        batch_id = None
+        if batch is not None:
+            batch_id = store.batch(int(batch) if str(batch).isdigit() else batch).id
+        judgments = store.judgments(SYSTEM, batch_id=batch_id, include_gold=include_gold)
+        records = store.images([i for j in judgments for i in j.image_ids])
+    for j in judgments:
+        where = f"{db}: judgment {j.id}"
+        gold = j.gold is not None
+        ids = [b.image(records[i].path, f"{records[i].path} (image {i})") for i in j.image_ids]
+        if j.kind == "pair":
+            choice = j.answer.get("choice")
+            if b.keep(gold, choice == "both_bad"):
+                p_a = {"left": 1.0, "right": 0.0}.get(choice, 0.5)
+                b.pair(j.prompt, ids[0], ids[1], p_a, j.rater_name or j.rater_id, where)
+        elif b.keep(gold, False):
+            b.ranking(j.prompt, ids, j.answer.get("ranks") or [], j.rater_name or j.rater_id,
+                      where)  # fmt: skip
+    return b.finish(exclude_raters, rater_weights, flag_kappa, check)
+
+
+def load_pickapic(
+    path: str | Path,
+    include_gold: bool = False,
+    exclude_raters: str | Sequence[str] | None = "flagged",
+    both_bad: str = "drop",
+    rater_weights: bool = False,
+    flag_kappa: float = 0.2,
+    limit: int | None = None,
+    check: bool = True,
+) -> PreferenceData:
+    """A parquet in the Pick-a-Pic layout (caption, jpg_0, jpg_1, label_0, label_1, user_id, ...).
+
+    Image bytes are kept in memory and decoded when used. Rows our exporter wrote from one
+    k-way ranking (kind "rank", the same ranking_id) become that ranking again; other rows are
+    pairs with p_A = label_0. Rows without a label (has_label false, NaN labels) are skipped.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtalignError(f"{path} does not exist; pass a Pick-a-Pic parquet file")
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for non-parquet files
+        raise ArtalignError(f"{path} is not a parquet file ({e})") from None
+    missing = [c for c in ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
+               if c not in table.column_names]  # fmt: skip
+    if missing:
+        raise ArtalignError(f"{path} lacks the Pick-a-Pic columns {', '.join(missing)}")
+    b = _Builder({"kind": "pickapic", "path": str(path)}, both_bad, include_gold)
+    groups: dict[Any, list[tuple[int, int, float, Any, str]]] = defaultdict(list)
+    for n, row in enumerate(table.slice(0, limit).to_pylist()):
+        where = f"{path}: row {n}"
+        l0 = row.get("label_0")
+        if (
+            row.get("has_label") is False
+            or l0 is None
+            or (isinstance(l0, float) and math.isnan(l0))
+        ):
+            b.dropped["unlabelled"] += 1
+            continue
+        if not b.keep(bool(row.get("gold")), bool(row.get("both_bad"))):
+            continue
+        ids = []
+        for s in (0, 1):
+            if not row[f"jpg_{s}"]:
+                raise ArtalignError(f"{where}: jpg_{s} holds no image bytes")
+            ids.append(b.image(row[f"jpg_{s}"], f"{where} jpg_{s}", row.get(f"image_{s}_uid")))
+        rater = row.get("rater_name") or row.get("user_id")
+        _prompt(row["caption"], where)
+        if row.get("kind") == "rank" and row.get("ranking_id") is not None:
+            groups[row["ranking_id"]].append((ids[0], ids[1], float(l0), rater, row["caption"]))
+        else:
+            b.pair(row["caption"], ids[0], ids[1], float(l0), rater, where)
+    for ranking_id, rows in groups.items():
+        images = sorted({i for r in rows for i in r[:2]})
+        beaten_by = dict.fromkeys(images, 0.0)  # how many images beat each one
+        for a, c, label, _, _ in rows:
+            beaten_by[c] += label == 1.0
+            beaten_by[a] += label == 0.0
+        b.ranking(rows[0][4], images, [1 + beaten_by[i] for i in images], rows[0][3],
+                  f"{path}: ranking {ranking_id}")  # fmt: skip
+    return b.finish(exclude_raters, rater_weights, flag_kappa, check)
+
+
+def load_rankings(
+    path: str | Path,
+    include_gold: bool = False,
+    exclude_raters: str | Sequence[str] | None = "flagged",
+    both_bad: str = "drop",
+    rater_weights: bool = False,
+    flag_kappa: float = 0.2,
+    check: bool = True,
+) -> PreferenceData:
+    """ImageReward-style JSONL (labeling_app/exchange_rankings.py): a line per judgment with
+    prompt, generations (paths relative to the file), ranking (1 = best) or choice."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtalignError(f"{path} does not exist; pass a .jsonl rankings file")
+    base = path.resolve().parent
+    b = _Builder({"kind": "rankings", "path": str(path)}, both_bad, include_gold)
+    with path.open(encoding="utf-8") as f:
+        for n, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                line = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ArtalignError(f"{where}: not JSON ({e})") from None
+            if not isinstance(line, dict):
+                raise ArtalignError(f"{where}: each line must be a JSON object")
+            gens = line.get("generations")
+            if not isinstance(gens, list) or len(gens) < 2:
+                raise ArtalignError(f"{where}: needs a list of at least 2 'generations'")
+            prompt = _prompt(line.get("prompt") or line.get("caption"), where)
+            choice = line.get("choice")
+            if not b.keep(
+                bool(line.get("gold")), choice == "both_bad" or bool(line.get("both_bad"))
+            ):
+                continue
+            ids = []
+            for g in gens:
+                if not isinstance(g, str) or not g:
+                    raise ArtalignError(f"{where}: each generation must be an image path")
+                p = Path(g) if Path(g).is_absolute() else base / g
+                if not p.is_file():
+                    raise ArtalignError(f"{where}: image {p} does not exist")
+                ids.append(b.image(p.resolve(), str(p)))
+            rater = line.get("rater") or line.get("user_id")
+            if len(gens) == 2 and choice in ("left", "right", "tie", "both_bad"):
+                b.pair(prompt, ids[0], ids[1], {"left": 1.0, "right": 0.0}.get(choice, 0.5),
+                       rater, where)  # fmt: skip
+            else:
+                ranking = line.get("ranking")
+                if not isinstance(ranking, list):
+                    raise ArtalignError(f"{where}: needs 'ranking' (or a pair 'choice')")
+                b.ranking(prompt, ids, ranking, rater, where)
+    return b.finish(exclude_raters, rater_weights, flag_kappa, check)
+
+
+def load_preferences(path: str | Path, **kwargs: Any) -> PreferenceData:
+    """Load a label store (.db / .sqlite or any SQLite file), a .parquet or a .jsonl file."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtalignError(f"preference data {path} does not exist; pass a label store (.db), "
+                            "a Pick-a-Pic .parquet or a .jsonl rankings file")  # fmt: skip
+    if path.suffix == ".parquet":
+        return load_pickapic(path, **{k: v for k, v in kwargs.items() if k != "batch"})
+    if path.suffix == ".jsonl":
+        return load_rankings(path, **{k: v for k, v in kwargs.items() if k != "batch"})
+    with path.open("rb") as f:
+        is_sqlite = f.read(16) == b"SQLite format 3\x00"
+    if path.suffix in (".db", ".sqlite", ".sqlite3") or is_sqlite:
+        return load_from_store(path, **kwargs)
+    raise ArtalignError(f"cannot tell what {path} is; pass a label store (.db), a .parquet "
+                        "or a .jsonl file")  # fmt: skip
