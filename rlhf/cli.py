@@ -5,16 +5,13 @@ Each sub-module registers its own commands on `reward_app`, so this file only co
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from rlhf import cli_eval, cli_train
 
 reward_app = typer.Typer(
     help="Train, evaluate and score reward models on preference judgments.",
     no_args_is_help=True,
 )
-for _name in ("cli_train", "cli_eval"):  # TEMP(lead): tolerate missing while helpers build
-    try:
-        importlib.import_module(f"rlhf.{_name}").register(reward_app)
-    except ModuleNotFoundError:
-        pass
+for module in (cli_train, cli_eval):
+    module.register(reward_app)
