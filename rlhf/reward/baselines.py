@@ -8,10 +8,12 @@ signature as `RewardModel.score`, so `evaluate` measures them all through one co
   scale; calibration does, and CLIP's own scale is the natural one.
 - random: a seeded normal score per image, derived from the image's pixels, so the same image
   gets the same score in every pair (expected accuracy 0.5 on strict pairs).
-- the analytic ceiling of simulated raters: utilities read by the attribute oracle, then
-  `labeling_app.ceiling.agreement_ceiling` per pair; with known spammers (the simulator's
-  metrics), a spammer's judgment has ceiling 0.5 and an honest rater's is computed with
-  spammer_share 0.
+- simulated raters: each image's hidden utility as the simulator computes it (the oracle's
+  reading, `labeling_app.raters.utility`), each pair's answer distribution (q_a, q_b, q_tie)
+  from `labeling_app.ceiling`, and from those the analytic ceiling (a perfect model's credit,
+  the rule of `labeling_app.ceiling`) and any scorer's expected credit. With known spammers
+  (the simulator's metrics) a spammer's judgment is a coin flip (ceiling 0.5) and the others
+  are honest raters (spammer share 0); otherwise the profile's mix is used.
 """
 
 from __future__ import annotations
@@ -99,9 +101,8 @@ def answer_probabilities(
 
     A pair task has one pair (left = A); a rank task has its k(k-1)/2 implied pairs, from the
     exact Plackett-Luce marginals of `labeling_app.ceiling`. "Both bad" counts as a tie, as in
-    the ceiling. `spammer` says the rater is a known spammer (answers at random); otherwise an
-    honest rater (spammer share 0) is assumed when the profile has spammers and the caller knows
-    who they are, else the profile's mix: pass `profile` with the share you mean.
+    the ceiling. `spammer`: the rater is a known spammer (a coin flip). Otherwise the rater is
+    drawn from `profile`'s mix; pass a profile with spammer_share 0 for a known honest rater.
     """
     import itertools
 

@@ -1,8 +1,9 @@
 """Learning curve: train on 10%...100% of the training judgments, evaluate each on one test set.
 
 Every run uses the same prompt split (`split_by_prompt` with the config's seed on all the data)
-and only subsamples the training judgments (`RewardConfig.train_fraction`), so the points differ
-only in how many labels the model saw. The zero-shot CLIP score and random baselines do not
+and only subsamples the training judgments (`RewardConfig.train_fraction`); every model is
+measured on that split's validation (tau) and test prompts, so the points differ only in how
+many labels the model saw. The zero-shot CLIP score and random baselines do not
 depend on the fraction: they are measured once, with the first run. Writes, in `out`:
     frac_<f>/          each run's model and its eval/metrics.json
     metrics.json       one row per fraction, the baselines and the ceilings
@@ -22,7 +23,7 @@ from PIL import Image, ImageDraw
 from base_models.errors import ArtalignError
 from base_models.io_utils import atomic_path, write_json
 from rlhf.reward.config import RewardConfig
-from rlhf.reward.data import PreferenceData
+from rlhf.reward.data import PreferenceData, split_by_prompt
 from rlhf.reward.evaluate import SimulatedRaters, evaluate_reward
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
@@ -83,13 +84,14 @@ def learning_curve(
     if out.exists() and not out.is_dir():
         raise ArtalignError(f"--out {out} is a file; pass a folder")
     t0 = time.perf_counter()
+    _, val, test = split_by_prompt(data, cfg.val_frac, cfg.test_frac, cfg.seed)  # as train_reward
     rows, baselines, ceiling = [], {}, {}
     for n, fraction in enumerate(sorted(fractions)):
         run = out / f"frac_{fraction:g}"
         log(f"-- training on {fraction:.0%} of the training judgments -> {run}")
         train_reward(dataclasses.replace(cfg, train_fraction=fraction), data, run, log)
         m = evaluate_reward(run, data, run / "eval", clip_baseline=n == 0, sim=sim,
-                            n_boot=n_boot, log=log)  # fmt: skip
+                            held_out=(val, test), n_boot=n_boot, log=log)  # fmt: skip
         train_metrics = json.loads((run / "metrics.json").read_text())
         rows.append(_row(fraction, run, m, train_metrics))
         if n == 0:

@@ -282,6 +282,7 @@ def evaluate_reward(
     random_seed: int = 0,
     sim: SimulatedRaters | None = None,
     sim_metrics: dict[str, Any] | None = None,
+    held_out: tuple[PreferenceData, PreferenceData] | None = None,
     n_boot: int = 1000,
     batch_size: int = 256,
     log: Log | None = None,
@@ -290,7 +291,8 @@ def evaluate_reward(
 
     Scorers: "reward_model", "clip_score" (its backbone, zero-shot) and "random". `sim` adds the
     analytic ceiling and expected accuracies; `sim_metrics` (the JSON `label simulate` wrote) is
-    copied in as the ceiling of the whole simulated run.
+    copied in as the ceiling of the whole simulated run. `held_out` = (val, test) overrides the
+    split read from the model folder (the learning curve measures every model on one test set).
     """
     from rlhf.reward.model import load_reward_model, read_reward_config
 
@@ -299,7 +301,12 @@ def evaluate_reward(
     model = load_reward_model(model_dir)
     split = load_split(model_dir)
     seed = int((split or {}).get("seed", 0))
-    val, test, notes = held_out_splits(data, split, seed)
+    if held_out is None:
+        val, test, notes = held_out_splits(data, split, seed)
+    else:
+        val, test = held_out
+        notes = {"split_file": False, "val_from": "given", "n_val_prompts": len(val.prompts()),
+                 "n_test_prompts": len(test.prompts())}  # fmt: skip
 
     def reward(images: Sequence[Any], prompts: Sequence[str]) -> Any:
         return model.score(images, prompts, batch_size=batch_size)
