@@ -14,10 +14,8 @@ import typer
 
 from base_models.cli import ConfigFile, Overrides, Preset
 from base_models.errors import ArtalignError
+from rlhf.cli_train import Backbone, BackboneKind, Data, Head, Mode, Pretrained
 
-Data = Annotated[
-    Path, typer.Option(help="Label store (.db), Pick-a-Pic .parquet or .jsonl rankings.")
-]
 Batch = Annotated[
     str | None, typer.Option(help="Label store only: use this batch (name or id); default: all.")
 ]
@@ -154,17 +152,11 @@ def curve_cmd(
     fractions: Annotated[
         str, typer.Option(help="Shares of the training judgments, comma-separated.")
     ] = "0.1,0.25,0.5,1.0",
-    backbone: Annotated[
-        str | None, typer.Option(help="CLIP folder (or open_clip config name); default: config.")
-    ] = None,
-    backbone_kind: Annotated[
-        str | None, typer.Option(help="artalign | open_clip | transformers.")
-    ] = None,
-    pretrained: Annotated[
-        str | None, typer.Option(help="open_clip: local .safetensors for a config-name backbone.")
-    ] = None,
-    head: Annotated[str | None, typer.Option(help="pickscore or mlp.")] = None,
-    mode: Annotated[str | None, typer.Option(help="frozen, lora or full.")] = None,
+    backbone: Backbone = None,
+    backbone_kind: BackboneKind = None,
+    pretrained: Pretrained = None,
+    head: Head = None,
+    mode: Mode = None,
     batch: Batch = None,
     profile: ProfileOpt = None,
     oracle: OracleOpt = None,

@@ -15,24 +15,30 @@ import typer
 from base_models.cli import ConfigFile, HelpConfig, Overrides, Preset, print_metrics
 from base_models.errors import ArtalignError
 
+# Options shared with `reward eval` / `reward learning-curve` (rlhf/cli_eval.py).
+Data = Annotated[
+    Path, typer.Option(help="Label store (.db), Pick-a-Pic .parquet or .jsonl rankings.")
+]
+Backbone = Annotated[
+    str | None,
+    typer.Option(help="CLIP folder (or open_clip config name); default from config."),
+]
+BackboneKind = Annotated[str | None, typer.Option(help="artalign | open_clip | transformers.")]
+Pretrained = Annotated[
+    str | None, typer.Option(help="open_clip: local .safetensors for a config-name backbone.")
+]
+Head = Annotated[str | None, typer.Option(help="pickscore, mlp or hybrid.")]
+Mode = Annotated[str | None, typer.Option(help="frozen, lora or full.")]
+
 
 def train_cmd(
-    data: Annotated[
-        Path, typer.Option(help="Label store (.db), Pick-a-Pic .parquet or .jsonl rankings.")
-    ],
+    data: Data,
     out: Annotated[Path, typer.Option(help="Output folder for the reward model.")],
-    backbone: Annotated[
-        str | None,
-        typer.Option(help="CLIP folder (or open_clip config name); default from config."),
-    ] = None,
-    backbone_kind: Annotated[
-        str | None, typer.Option(help="artalign | open_clip | transformers.")
-    ] = None,
-    pretrained: Annotated[
-        str | None, typer.Option(help="open_clip: local .safetensors for a config-name backbone.")
-    ] = None,
-    head: Annotated[str | None, typer.Option(help="pickscore, mlp or hybrid.")] = None,
-    mode: Annotated[str | None, typer.Option(help="frozen, lora or full.")] = None,
+    backbone: Backbone = None,
+    backbone_kind: BackboneKind = None,
+    pretrained: Pretrained = None,
+    head: Head = None,
+    mode: Mode = None,
     batch: Annotated[
         str | None, typer.Option(help="Label store only: train on this batch (name or id).")
     ] = None,
