@@ -80,18 +80,9 @@ def oracle_utilities(
     oracle: Any, profile: Any, images: Sequence[Image.Image], prompts: Sequence[str]
 ) -> np.ndarray:
     """The profile's hidden utility of each (image, prompt), as the simulated raters compute it."""
-    from base_models.oracle.fidelity import parse_prompt
-    from base_models.oracle.reading import read_images
-    from labeling_app.raters import utility
+    from evaluation.preference import rater_utilities
 
-    readings = read_images(oracle, list(images))
-    parsed: dict[str, dict] = {}
-    out = []
-    for reading, prompt in zip(readings, prompts, strict=True):
-        if prompt not in parsed:
-            parsed[prompt] = parse_prompt(prompt)
-        out.append(utility(reading.to_record(), parsed[prompt], profile))
-    return np.asarray(out, dtype=np.float64)
+    return rater_utilities(oracle, profile, list(images), prompts)
 
 
 def answer_probabilities(
