@@ -103,6 +103,31 @@ class Generator:
             out = uncond + guidance * (cond - uncond)
         return out
 
+    def step_distribution(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        *,
+        steps: int,
+        guidance: float,
+        eta: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, σ) of the Gaussian step x_t -> x_{t-1} under the current weights.
+
+        `timesteps` is one timestep per sample (B,) or a 0-d tensor; `steps`, `guidance`, `eta`
+        must be those the trajectory was sampled with. σ is 0-d or (B, 1, 1, 1).
+        """
+        device = self.device
+        x_t = latents.to(device, self.dtype)
+        t = torch.as_tensor(timesteps, device=device)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        embeds = self._guidance_embeds(prompt_embeds.to(device, self.dtype), guidance)
+        out = self.guided_output(x_t, t, embeds, guidance)
+        c = self.ddim.coefficients(t.cpu(), steps, eta)
+        return self.ddim.step_mean(out, x_t, c), c.std.to(device)
+
     def step_log_prob(
         self,
         latents: torch.Tensor,
@@ -116,19 +141,12 @@ class Generator:
     ) -> torch.Tensor:
         """log p(next_latents | latents) (B,) under the current weights (differentiable).
 
-        `timesteps` is one timestep per sample (B,) or a 0-d tensor; `steps`, `guidance`, `eta`
-        must be those the trajectory was sampled with. This is PPO's new log-prob in DDPO.
+        This is PPO's new log-prob in DDPO; arguments as `step_distribution`.
         """
-        device = self.device
-        x_t = latents.to(device, self.dtype)
-        t = torch.as_tensor(timesteps, device=device)
-        if t.ndim == 0:
-            t = t.expand(x_t.shape[0])
-        embeds = self._guidance_embeds(prompt_embeds.to(device, self.dtype), guidance)
-        out = self.guided_output(x_t, t, embeds, guidance)
-        c = self.ddim.coefficients(t.cpu(), steps, eta)
-        mean = self.ddim.step_mean(out, x_t, c)
-        return gaussian_log_prob(next_latents.to(device), mean, c.std.to(device))
+        mean, std = self.step_distribution(
+            latents, timesteps, prompt_embeds, steps=steps, guidance=guidance, eta=eta
+        )
+        return gaussian_log_prob(next_latents.to(self.device), mean, std)
 
     # --- sampling -----------------------------------------------------------------------
     @torch.no_grad()

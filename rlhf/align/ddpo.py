@@ -1,0 +1,271 @@
+"""DDPO (Black et al. 2023): reinforcement learning on the denoising chain, with LoRA.
+
+Each epoch samples images with DDIM at η > 0 — every step a Gaussian policy
+π_θ(x_{t-1} | x_t, c) whose log-prob the sampler records — scores them with a reward function,
+turns rewards into advantages (per-prompt normalisation with a batch fallback, clipped), then
+trains the LoRA with PPO-clip on the importance ratio of each step: for a random subset of each
+trajectory's steps, log π_θ of the recorded x_{t-1} is recomputed under the current weights,
+gradients accumulate over those steps, and the optimizer steps once per batch of trajectories.
+An optional KL term keeps each step's mean near the reference model's (adapters off).
+
+Multi-GPU (`accelerate launch`): each process samples its share of the epoch's prompt groups;
+rewards are gathered so every process runs the same stat tracker; LoRA gradients are averaged
+across processes explicitly before each optimizer step (the adapters are not inside a DDP
+wrapper); every process reaches every save, and only the main process writes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from base_models.errors import ArtalignError
+from base_models.generator import Generator
+from base_models.generator.ddim import gaussian_log_prob
+from base_models.generator.lora import lora_config
+from base_models.generator.outputs import Trajectory
+from base_models.io_utils import write_json
+from base_models.train_utils import check_out, make_accelerator
+from rlhf.align import checkpoint
+from rlhf.align.ddpo_config import DDPOConfig
+from rlhf.align.guard import Guard, read_prompts
+from rlhf.align.losses import kl_to_reference, ppo_clip_loss
+from rlhf.align.rewards import make_reward, reward_spec
+from rlhf.align.run_files import append_log, save_adapters, save_samples_grid
+from rlhf.align.stat_tracker import PerPromptStatTracker
+
+
+@dataclass
+class EpochSamples:
+    """One epoch's trajectories and their rewards (this process's share)."""
+
+    prompts: list[str]
+    trajectory: Trajectory
+    rewards: np.ndarray
+    reward_info: dict[str, Any]
+    seconds: float
+
+
+def epoch_prompts(
+    prompts: list[str], cfg: DDPOConfig, epoch: int, rank: int = 0, world: int = 1
+) -> tuple[list[str], list[int]]:
+    """This process's prompts (each repeated images_per_prompt times) and seeds of `epoch`.
+
+    A pure function of (seed, epoch): a resumed run samples what an uninterrupted one would.
+    """
+    rng = np.random.default_rng([cfg.seed, epoch])
+    n = cfg.prompts_per_epoch
+    idx = rng.choice(len(prompts), size=n, replace=len(prompts) < n)
+    groups = list(range(n))[rank::world]
+    chosen = [prompts[int(idx[g])] for g in groups for _ in range(cfg.images_per_prompt)]
+    seeds = [(cfg.seed * 1_000 + epoch) * 100_000 + g * cfg.images_per_prompt + j
+             for g in groups for j in range(cfg.images_per_prompt)]  # fmt: skip
+    return chosen, seeds
+
+
+def sample_epoch(
+    generator: Generator, reward_fn: Any, prompts: list[str], seeds: list[int], cfg: DDPOConfig
+) -> EpochSamples:
+    """Sample trajectories with log-probs and score the final images."""
+    t0 = time.perf_counter()
+    generator.unet.eval()
+    out = generator.sample(prompts, seeds, steps=cfg.steps, guidance=cfg.guidance, eta=cfg.eta,
+                           batch_size=cfg.sample_batch_size, return_trajectory=True)  # fmt: skip
+    rewards, info = reward_fn(out.pixels, prompts, [{"seed": s} for s in seeds])
+    rewards = np.asarray(torch.as_tensor(rewards).float().cpu(), dtype=np.float64)
+    if not np.all(np.isfinite(rewards)):
+        raise ArtalignError("the reward function returned NaN or inf; check the reward model")
+    info = {k: v for k, v in info.items() if isinstance(v, (int, float, bool, str))}
+    return EpochSamples(prompts, out.trajectory, rewards, info, time.perf_counter() - t0)
+
+
+def advantages_of(
+    samples: EpochSamples, tracker: PerPromptStatTracker | None, accelerator: Any
+) -> np.ndarray:
+    """Advantages of this process's samples, from the rewards of every process."""
+    rewards = samples.rewards
+    prompts = samples.prompts
+    if accelerator.num_processes > 1:
+        rewards = accelerator.gather(torch.as_tensor(rewards)).cpu().numpy()
+        prompts = [p for chunk in _gather_objects(accelerator, samples.prompts) for p in chunk]
+    if tracker is not None:
+        adv = tracker.update(prompts, rewards)
+    else:
+        adv = (rewards - rewards.mean()) / (rewards.std() + 1e-6)
+    n = len(samples.rewards)
+    start = accelerator.process_index * n
+    return adv[start : start + n]
+
+
+def _gather_objects(accelerator: Any, obj: Any) -> list[Any]:
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])
+
+
+def train_epoch(
+    generator: Generator,
+    optimizer: torch.optim.Optimizer,
+    samples: EpochSamples,
+    advantages: np.ndarray,
+    cfg: DDPOConfig,
+    epoch: int,
+    accelerator: Any,
+) -> dict[str, float]:
+    """PPO-clip over the epoch's trajectories; returns the mean loss statistics."""
+    traj = samples.trajectory
+    n, steps = traj.log_probs.shape
+    adv = torch.as_tensor(advantages, dtype=torch.float32).clamp(-cfg.adv_clip_max,
+                                                                 cfg.adv_clip_max)  # fmt: skip
+    g = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch)
+    params = generator.lora_parameters()
+    n_t = cfg.train_timesteps
+    stats: dict[str, list[float]] = {"loss": [], "approx_kl": [], "clipfrac": [], "kl_ref": []}
+    generator.unet.train()
+    for _ in range(cfg.inner_epochs):
+        order = torch.randperm(n, generator=g)
+        # a random subset of steps per trajectory (ddpo-pytorch's timestep_fraction)
+        step_perm = torch.stack([torch.randperm(steps, generator=g) for _ in range(n)])
+        for start in range(0, n, cfg.train_batch_size):
+            rows = order[start : start + cfg.train_batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            for j in range(n_t):
+                k = step_perm[rows, j]  # (b,) step index of each trajectory
+                x_t = traj.latents[rows, k]
+                x_prev = traj.latents[rows, k + 1]
+                t = traj.timesteps[k]
+                embeds = traj.prompt_embeds[rows]
+                with accelerator.autocast():
+                    mean, std = generator.step_distribution(
+                        x_t, t, embeds, steps=traj.steps, guidance=traj.guidance, eta=traj.eta
+                    )
+                log_prob = gaussian_log_prob(x_prev.to(mean.device), mean, std)
+                old = traj.log_probs[rows, k].to(log_prob.device)
+                loss, info = ppo_clip_loss(log_prob, old, adv[rows].to(log_prob.device),
+                                           cfg.clip_range)  # fmt: skip
+                kl = torch.zeros(())
+                if cfg.kl_coef > 0:
+                    with torch.no_grad(), generator.lora_disabled(), accelerator.autocast():
+                        ref_mean, _ = generator.step_distribution(
+                            x_t, t, embeds, steps=traj.steps, guidance=traj.guidance,
+                            eta=traj.eta,
+                        )  # fmt: skip
+                    kl = kl_to_reference(mean, ref_mean, std).mean()
+                    loss = loss + cfg.kl_coef * kl
+                accelerator.backward(loss / n_t)
+                stats["loss"].append(float(loss.detach()))
+                stats["approx_kl"].append(float(info["approx_kl"]))
+                stats["clipfrac"].append(float(info["clipfrac"]))
+                stats["kl_ref"].append(float(kl.detach()))
+            if accelerator.num_processes > 1:  # the adapters are not DDP-wrapped: sync by hand
+                for p in params:
+                    if p.grad is not None:
+                        p.grad = accelerator.reduce(p.grad, reduction="mean")
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+    generator.unet.eval()
+    return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+
+
+def _resolve_reward(cfg: DDPOConfig, device: str) -> Any:
+    kwargs = {"path": cfg.reward_path, "clip": cfg.reward_clip, "oracle": cfg.reward_oracle}
+    if cfg.reward == "reward_model":
+        kwargs["device"] = device
+    return make_reward(cfg.reward, **kwargs)
+
+
+def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Align `cfg.model` to `cfg.reward` with DDPO; write the run folder (docs/alignment.md)."""
+    cfg.validate()
+    out = Path(out)
+    check_out(out, resume)
+    if resume and not checkpoint.has_checkpoint(out):
+        raise ArtalignError(f"--resume: no checkpoint in {out}; start without --resume")
+    accelerator = make_accelerator(cfg.mixed_precision)
+    device = str(accelerator.device)
+    prompts = read_prompts(cfg.prompts)
+    if cfg.prompts_per_epoch % accelerator.num_processes:
+        raise ArtalignError(f"prompts_per_epoch ({cfg.prompts_per_epoch}) must be a multiple of "
+                            f"the {accelerator.num_processes} processes")  # fmt: skip
+    reward_fn = _resolve_reward(cfg, device)
+    research = reward_spec(cfg.reward).research
+    torch.manual_seed(cfg.seed)
+    generator = Generator.from_folder(cfg.model, device=device)
+    generator.unet.requires_grad_(False)
+    generator.attach_lora(lora_config(cfg.lora_rank, cfg.lora_alpha))
+    params = generator.lora_parameters()
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    tracker = PerPromptStatTracker(cfg.stat_buffer, cfg.stat_min_count) if cfg.per_prompt_stats \
+        else None  # fmt: skip
+    guard = Guard(cfg, generator) if cfg.guard_enabled else None
+    main = accelerator.is_main_process
+    start_epoch, history = 0, []
+    if resume:
+        state = checkpoint.load(out, generator.unet, optimizer, scheduler)
+        start_epoch, history = state["epoch"] + 1, state["history"]
+        if tracker is not None:
+            tracker.load_state_dict(state["tracker"])
+        if guard is not None and state.get("guard"):
+            guard.load_state_dict(state["guard"])
+    elif main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save_yaml(out / "train_config.yaml")
+    stopped_by_guard = False
+    t_run = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        ep_prompts, seeds = epoch_prompts(prompts, cfg, epoch, accelerator.process_index,
+                                          accelerator.num_processes)  # fmt: skip
+        samples = sample_epoch(generator, reward_fn, ep_prompts, seeds, cfg)
+        adv = advantages_of(samples, tracker, accelerator)
+        stats = train_epoch(generator, optimizer, samples, adv, cfg, epoch, accelerator)
+        row = {"epoch": epoch, "reward_mean": float(samples.rewards.mean()),
+               "reward_std": float(samples.rewards.std()), **stats,
+               "sample_s": samples.seconds, "epoch_s": time.perf_counter() - t0,
+               "reward_info": samples.reward_info}  # fmt: skip
+        if research:
+            row["research_reward"] = cfg.reward
+        if guard is not None and ((epoch + 1) % cfg.guard_every == 0 or epoch + 1 == cfg.epochs):
+            report = guard.check(epoch, row["reward_mean"])
+            row["guard"] = report.to_dict()
+            if report.is_best:
+                save_adapters(generator, out / "best", accelerator)
+            stopped_by_guard = report.stop
+        history.append(row)
+        if main:
+            append_log(out / "log.jsonl", row)
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                              for k, v in row.items() if k not in ("guard", "reward_info")}),
+                  flush=True)  # fmt: skip
+        last = epoch + 1 == cfg.epochs or stopped_by_guard
+        if (epoch + 1) % cfg.checkpoint_every == 0 or last:
+            extra = {"epoch": epoch, "history": history,
+                     "tracker": tracker.state_dict() if tracker else None,
+                     "guard": guard.state_dict() if guard else None}  # fmt: skip
+            accelerator.wait_for_everyone()
+            if main:
+                checkpoint.save(out, generator.unet, optimizer, scheduler, epoch, extra)
+            accelerator.wait_for_everyone()
+        if stopped_by_guard:
+            break
+    save_adapters(generator, out / "lora", accelerator)
+    metrics = {
+        "reward": cfg.reward, "research_reward": research, "epochs_run": len(history),
+        "stopped_by_guard": stopped_by_guard,
+        "first_reward": history[0]["reward_mean"] if history else None,
+        "last_reward": history[-1]["reward_mean"] if history else None,
+        "train_seconds_this_session": time.perf_counter() - t_run,
+        "guard": [h["guard"] for h in history if "guard" in h],
+    }  # fmt: skip
+    if main:
+        save_samples_grid(generator, prompts[:8], out / "samples.png", cfg.steps, cfg.guidance)
+        write_json(out / "metrics.json", metrics)
+    accelerator.wait_for_everyone()
+    return metrics

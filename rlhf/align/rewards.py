@@ -1,0 +1,142 @@
+"""Reward functions for the alignment trainers, looked up by name (as ddpo-pytorch's rewards.py).
+
+Every factory returns `reward_fn(images, prompts, metadata) -> (rewards, info)`: images a float
+tensor (N, 3, H, W) in [0, 1], rewards a float32 CPU tensor (N,), info a dict of extra figures.
+- `reward_model` (default): the learned reward model of `artalign reward train` (path=DIR).
+- `clip_score`: zero-shot CLIP score of a CLIP folder (clip=DIR).
+- `oracle_fidelity`: prompt fidelity read by the attribute oracle (oracle=DIR). Research use
+  only: the oracle is an evaluation instrument, and a model trained on it is no longer judged
+  fairly by it (DESIGN.md). It is labelled `research` in logs and metrics.
+- `compressibility` / `incompressibility`: minus / plus the PNG size in kB, ddpo-pytorch's
+  sanity rewards (a run on them must move quickly, whatever the images show).
+- `brightness`: mean pixel value, the cheapest sanity reward.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from base_models.errors import ArtalignError
+
+RewardFn = Callable[..., tuple[torch.Tensor, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    factory: Callable[..., RewardFn]
+    research: bool  # optimises an evaluation instrument (label runs that use it)
+    needs: tuple[str, ...]  # keyword arguments the factory requires
+
+
+_REWARDS: dict[str, RewardSpec] = {}
+
+
+def register_reward(
+    name: str, research: bool = False, needs: tuple[str, ...] = ()
+) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
+    def wrap(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
+        _REWARDS[name] = RewardSpec(factory, research, needs)
+        return factory
+
+    return wrap
+
+
+def reward_names() -> list[str]:
+    return sorted(_REWARDS)
+
+
+def reward_spec(name: str) -> RewardSpec:
+    if name not in _REWARDS:
+        raise ArtalignError(f"unknown reward {name!r}; choose one of {', '.join(reward_names())}")
+    return _REWARDS[name]
+
+
+def make_reward(name: str, **kwargs: Any) -> RewardFn:
+    """The reward function `name`, built with the factory's keyword arguments."""
+    spec = reward_spec(name)
+    missing = [k for k in spec.needs if not kwargs.get(k)]
+    if missing:
+        flags = ", ".join(f"reward_{k}" for k in missing)
+        raise ArtalignError(f"reward {name!r} needs {flags}; set it (e.g. --set {missing[0]}=DIR)")
+    return spec.factory(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _pil(images: torch.Tensor) -> list[Image.Image]:
+    arrays = images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255
+    return [Image.fromarray(a) for a in arrays.round().astype("uint8")]
+
+
+@register_reward("reward_model", needs=("path",))
+def reward_model(path: str, device: str | None = None, **_: Any) -> RewardFn:
+    from rlhf.reward.score import make_reward_fn
+
+    return make_reward_fn(path, device=device)
+
+
+@register_reward("clip_score", needs=("clip",))
+def clip_score(clip: str, **_: Any) -> RewardFn:
+    from rlhf.reward.baselines import clip_score_fn
+
+    score = clip_score_fn(clip)
+
+    def reward_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
+        rewards = score(_pil(images), list(prompts)).float().cpu()
+        return rewards, {"clip_score": float(rewards.mean())}
+
+    return reward_fn
+
+
+@register_reward("oracle_fidelity", research=True, needs=("oracle",))
+def oracle_fidelity(oracle: str, **_: Any) -> RewardFn:
+    from base_models.oracle import AttributeOracle
+    from base_models.oracle.fidelity import fidelity, parse_prompt
+    from base_models.oracle.reading import read_images
+
+    model = AttributeOracle.load(oracle)
+
+    def reward_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
+        readings = read_images(model, images)
+        values = [fidelity(r, parse_prompt(p))[0] for r, p in zip(readings, prompts, strict=True)]
+        return torch.tensor(values, dtype=torch.float32), {"research": True}
+
+    return reward_fn
+
+
+def _png_kb(images: torch.Tensor) -> np.ndarray:
+    sizes = []
+    for im in _pil(images):
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", optimize=False)
+        sizes.append(buf.tell() / 1000.0)
+    return np.asarray(sizes, dtype=np.float32)
+
+
+@register_reward("compressibility")
+def compressibility(**_: Any) -> RewardFn:
+    def reward_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
+        return torch.from_numpy(-_png_kb(images)), {}
+
+    return reward_fn
+
+
+@register_reward("incompressibility")
+def incompressibility(**_: Any) -> RewardFn:
+    def reward_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
+        return torch.from_numpy(_png_kb(images)), {}
+
+    return reward_fn
+
+
+@register_reward("brightness")
+def brightness(**_: Any) -> RewardFn:
+    def reward_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
+        return images.detach().float().mean(dim=(1, 2, 3)).cpu(), {}
+
+    return reward_fn

@@ -1,0 +1,57 @@
+"""`artalign align ddpo`: a thin wrapper over rlhf.align.ddpo.
+
+Config layers: defaults -> --preset -> --config YAML -> KEY=VALUE overrides -> the explicit
+options (--model, --prompts, --reward, --reward-path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from base_models.cli import ConfigFile, HelpConfig, Overrides, Preset, print_metrics
+
+
+def ddpo_cmd(
+    out: Annotated[Path, typer.Option(help="Run folder: adapters, checkpoint, log, metrics.")],
+    model: Annotated[str | None, typer.Option(help="Stable Diffusion folder to align.")] = None,
+    prompts: Annotated[
+        str | None, typer.Option(help="Training prompts file, one prompt a line.")
+    ] = None,
+    reward: Annotated[
+        str | None,
+        typer.Option(
+            help="reward_model (default), clip_score, oracle_fidelity (research), "
+            "compressibility, incompressibility, brightness."
+        ),  # fmt: skip
+    ] = None,
+    reward_path: Annotated[
+        str | None, typer.Option(help="Reward model folder (reward_model).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    help_config: HelpConfig = False,
+) -> None:
+    """Align a generator to a reward with DDPO (PPO on the denoising chain) and LoRA."""
+    from base_models.config import load_config, parse_overrides
+    from rlhf.align.ddpo import train_ddpo
+    from rlhf.align.ddpo_config import DDPOConfig
+
+    if help_config:
+        typer.echo(DDPOConfig.help_text())
+        raise typer.Exit(0)
+    values: dict[str, Any] = parse_overrides(overrides)
+    explicit = {"model": model, "prompts": prompts, "reward": reward, "reward_path": reward_path}
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    cfg = load_config(DDPOConfig, preset, config, values)
+    metrics = train_ddpo(cfg, out, resume=resume)
+    print_metrics("DDPO", metrics, out / "metrics.json")
+    typer.echo(f"adapters: {out / 'lora'}  (diffusers: pipe.load_lora_weights)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ddpo")(ddpo_cmd)

@@ -1,0 +1,221 @@
+"""DDPO: the step density, LoRA-only updates, the policy-gradient sign, resume, the guard, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+from base_models.cli_main import main
+from base_models.config import load_config
+from base_models.errors import ArtalignError
+from base_models.generator import Generator, gaussian_log_prob, lora_config
+from rlhf.align.ddpo import EpochSamples, epoch_prompts, sample_epoch, train_ddpo, train_epoch
+from rlhf.align.ddpo_config import DDPOConfig
+from rlhf.align.guard import Guard, GuardConfig
+from rlhf.align.rewards import make_reward
+from tests.base_models.sd_fixtures import make_tiny_sd_folder
+
+PROMPTS = ["a large red circle", "a small blue square", "a green star", "a yellow heart"]
+
+
+@pytest.fixture(scope="module")
+def sd_folder(tmp_path_factory):
+    return make_tiny_sd_folder(tmp_path_factory.mktemp("ddpo") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ddpo_prompts") / "prompts.txt"
+    path.write_text("\n".join(PROMPTS) + "\n")
+    return path
+
+
+def micro_cfg(sd_folder, prompts_file, **overrides) -> DDPOConfig:
+    base = {"model": str(sd_folder), "prompts": str(prompts_file), "reward": "brightness",
+            "lr": 1e-2, "clip_range": 0.2}  # fmt: skip
+    return load_config(DDPOConfig, "micro", overrides={**base, **overrides})
+
+
+def test_ddim_step_is_the_schedulers_step_and_its_density_is_gaussian(sd_folder):
+    gen = Generator.from_folder(sd_folder)
+    sched = DDIMScheduler.from_config(gen.ddim.scheduler.config)
+    steps, eta = 10, 0.7
+    sched.set_timesteps(steps)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    z = torch.randn(2, 4, 8, 8, generator=g)
+    embeds = gen.encode_prompts(PROMPTS[:2])
+    t = sched.timesteps[3]
+    with torch.no_grad():
+        out = gen.unet(x, t, encoder_hidden_states=embeds).sample
+        expected = sched.step(out, t, x, eta=eta, variance_noise=z).prev_sample
+        mean, std = gen.step_distribution(x, t, embeds, steps=steps, guidance=1.0, eta=eta)
+    torch.testing.assert_close(mean + std * z, expected, atol=1e-5, rtol=1e-5)
+    normal = torch.distributions.Normal(mean, std.expand_as(mean))
+    density = normal.log_prob(expected).flatten(1).sum(1)
+    torch.testing.assert_close(
+        gaussian_log_prob(expected, mean, std), density, rtol=1e-5, atol=1e-3
+    )
+
+
+def test_epoch_prompts_are_a_function_of_seed_and_epoch(sd_folder, prompts_file):
+    cfg = micro_cfg(sd_folder, prompts_file, prompts_per_epoch=2, images_per_prompt=3)
+    a = epoch_prompts(PROMPTS, cfg, 5)
+    assert a == epoch_prompts(PROMPTS, cfg, 5)
+    assert a != epoch_prompts(PROMPTS, cfg, 6)
+    prompts, seeds = a
+    assert len(prompts) == 6 and len(set(seeds)) == 6
+    assert prompts[0] == prompts[1] == prompts[2]  # groups of images_per_prompt
+    # two processes split the groups; together they make the single-process epoch
+    p0, s0 = epoch_prompts(PROMPTS, cfg, 5, rank=0, world=2)
+    p1, s1 = epoch_prompts(PROMPTS, cfg, 5, rank=1, world=2)
+    assert sorted(s0 + s1) == sorted(seeds) and sorted(p0 + p1) == sorted(prompts)
+
+
+class _Acc:  # the single-process Accelerator surface train_epoch uses
+    num_processes, process_index = 1, 0
+
+    def autocast(self):
+        return torch.autocast("cpu", enabled=False)
+
+    def backward(self, loss):
+        loss.backward()
+
+
+def _trajectory_log_prob(gen, traj):
+    with torch.no_grad():
+        total = torch.zeros(traj.log_probs.shape[0])
+        for k in range(traj.log_probs.shape[1]):
+            total += gen.step_log_prob(traj.latents[:, k], traj.latents[:, k + 1],
+                                       traj.timesteps[k], traj.prompt_embeds, steps=traj.steps,
+                                       guidance=traj.guidance, eta=traj.eta)  # fmt: skip
+    return total
+
+
+def test_one_epoch_changes_only_lora_and_moves_toward_high_advantage(sd_folder, prompts_file):
+    cfg = micro_cfg(sd_folder, prompts_file, prompts_per_epoch=2, images_per_prompt=4,
+                    timestep_fraction=1.0, train_batch_size=8, lr=3e-3)  # fmt: skip
+    gen = Generator.from_folder(sd_folder)
+    gen.unet.requires_grad_(False)
+    torch.manual_seed(0)
+    gen.attach_lora(lora_config(2, 2.0))
+    base = {n: p.detach().clone() for n, p in gen.unet.named_parameters() if "lora_" not in n}
+    lora = {n: p.detach().clone() for n, p in gen.unet.named_parameters() if "lora_" in n}
+    prompts, seeds = epoch_prompts(PROMPTS, cfg, 0)
+    samples = sample_epoch(gen, make_reward("brightness"), prompts, seeds, cfg)
+    assert isinstance(samples, EpochSamples) and samples.rewards.shape == (8,)
+    adv = (samples.rewards - samples.rewards.mean()) / samples.rewards.std()
+    before = _trajectory_log_prob(gen, samples.trajectory)
+    opt = torch.optim.AdamW(gen.lora_parameters(), lr=cfg.lr)
+    stats = train_epoch(gen, opt, samples, adv, cfg, 0, _Acc())
+    assert stats["clipfrac"] == 0.0  # the first pass re-scores the sampled steps: ratio 1
+    after = _trajectory_log_prob(gen, samples.trajectory)
+    for n, p in gen.unet.named_parameters():
+        if "lora_" in n:
+            continue
+        assert torch.equal(p, base[n]), n
+    assert any(not torch.equal(p, lora[n]) for n, p in gen.unet.named_parameters() if n in lora)
+    # policy improvement: high-advantage trajectories became more likely than low ones
+    assert float(np.dot(adv, (after - before).numpy())) > 0
+
+
+def _lora_state(out):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "lora" / "pytorch_lora_weights.safetensors"))
+
+
+def test_resume_continues_rather_than_restarting(sd_folder, prompts_file, tmp_path):
+    cfg = micro_cfg(sd_folder, prompts_file, epochs=2)
+    straight = train_ddpo(cfg, tmp_path / "straight")
+    first = micro_cfg(sd_folder, prompts_file, epochs=1)
+    train_ddpo(first, tmp_path / "resumed")
+    with pytest.raises(ArtalignError, match="--resume"):
+        train_ddpo(cfg, tmp_path / "resumed")  # a second run into the same folder is refused
+    resumed = train_ddpo(cfg, tmp_path / "resumed", resume=True)
+    assert resumed["epochs_run"] == 2 and resumed["last_reward"] == straight["last_reward"]
+    a, b = _lora_state(tmp_path / "straight"), _lora_state(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    rows = [json.loads(x) for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+
+
+def test_adapters_load_in_plain_diffusers(sd_folder, prompts_file, tmp_path):
+    train_ddpo(micro_cfg(sd_folder, prompts_file, epochs=1), tmp_path / "run")
+    for name in ("lora", "checkpoint", "train_config.yaml", "metrics.json", "samples.png"):
+        assert (tmp_path / "run" / name).exists(), name
+    pipe = StableDiffusionPipeline.from_pretrained(sd_folder)
+    pipe.load_lora_weights(tmp_path / "run" / "lora")
+    gen = Generator.from_folder(sd_folder)
+    gen.attach_lora(tmp_path / "run" / "lora")
+    ours = gen.sample(["a green star"], [3], steps=3, guidance=3.0).pixels
+    g = torch.Generator().manual_seed(3)
+    theirs = pipe("a green star", generator=g, num_inference_steps=3, guidance_scale=3.0,
+                  output_type="pt").images  # fmt: skip
+    torch.testing.assert_close(ours, theirs, atol=2e-3, rtol=0)
+    with gen.lora_disabled():
+        base = gen.sample(["a green star"], [3], steps=3, guidance=3.0).pixels
+    assert not torch.equal(ours, base)  # the adapters do something
+
+
+class _FakeGuard(Guard):
+    """The guard's decision rule with scripted measurements (no sampling)."""
+
+    def __init__(self, cfg, scores):
+        self.cfg, self.scripted = cfg, iter(scores)
+        self.history, self.best_score, self.best_reward, self.bad_checks = [], None, None, 0
+
+    def _sample(self):
+        return None
+
+    def _measure(self, pixels, first=False):
+        return {"fidelity": next(self.scripted), "rater_winrate": 0.5}
+
+
+def test_guard_stops_when_reward_rises_while_guard_falls():
+    cfg = GuardConfig(guard_every=1, guard_prompts="x", guard_patience=2, guard_min_delta=0.02)
+    guard = _FakeGuard(cfg, [0.70, 0.75, 0.70, 0.60, 0.50])
+    reports = [guard.check(i, r) for i, r in enumerate([0.1, 0.2, 0.3, 0.4, 0.5])]
+    assert [r.is_best for r in reports] == [True, True, False, False, False]
+    assert [r.stop for r in reports] == [False, False, False, True, True]
+    # a falling guard with a falling reward is not hacking: no stop
+    guard = _FakeGuard(cfg, [0.70, 0.60, 0.50, 0.40])
+    assert not any(guard.check(i, r).stop for i, r in enumerate([0.5, 0.4, 0.3, 0.2]))
+    copy = _FakeGuard(cfg, [])
+    copy.load_state_dict(json.loads(json.dumps(guard.state_dict())))
+    assert copy.best_score == guard.best_score and len(copy.history) == 4
+
+
+def test_guard_in_training_keeps_best_adapters(sd_folder, prompts_file, tmp_path, micro_clip):
+    cfg = micro_cfg(sd_folder, prompts_file, epochs=2, guard_every=1,
+                    guard_prompts=str(prompts_file), guard_clip=str(micro_clip))  # fmt: skip
+    metrics = train_ddpo(cfg, tmp_path / "run")
+    assert len(metrics["guard"]) == 2
+    assert {"clip_score", "fid_to_base"} <= set(metrics["guard"][0]["metrics"])
+    assert (tmp_path / "run" / "best" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_cli_runs_and_refuses_bad_input(sd_folder, prompts_file, tmp_path, capsys):
+    common = ["align", "ddpo", "--model", str(sd_folder), "--prompts", str(prompts_file),
+              "--preset", "micro"]  # fmt: skip
+    out = tmp_path / "cli"
+    assert main(common + ["--out", str(out), "--reward", "brightness", "epochs=1"]) == 0
+    assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    capsys.readouterr()
+    bad = [
+        (["--reward", "reward_model"], "reward_path"),
+        (["--reward", "nope"], "unknown reward"),
+        (["--reward", "brightness", "eta=0"], "eta"),
+        (["--reward", "brightness", "--resume"], "no checkpoint"),
+    ]
+    for extra, message in bad:
+        code = main(common + ["--out", str(tmp_path / "bad")] + extra)
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "bad" / "lora").exists()
