@@ -217,7 +217,7 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
     elif main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save_yaml(out / "train_config.yaml")
-    stopped_by_guard = False
+    stopped_by_guard = out_of_time = False
     t_run = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
@@ -244,7 +244,9 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                               for k, v in row.items() if k not in ("guard", "reward_info")}),
                   flush=True)  # fmt: skip
-        last = epoch + 1 == cfg.epochs or stopped_by_guard
+        elapsed_min = (time.perf_counter() - t_run) / 60
+        out_of_time = 0 < cfg.time_limit_min < elapsed_min
+        last = epoch + 1 == cfg.epochs or stopped_by_guard or out_of_time
         if (epoch + 1) % cfg.checkpoint_every == 0 or last:
             extra = {"epoch": epoch, "history": history,
                      "tracker": tracker.state_dict() if tracker else None,
@@ -253,12 +255,12 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
             if main:
                 checkpoint.save(out, generator.unet, optimizer, scheduler, epoch, extra)
             accelerator.wait_for_everyone()
-        if stopped_by_guard:
+        if stopped_by_guard or out_of_time:
             break
     save_adapters(generator, out / "lora", accelerator)
     metrics = {
         "reward": cfg.reward, "research_reward": research, "epochs_run": len(history),
-        "stopped_by_guard": stopped_by_guard,
+        "stopped_by_guard": stopped_by_guard, "stopped_by_time": out_of_time,
         "first_reward": history[0]["reward_mean"] if history else None,
         "last_reward": history[-1]["reward_mean"] if history else None,
         "train_seconds_this_session": time.perf_counter() - t_run,

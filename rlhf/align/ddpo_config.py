@@ -7,7 +7,7 @@ Fields, by group (the guard's fields, prefixed `guard_`, come from `GuardConfig`
 - sampling: steps, guidance, eta, sample_batch_size;
 - training: epochs, inner_epochs, train_batch_size, timestep_fraction, lr, weight_decay,
   max_grad_norm, clip_range, adv_clip_max, per_prompt_stats, stat_buffer, stat_min_count,
-  kl_coef, mixed_precision, seed, checkpoint_every.
+  kl_coef, mixed_precision, seed, checkpoint_every, time_limit_min.
 Defaults follow kvablack/ddpo-pytorch (PPO clip range 1e-4, advantage clip 5, per-prompt stat
 tracking, LoRA, DDIM with η = 1) scaled to the 32-pixel embedded default.
 """
@@ -64,6 +64,8 @@ class DDPOConfig(GuardConfig):
     mixed_precision: str = hfield("no", "no | bf16 | fp16 (Accelerate; fp16 needs a GPU).")
     seed: int = hfield(0, "Seed of prompt choice, sampling seeds and LoRA initialisation.")
     checkpoint_every: int = hfield(1, "Save OUT/checkpoint every this many epochs.")
+    time_limit_min: float = hfield(0.0, "Stop after the epoch that passes this many minutes of "
+                                   "this session's training (0: no limit).")  # fmt: skip
 
     PRESETS = {
         "micro": {"model": "", "prompts": "", "epochs": 2, "prompts_per_epoch": 2,
