@@ -4,7 +4,7 @@
                    report.html (evaluation/run.py)
 - `eval compare`   a side-by-side report of two finished runs (evaluation/compare.py)
 - `eval suites`    the bundled suites; `eval metrics` the registered metrics
-- `eval calibrate-safety`  added by evaluation/safety_calibrate.py when it is installed
+- `eval calibrate-safety`  added by evaluation/cli_safety.py
 """
 
 from __future__ import annotations
@@ -154,9 +154,5 @@ def metrics_cmd() -> None:
 
 
 # Commands other evaluation modules contribute (each has `register(eval_app)`).
-for _name in ("evaluation.safety_calibrate",):
-    try:
-        import_module(_name).register(eval_app)
-    except ModuleNotFoundError as _e:
-        if _e.name != _name:
-            raise
+for _name in ("evaluation.cli_safety",):
+    import_module(_name).register(eval_app)

@@ -198,8 +198,10 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
     torch.manual_seed(cfg.seed)
     generator = Generator.from_folder(cfg.model, device=device)
     generator.unet.requires_grad_(False)
-    generator.attach_lora(lora_config(cfg.lora_rank, cfg.lora_alpha))
+    generator.attach_lora(cfg.init_lora or lora_config(cfg.lora_rank, cfg.lora_alpha))
     params = generator.lora_parameters()
+    for p in params:  # a loaded adapter may come back frozen
+        p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     tracker = PerPromptStatTracker(cfg.stat_buffer, cfg.stat_min_count) if cfg.per_prompt_stats \

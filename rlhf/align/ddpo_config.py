@@ -1,7 +1,7 @@
 """`DDPOConfig`: everything `artalign align ddpo` can set, with presets micro / quick / sd15.
 
 Fields, by group (the guard's fields, prefixed `guard_`, come from `GuardConfig`):
-- model: model, lora_rank, lora_alpha, resume_lora;
+- model: model, lora_rank, lora_alpha, init_lora;
 - reward: reward, reward_path, reward_clip, reward_oracle;
 - prompts: prompts, prompts_per_epoch, images_per_prompt;
 - sampling: steps, guidance, eta, sample_batch_size;
@@ -30,6 +30,8 @@ class DDPOConfig(GuardConfig):
     model: str = hfield("runs/demo/generator", "Stable Diffusion folder to align.")
     lora_rank: int = hfield(8, "LoRA rank on the UNet's attention projections.")
     lora_alpha: float = hfield(8.0, "LoRA alpha (scale = alpha / rank).")
+    init_lora: str | None = hfield(None, "Start from these saved adapters (e.g. an earlier "
+                                   "round's OUT/lora) instead of a fresh LoRA.")  # fmt: skip
     # reward
     reward: str = hfield("reward_model", "Reward by name: reward_model, clip_score, "
                          "oracle_fidelity (research), compressibility, incompressibility, "
