@@ -136,6 +136,12 @@ def main() -> None:
     p.add_argument("--reference", type=Path, default=REPO / "runs/demo/data")
     p.add_argument("--profile", type=Path, default=REPO / "configs/raters/default.yaml")
     p.add_argument("--minutes", type=float, default=15.0)
+    p.add_argument(
+        "--reward",
+        default="reward_model",
+        help="reward_model (the target's setting) or oracle_fidelity (research: shows what DDPO "
+        "does with a reward that reads prompt fidelity exactly)",
+    )
     p.add_argument("--eval-only", action="store_true", help="Evaluate an existing OUT/run.")
     p.add_argument("overrides", nargs="*", help="Extra DDPO config KEY=VALUE.")
     args = p.parse_args()
@@ -168,9 +174,10 @@ def main() -> None:
             "--prompts",
             str(args.data / "prompts.txt"),
             "--reward",
-            "reward_model",
+            args.reward,
             "--reward-path",
             str(args.out / "reward"),
+            f"reward_oracle={args.oracle}",
             "--out",
             str(run),
             "--preset",
