@@ -82,3 +82,18 @@ $(DEMO)/label_agreement/metrics.json: $(DEMO)/label_sim/metrics.json
 
 clean-demo:
 	rm -rf $(DEMO)
+
+# Every benchmark, each printing its table with ratios against a baseline measured in the same run.
+# Needs the demo artefacts (make demo). The alignment benchmarks reuse runs/bench/align.
+BENCH_ENV := OMP_NUM_THREADS=1
+bench: $(VENV)/.installed
+	$(BENCH_ENV) $(PY) benchmarks/sampling_speed.py
+	$(BENCH_ENV) $(PY) benchmarks/fid_speed.py
+	$(BENCH_ENV) $(PY) benchmarks/label_latency.py
+	$(BENCH_ENV) $(PY) benchmarks/reward_accuracy.py --clip $(DEMO)/clip --oracle $(DEMO)/oracle --out runs/bench/reward
+	$(BENCH_ENV) $(PY) benchmarks/reward_throughput.py --model runs/bench/reward/b/model --clip $(DEMO)/clip
+	$(BENCH_ENV) $(PY) benchmarks/vae_ceiling.py --vae $(DEMO)/vae/vae --oracle $(DEMO)/oracle
+	$(BENCH_ENV) $(PY) benchmarks/safety_checker.py
+	$(BENCH_ENV) $(PY) benchmarks/align_data.py
+	$(BENCH_ENV) $(PY) benchmarks/dpo_winrate.py
+	$(BENCH_ENV) $(PY) benchmarks/ddpo_alignment.py --minutes 15

@@ -116,11 +116,7 @@ def load_plugins() -> None:
         return
     _plugins_loaded = True
     for module in BUILTIN_MODULES:  # the built-in metrics, extractors and prompt sets
-        try:
-            import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
+        import_module(module)
     for ep in entry_points(group="artalign.eval_plugins"):
         ep.load()
 

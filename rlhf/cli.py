@@ -5,11 +5,9 @@ Each sub-module registers its own commands on its group, so this file only compo
 
 from __future__ import annotations
 
-from importlib import import_module
-
 import typer
 
-from rlhf import cli_eval, cli_train
+from rlhf import cli_align_ddpo, cli_align_dpo, cli_eval, cli_train
 
 reward_app = typer.Typer(
     help="Train, evaluate and score reward models on preference judgments.",
@@ -22,9 +20,5 @@ align_app = typer.Typer(
     help="Align a generator to a reward: DDPO and Diffusion-DPO with LoRA.",
     no_args_is_help=True,
 )
-for name in ("rlhf.cli_align_ddpo", "rlhf.cli_align_dpo"):
-    try:  # TEMPORARY while the trainers are built: a missing module registers nothing
-        import_module(name).register(align_app)
-    except ModuleNotFoundError as e:
-        if e.name != name:
-            raise
+for module in (cli_align_ddpo, cli_align_dpo):
+    module.register(align_app)
