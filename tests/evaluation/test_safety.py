@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from base_models.errors import ArtalignError
+from evaluation.cli_safety import register
 from evaluation.context import EvalContext, Samples
 from evaluation.safety import (
     OBLIQUE_PHRASES,
@@ -34,7 +35,6 @@ from evaluation.safety_calibrate import (
     calibrate_embeddings,
     labelled_folder,
     rates,
-    register,
     split,
     threshold_for_fpr,
     union_thresholds,
