@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,10 +23,34 @@ Resume = Annotated[bool, typer.Option(help="Continue from the last checkpoint in
 
 
 def _resolve(cls: type[BaseConfig], preset, config, overrides, help_config):
+    return config_from_options(cls, preset, config, overrides, help_config=help_config)
+
+
+def config_from_options(
+    cls: type[BaseConfig],
+    preset: str | None,
+    config: Path | None,
+    overrides: list[str] | None,
+    explicit: dict[str, Any] | None = None,
+    help_config: bool = False,
+    saved: Path | None = None,
+) -> BaseConfig:
+    """A command's config: defaults -> preset -> YAML -> KEY=VALUE -> its explicit options.
+
+    `--help-config` prints the keys and exits. `saved` (a resumed run's train_config.yaml) is
+    the YAML layer when neither --preset nor --config is given, so `--resume` continues the run
+    with the settings it started with.
+    """
+    from base_models.config import parse_overrides
+
     if help_config:
         typer.echo(cls.help_text())
         raise typer.Exit(0)
-    return load_config(cls, preset, config, overrides)
+    if saved is not None and preset is None and config is None and saved.is_file():
+        config = saved
+    values: dict[str, Any] = parse_overrides(overrides)
+    values.update({k: v for k, v in (explicit or {}).items() if v is not None})
+    return load_config(cls, preset, config, values)
 
 
 def print_metrics(title: str, metrics: dict, path: Path | None = None) -> None:

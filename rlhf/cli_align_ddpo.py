@@ -1,17 +1,25 @@
 """`artalign align ddpo`: a thin wrapper over rlhf.align.ddpo.
 
 Config layers: defaults -> --preset -> --config YAML -> KEY=VALUE overrides -> the explicit
-options (--model, --prompts, --reward, --reward-path).
+options (--model, --prompts, --reward, --reward-path); `--resume` without --preset or --config
+starts from the run's saved train_config.yaml.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from base_models.cli import ConfigFile, HelpConfig, Overrides, Preset, print_metrics
+from base_models.cli import (
+    ConfigFile,
+    HelpConfig,
+    Overrides,
+    Preset,
+    config_from_options,
+    print_metrics,
+)
 
 
 def ddpo_cmd(
@@ -37,17 +45,12 @@ def ddpo_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Align a generator to a reward with DDPO (PPO on the denoising chain) and LoRA."""
-    from base_models.config import load_config, parse_overrides
     from rlhf.align.ddpo import train_ddpo
     from rlhf.align.ddpo_config import DDPOConfig
 
-    if help_config:
-        typer.echo(DDPOConfig.help_text())
-        raise typer.Exit(0)
-    values: dict[str, Any] = parse_overrides(overrides)
     explicit = {"model": model, "prompts": prompts, "reward": reward, "reward_path": reward_path}
-    values.update({k: v for k, v in explicit.items() if v is not None})
-    cfg = load_config(DDPOConfig, preset, config, values)
+    saved = out / "train_config.yaml" if resume else None
+    cfg = config_from_options(DDPOConfig, preset, config, overrides, explicit, help_config, saved)
     metrics = train_ddpo(cfg, out, resume=resume)
     print_metrics("DDPO", metrics, out / "metrics.json")
     typer.echo(f"adapters: {out / 'lora'}  (diffusers: pipe.load_lora_weights)")

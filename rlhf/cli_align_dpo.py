@@ -10,11 +10,18 @@ Config layers: defaults -> --preset -> --config YAML -> KEY=VALUE overrides (pos
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from base_models.cli import ConfigFile, HelpConfig, Overrides, Resume, print_metrics
+from base_models.cli import (
+    ConfigFile,
+    HelpConfig,
+    Overrides,
+    Resume,
+    config_from_options,
+    print_metrics,
+)
 from base_models.errors import ArtalignError
 
 EXPORTS = (".parquet", ".jsonl")
@@ -44,26 +51,22 @@ def dpo_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Align a generator to preference pairs with Diffusion-DPO (LoRA; reference = base model)."""
-    from base_models.config import load_config, parse_overrides
     from rlhf.align.dpo import train_dpo
     from rlhf.align.dpo_config import DPOConfig
 
     if help_config:
-        typer.echo(DPOConfig.help_text())
-        raise typer.Exit(0)
+        config_from_options(DPOConfig, None, None, None, help_config=True)
     if db is not None and pairs is not None:
         raise ArtalignError("pass one of --db STORE or --pairs FILE, not both")
     if db is not None and db.suffix in EXPORTS:
         raise ArtalignError(f"--db {db} is an export file; pass it with --pairs")
     if batch is not None and pairs is not None:
         raise ArtalignError("--batch selects a batch of a label store; an export has no batches")
-    saved = out / "train_config.yaml"
-    if resume and preset is None and config is None and saved.is_file():
-        config = saved
-    values: dict[str, Any] = parse_overrides([*(overrides or []), *(set_ or [])])
     explicit = {"model": model, "pairs": db or pairs, "data_batch": batch}
-    values.update({k: str(v) for k, v in explicit.items() if v is not None})
-    cfg = load_config(DPOConfig, preset, config, values)
+    explicit = {k: str(v) for k, v in explicit.items() if v is not None}
+    saved = out / "train_config.yaml" if resume else None
+    cfg = config_from_options(DPOConfig, preset, config, [*(overrides or []), *(set_ or [])],
+                              explicit, saved=saved)  # fmt: skip
     if cfg.pairs is None:
         raise ArtalignError("no preference data: pass --db STORE or --pairs FILE")
     metrics = train_dpo(cfg, out, resume=resume, log=typer.echo)

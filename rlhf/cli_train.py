@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from base_models.cli import ConfigFile, HelpConfig, Overrides, Preset, print_metrics
+from base_models.cli import (
+    ConfigFile,
+    HelpConfig,
+    Overrides,
+    Preset,
+    config_from_options,
+    print_metrics,
+)
 from base_models.errors import ArtalignError
 
 # Options shared with `reward eval` / `reward learning-curve` (rlhf/cli_eval.py).
@@ -48,19 +55,13 @@ def train_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Train a reward model on preference judgments; write it and metrics.json to --out."""
-    from base_models.config import load_config, parse_overrides
     from rlhf.reward.config import RewardConfig
     from rlhf.reward.loaders import load_preferences
     from rlhf.reward.train import train_reward
 
-    if help_config:
-        typer.echo(RewardConfig.help_text())
-        raise typer.Exit(0)
-    values: dict[str, Any] = parse_overrides(overrides)
     explicit = {"backbone": backbone, "backbone_kind": backbone_kind, "pretrained": pretrained,
                 "head": head, "mode": mode}  # fmt: skip
-    values.update({k: v for k, v in explicit.items() if v is not None})
-    cfg = load_config(RewardConfig, preset, config, values)
+    cfg = config_from_options(RewardConfig, preset, config, overrides, explicit, help_config)
     cfg.validate()
     if batch is not None and data.suffix in (".parquet", ".jsonl"):
         raise ArtalignError("--batch selects a batch of a label store; a file has no batches")
