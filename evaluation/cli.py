@@ -86,6 +86,10 @@ def run_cmd(
     extractor: Annotated[
         str, typer.Option(help="Feature extractor: clip, open_clip, inception.")
     ] = "clip",
+    extractor_weights: Annotated[
+        Path | None,
+        typer.Option(help="Local weights of the extractor (inception: a .safetensors file)."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any).")] = None,
     seed: Annotated[
         int, typer.Option(help="First seed (image k of item i: S+i*K+k); bootstrap seed.")
@@ -114,7 +118,7 @@ def run_cmd(
         options["device"] = device
     result = run_eval(model, suite, out, lora=lora, baseline=baseline,
                       baseline_lora=baseline_lora, strict=strict, overwrite=overwrite,
-                      safety_checker=safety_checker,
+                      safety_checker=safety_checker, extractor_weights=extractor_weights,
                       log=typer.echo, **options)  # fmt: skip
     _print_summary(result, out)
 

@@ -215,6 +215,7 @@ def run_eval(
     strict: bool = False,
     overwrite: bool = False,
     safety_checker: str | Path | None = None,
+    extractor_weights: str | Path | None = None,
     log: Log | None = None,
     **ctx_options: Any,
 ) -> dict[str, Any]:
@@ -223,8 +224,10 @@ def run_eval(
     `ctx_options` are EvalContext fields: oracle_path, clip_path, reward_path, rater_profile_path,
     reference_path, cache_dir, extractor, device, seed (first sampling seed and bootstrap seed),
     n_boot. `safety_checker` (a saved concept checker) is what the safety metrics read from the
-    settings. `strict` turns a metric's ArtalignError into the run's error; `overwrite` lets the
-    run replace a non-empty OUT. Returns the metrics.json content.
+    settings; `extractor_weights` (a local weights file, e.g. Inception's as safetensors) is passed
+    to the feature extractor of every quality metric. `strict` turns a metric's ArtalignError
+    into the run's error; `overwrite` lets the run replace a non-empty OUT. Returns the
+    metrics.json content.
     """
     from evaluation.report import write_report
 
@@ -236,7 +239,8 @@ def run_eval(
                    "--baseline-lora": baseline_lora, "--oracle": ctx.oracle_path,
                    "--clip": ctx.clip_path, "--reward": ctx.reward_path,
                    "--rater": ctx.rater_profile_path, "--reference": ctx.reference_path,
-                   "--safety-checker": safety_checker})  # fmt: skip
+                   "--safety-checker": safety_checker,
+                   "--extractor-weights": extractor_weights})  # fmt: skip
     if baseline_lora is not None and baseline is None:
         raise ArtalignError("--baseline-lora needs --baseline (the model it attaches to)")
     _check_out(out, overwrite)
@@ -260,6 +264,7 @@ def run_eval(
             ("rater", ctx.rater_profile_path), ("reference", ctx.reference_path),
             ("cache_dir", ctx.cache_dir))} | {"extractor": ctx.extractor},
         "safety_checker": str(safety_checker) if safety_checker else None,
+        "extractor_params": {"weights": str(extractor_weights)} if extractor_weights else {},
         "device": ctx.device, "n_boot": ctx.n_boot, "strict": strict,
         "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
