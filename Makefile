@@ -26,11 +26,13 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The main job on the embedded default (extended to the full loop by later stages):
-# data set -> attribute oracle -> CLIP -> VAE -> UNet -> generator evaluation,
-# each stage skipped when its output exists.
-demo: $(VENV)/.installed $(DEMO)/oracle_eval/metrics.json $(DEMO)/clip_eval/metrics.json \
-		$(DEMO)/generator_eval/metrics.json $(DEMO)/label_agreement/metrics.json
+# The main job on the embedded default: `artalign loop --preset quick` (data set -> oracle ->
+# CLIP -> VAE -> UNet -> generator evaluation -> labeling batch judged by simulated raters ->
+# reward model -> DDPO and DPO -> evaluation of base vs aligned -> DIR/report.html). Each stage is
+# skipped when its done-marker (DIR/.stages) or, for the base stages, the output of the rules below
+# exists; the rules below build the base stages one by one, as before.
+demo: $(VENV)/.installed
+	$(ART) loop --preset quick --out $(DEMO)
 	@$(PY) -m base_models.demo_summary $(DEMO)
 
 $(DEMO)/data/metadata.jsonl: | $(VENV)/.installed

@@ -17,7 +17,9 @@ import typer
 from base_models.errors import ArtalignError
 
 # Group order in `artalign --help`: the order of the loop (DESIGN.md).
-GROUP_ORDER = ("data", "oracle", "base", "generate", "label", "reward", "align", "prompt", "eval")
+GROUP_ORDER = (
+    "loop", "data", "oracle", "base", "generate", "label", "reward", "align", "prompt", "eval"
+)
 
 
 def build_app() -> typer.Typer:

@@ -1,11 +1,13 @@
 """The HTML report of an evaluation run: one self-contained file, images and plots embedded.
 
-Sections: the run's header; a summary table per aspect (each column a model, each figure with
-its 95% CI and n, and the delta of the first column over the second); the win-rates of the
-model over the baseline; plots (bars with CI whiskers per metric, attribute distributions from
-the bias metrics, reward distributions); image grids per prompt (the models side by side on the
-same seeds); the exact settings. Images are base64 PNGs, plots inline SVG, styles inline: the
-file opens anywhere, offline, and references nothing outside itself.
+Sections: the run's header; a regression banner (did the first column, the aligned model,
+regress bias or safety against the second, with deltas and CIs); a summary table per aspect
+(each column a model, each figure with its 95% CI and n, and the delta of the first column over
+the second); the win-rates of the model over the baseline; plots (bars with CI whiskers per
+metric, attribute distributions from the bias metrics, reward distributions); image grids per
+prompt (the models side by side on the same seeds); the exact settings. Images are base64 PNGs,
+plots inline SVG, styles inline: the file opens anywhere, offline, and references nothing
+outside itself.
 
 `write_report(run_dir)` renders a run folder (what `run_eval` writes); `compare.py` builds a
 `ReportView` of two runs and renders it with the same code.
@@ -143,6 +145,8 @@ th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 img.strip{image-rendering:pixelated;display:block}
 pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
 .note{color:#555}
+.banner{border:1px solid #ccc;background:#fafafa;padding:4px 12px;margin:8px 0 16px}
+.banner ul{margin:0 0 6px}
 """
 
 
@@ -165,16 +169,25 @@ def _fig_cell(fig: dict[str, Any] | None) -> str:
     return f'<td class="num">{value}{ci_text}</td><td class="num">{n}</td>'
 
 
+def ci_verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """'better' / 'worse' when figure a's 95% CI lies wholly above or below b's (in the
+    direction of a's higher_is_better); '' when the CIs overlap or a CI or the direction is
+    missing. The one rule behind the coloured deltas and the regression banner."""
+    hib, ci_a, ci_b = a.get("higher_is_better"), a.get("ci"), b.get("ci")
+    if hib is None or not ci_a or not ci_b or None in (*ci_a, *ci_b):
+        return ""
+    if ci_a[0] > ci_b[1]:
+        return "better" if hib else "worse"
+    if ci_a[1] < ci_b[0]:
+        return "worse" if hib else "better"
+    return ""
+
+
 def _delta_cell(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
     if not a or not b or a.get("value") is None or b.get("value") is None:
         return '<td class="num">–</td>'
     d = a["value"] - b["value"]
-    hib = a.get("higher_is_better")
-    ci_a, ci_b = a.get("ci"), b.get("ci")
-    apart = bool(ci_a and ci_b) and (ci_a[0] > ci_b[1] or ci_b[0] > ci_a[1])
-    cls = ""
-    if hib is not None and d != 0 and apart:  # colour only a difference the CIs support
-        cls = "better" if (d > 0) == hib else "worse"
+    cls = ci_verdict(a, b) if d != 0 else ""  # colour only a difference the CIs support
     sign = "+" if d > 0 else ""
     return f'<td class="num {cls}">{sign}{_num(d)}</td>'
 
@@ -393,6 +406,101 @@ def image_grids(view: ReportView, max_per_set: int = MAX_PROMPTS_PER_SET) -> str
     return "".join(out)
 
 
+# ----------------------------------------------------------------------------- regression banner
+BANNER_ASPECTS = ("bias", "safety")
+# Figures that grade an instrument (the safety checker against the oracle's labels), not the
+# model: a change in them says nothing about whether the model became less safe.
+INSTRUMENT_FIGURES = {"safety": ("recall", "fpr")}
+
+
+def _judged(key: str, name: str, fig: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    d = fig["value"] - ref["value"]
+    ci_m, ci_b = fig.get("ci"), ref.get("ci")
+    has_ci = bool(ci_m and ci_b) and None not in (*ci_m, *ci_b)
+    verdict = {"worse": "regressed", "better": "improved"}.get(ci_verdict(fig, ref), "")
+    # the range of differences consistent with both CIs (conservative: CIs of the two sides)
+    delta_ci = [ci_m[0] - ci_b[1], ci_m[1] - ci_b[0]] if has_ci else None
+    return {"metric": key, "figure": name, "model": fig["value"], "model_ci": ci_m,
+            "baseline": ref["value"], "baseline_ci": ci_b, "delta": d, "delta_ci": delta_ci,
+            "higher_is_better": fig["higher_is_better"],
+            "verdict": verdict or ("no significant change" if has_ci else "no CI")}  # fmt: skip
+
+
+def regression_summary(
+    model: dict[str, Any], baseline: dict[str, Any], aspects: tuple[str, ...] = BANNER_ASPECTS
+) -> dict[str, Any]:
+    """Did the model regress against the baseline on `aspects` (default bias and safety)?
+
+    `model` / `baseline` are metrics.json's per-model figures (aspect -> metric -> figure). A
+    figure "regressed" only when its 95% CI and the baseline's do not overlap and the model's
+    side is the worse one by the figure's higher_is_better; figures without a direction, skipped
+    metrics and instrument figures (INSTRUMENT_FIGURES) are not judged. Per aspect: verdict
+    ("regressed" if any figure did, else "no significant change"; "not measured" without
+    figures), the names of regressed and improved figures, and every judged figure with its
+    delta and CIs.
+    """
+    out: dict[str, Any] = {}
+    for aspect in aspects:
+        rows = []
+        for key, figs in model.get(aspect, {}).items():
+            other = baseline.get(aspect, {}).get(key)
+            if "skipped" in figs or not other or "skipped" in other:
+                continue
+            for name, fig in figs.items():
+                ref = other.get(name)
+                if (name in INSTRUMENT_FIGURES.get(aspect, ()) or not ref
+                        or fig.get("higher_is_better") is None
+                        or fig.get("value") is None or ref.get("value") is None):  # fmt: skip
+                    continue
+                rows.append(_judged(key, name, fig, ref))
+        names = {v: [f"{r['metric']}.{r['figure']}" for r in rows if r["verdict"] == v]
+                 for v in ("regressed", "improved")}  # fmt: skip
+        verdict = ("not measured" if not rows else
+                   "regressed" if names["regressed"] else "no significant change")  # fmt: skip
+        out[aspect] = {"verdict": verdict, "n_figures": len(rows), **names, "figures": rows}
+    return out
+
+
+def _banner_figure(r: dict[str, Any]) -> str:
+    def ci(c: list[float] | None) -> str:
+        return f" [{_num(c[0])}, {_num(c[1])}]" if c else ""
+
+    sign = "+" if r["delta"] > 0 else ""
+    return (f"{escape(r['metric'])}.{escape(r['figure'])}: {_num(r['model'])}{ci(r['model_ci'])}"
+            f" vs {_num(r['baseline'])}{ci(r['baseline_ci'])}, Δ {sign}{_num(r['delta'])}"
+            f"{ci(r['delta_ci'])}")  # fmt: skip
+
+
+def regression_banner(columns: list[Column]) -> str:
+    """The report's first lines: per aspect of BANNER_ASPECTS, whether the first column
+    regressed against the second (the aligned model against its base), with deltas and CIs."""
+    if len(columns) != 2:
+        return ""
+    first, second = columns
+    summary = regression_summary(first.figures, second.figures)
+    lines = []
+    for aspect, s in summary.items():
+        if s["verdict"] == "not measured":
+            text = "not measured (no comparable figures; add the metric to the suite)"
+            lines.append(f'<p class="note"><b>{escape(aspect)}</b>: {text}</p>')
+            continue
+        judged = [r for r in s["figures"] if r["verdict"] == "regressed"]
+        if judged:
+            head = (f'<b class="worse">{escape(aspect)}: regressed</b> — {len(judged)} of '
+                    f"{s['n_figures']} figures worse than {escape(second.label)} beyond the "
+                    "95% CIs:")  # fmt: skip
+        else:
+            judged = [r for r in s["figures"] if r["verdict"] == "improved"]
+            head = (f"<b>{escape(aspect)}: no significant change</b> — {s['n_figures']} "
+                    f"figures, none worse than {escape(second.label)} beyond the 95% CIs"
+                    + (f"; {len(judged)} better:" if judged else ""))  # fmt: skip
+        items = "".join(f"<li>{_banner_figure(r)}</li>" for r in judged)
+        lines.append(f"<p>{head}</p>" + (f"<ul>{items}</ul>" if items else ""))
+    return (f'<div class="banner" id="regression"><p class="note">{escape(first.label)} vs '
+            f"{escape(second.label)} on bias and safety (a figure regressed only where the two "
+            f"95% CIs do not overlap on its worse side):</p>{''.join(lines)}</div>")  # fmt: skip
+
+
 def _json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True)
 
@@ -412,7 +520,8 @@ def render(view: ReportView, max_per_set: int = MAX_PROMPTS_PER_SET) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(view.title)}</title><style>{CSS}</style></head><body>"
-        f'<h1>{escape(view.title)}</h1>{notes}<table class="models">{models}</table>'
+        f"<h1>{escape(view.title)}</h1>{regression_banner(view.columns)}{notes}"
+        f'<table class="models">{models}</table>'
         f"<h2>Summary</h2>{summary_tables(view.columns)}"
         f"<h2>Preference</h2>{preference_table(view.preference)}"
         f"<h2>Plots</h2>{plots(view)}"

@@ -86,7 +86,9 @@ class ImageSource(Protocol):
 
 @dataclass
 class GeneratorSource:
-    """Images from a local Stable Diffusion folder through `base_models.generator.Generator`."""
+    """Images from a local Stable Diffusion folder through `base_models.generator.Generator`,
+    with LoRA adapters attached when `lora` names a saved adapter folder (e.g. an aligned model's
+    OUT/lora, to label its images in a second round)."""
 
     model_dir: str
     steps: int = 50
@@ -94,6 +96,7 @@ class GeneratorSource:
     eta: float = 0.0
     batch_size: int = 8
     device: str | None = None
+    lora: str | None = None
     model: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,9 +107,12 @@ class GeneratorSource:
         self.model = str(self.model_dir)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._gen = Generator.from_folder(self.model_dir, device=device)
+        if self.lora is not None:
+            self._gen.attach_lora(self.lora)
 
     def settings(self) -> dict[str, Any]:
-        return {"steps": self.steps, "guidance": self.guidance, "eta": self.eta}
+        lora = {"lora": str(self.lora)} if self.lora is not None else {}
+        return {"steps": self.steps, "guidance": self.guidance, "eta": self.eta, **lora}
 
     def render(self, prompts: list[str], seeds: list[int]) -> list[tuple[bytes, dict]]:
         out = self._gen.sample(prompts, seeds, steps=self.steps, guidance=self.guidance,
@@ -114,7 +120,8 @@ class GeneratorSource:
         result = []
         for text, seed, image in zip(prompts, seeds, out.images, strict=True):
             settings = {**self.settings(), "height": image.height, "width": image.width}
-            record = {"prompt": text, "seed": seed, "model": self.model, "settings": settings}
+            record = {"prompt": text, "seed": seed, "model": self.model, "settings": settings,
+                      "lora": str(self.lora) if self.lora is not None else None}  # fmt: skip
             result.append((png_with_provenance(image, record), settings))
         return result
 

@@ -33,6 +33,10 @@ def batch_cmd(
     db: Db,
     prompts: Annotated[Path, typer.Option(help="Prompt file: one per line, or .jsonl with text.")],
     model: Annotated[str | None, typer.Option(help="Stable Diffusion folder.")] = None,
+    lora: Annotated[
+        Path | None,
+        typer.Option(help="LoRA folder to attach to --model (e.g. an aligned run's lora/)."),
+    ] = None,
     procedural: Annotated[
         bool, typer.Option(help="Draw images with the procedural world (no model needed).")
     ] = False,
@@ -70,6 +74,10 @@ def batch_cmd(
 
     if procedural == (model is not None):
         raise ArtalignError("pass exactly one of --model DIR or --procedural")
+    if lora is not None and model is None:
+        raise ArtalignError("--lora attaches adapters to --model; pass --model DIR with it")
+    if lora is not None and not lora.is_dir():
+        raise ArtalignError(f"--lora {lora} is not a folder; pass a saved LoRA folder")
     plan = BatchPlan(
         k=k, kinds=parse_kinds(kinds), overlap=overlap, pairs_per_prompt=pairs_per_prompt,
         seed=seed, gold_pairs=gold_pairs,
@@ -85,7 +93,8 @@ def batch_cmd(
         if not Path(model).is_dir():
             raise ArtalignError(f"--model {model} is not a folder; pass a Stable Diffusion folder")
         check_sampling_args(len(texts), steps, guidance, eta, batch_size, max_steps=1000)
-        source = GeneratorSource(model, steps=steps, guidance=guidance, eta=eta,
+        source = GeneratorSource(model, lora=str(lora) if lora is not None else None,
+                                 steps=steps, guidance=guidance, eta=eta,
                                  batch_size=batch_size, device=device)  # fmt: skip
     with Store(db, create=True) as store:
         batch_id = make_batch(store, texts, source, plan, name, {"prompts": str(prompts)})
