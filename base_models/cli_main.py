@@ -18,7 +18,16 @@ from base_models.errors import ArtalignError
 
 # Group order in `artalign --help`: the order of the loop (DESIGN.md).
 GROUP_ORDER = (
-    "loop", "data", "oracle", "base", "generate", "label", "reward", "align", "prompt", "eval"
+    "loop",
+    "data",
+    "oracle",
+    "base",
+    "generate",
+    "label",
+    "reward",
+    "align",
+    "prompt",
+    "eval",
 )
 
 
