@@ -30,7 +30,7 @@ from base_models.generator import Generator
 from base_models.generator.ddim import gaussian_log_prob
 from base_models.generator.lora import lora_config
 from base_models.generator.outputs import Trajectory
-from base_models.io_utils import write_json
+from base_models.io_utils import write_json, write_text
 from base_models.train_utils import check_out, make_accelerator
 from rlhf.align import checkpoint
 from rlhf.align.ddpo_config import DDPOConfig
@@ -212,6 +212,8 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
     if resume:
         state = checkpoint.load(out, generator.unet, optimizer, scheduler)
         start_epoch, history = state["epoch"] + 1, state["history"]
+        if main:  # a kill between a log line and its checkpoint leaves lines to drop
+            write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         if tracker is not None:
             tracker.load_state_dict(state["tracker"])
         if guard is not None and state.get("guard"):

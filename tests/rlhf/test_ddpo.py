@@ -144,6 +144,13 @@ def test_resume_continues_rather_than_restarting(sd_folder, prompts_file, tmp_pa
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
     rows = [json.loads(x) for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
+    # a line logged after the last checkpoint (a kill in between) is dropped on resume
+    log = tmp_path / "resumed" / "log.jsonl"
+    log.write_text(log.read_text() + json.dumps({"epoch": 2, "orphan": True}) + "\n")
+    cfg3 = micro_cfg(sd_folder, prompts_file, epochs=3)
+    train_ddpo(cfg3, tmp_path / "resumed", resume=True)
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2] and "orphan" not in rows[-1]
 
 
 def test_adapters_load_in_plain_diffusers(sd_folder, prompts_file, tmp_path):
