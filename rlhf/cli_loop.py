@@ -92,25 +92,10 @@ def _print_summary(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `loop` as a stand-alone command with artalign's error handling; return the code."""
-    import click
+    """`artalign loop ARGV` through the console script's own entry (its error handling)."""
+    from base_models.cli_main import main as artalign
 
-    from base_models.errors import ArtalignError
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(loop)
-    try:
-        typer.main.get_command(app).main(args=argv, prog_name="artalign loop",
-                                         standalone_mode=False)  # fmt: skip
-        return 0
-    except ArtalignError as e:
-        click.echo(f"error: {e}", err=True)
-        return 2
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
+    return artalign(["loop", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
