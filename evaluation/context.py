@@ -41,6 +41,23 @@ class Samples:
     def __len__(self) -> int:
         return len(self.images)
 
+    def set_mask(self, on: str | None, metric: str) -> list[bool]:
+        """Which images belong to prompt set `on` (all when None); an error names an empty set."""
+        if on is None:
+            return [True] * len(self)
+        mask = [item.get("set") == on for item in self.items]
+        if not any(mask):
+            sets = sorted({str(item.get("set")) for item in self.items})
+            raise ArtalignError(
+                f"metric {metric!r}: no items of prompt set {on!r} (the suite's images come from "
+                f"{', '.join(sets) or 'no set'}); add {on!r} under prompt_sets or pass on: SET"
+            )
+        return mask
+
+    def of_set(self, on: str | None, metric: str) -> Samples:
+        """The samples of prompt set `on` (all of them when None), as `set_mask` picks them."""
+        return self if on is None else self.select(self.set_mask(on, metric))
+
     def select(self, mask: list[bool]) -> Samples:
         """The samples where `mask` is true (e.g. one category of a suite)."""
         idx = [i for i, keep in enumerate(mask) if keep]

@@ -167,9 +167,9 @@ class InceptionFeatures(nn.Module):
 class _TorchWithSafetensorsLoad:
     """Stands in for `torch` inside torch-fidelity while it builds InceptionV3.
 
-    torch-fidelity reads its weights with `torch.load(path, weights_only=False)`, an unpickler;
-    artalign reads weights only from safetensors, so `load` here reads a safetensors file and
-    everything else is torch itself.
+    torch-fidelity's own weight loader unpickles its .pth file (torch's loader with the
+    weights-only guard switched off); artalign reads weights only from safetensors, so `load`
+    here reads a safetensors file (nothing is unpickled) and everything else is torch itself.
     """
 
     def __getattr__(self, name: str) -> Any:

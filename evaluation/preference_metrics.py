@@ -29,23 +29,13 @@ from evaluation.stats import Figure, mean_figure
 _REWARDS = "_reward_values"  # ctx.__dict__ key: {samples.model: per-image rewards}
 
 
-def select_set(samples: Samples, on: str | None, metric: str) -> Samples:
-    """The samples whose item belongs to prompt set `on` (all of them when `on` is None)."""
-    if on is None:
-        return samples
-    picked = samples.select([item.get("set") == on for item in samples.items])
-    if len(picked) == 0:
-        raise ArtalignError(f"{metric}: no items of prompt set {on!r}; add it to the suite")
-    return picked
-
-
 def _pair(
     ctx: EvalContext, samples: Samples, on: str | None, metric: str
 ) -> tuple[Samples, Samples]:
     """(A, B): this model's and the baseline's samples of `on`, checked to be matched pairs."""
     if ctx.other is None:
         raise ArtalignError(f"{metric} needs --baseline: a second model to compare with")
-    a, b = select_set(samples, on, metric), select_set(ctx.other, on, metric)
+    a, b = samples.of_set(on, metric), ctx.other.of_set(on, metric)
     if a.prompts != b.prompts or a.seeds != b.seeds:
         raise ArtalignError(
             f"{metric}: the two models' samples are not matched pairs (prompts or seeds differ); "
@@ -79,12 +69,7 @@ def reward_distributions(ctx: EvalContext) -> dict[str, list[float]]:
 
 def _subset_rewards(ctx: EvalContext, samples: Samples, on: str | None) -> np.ndarray:
     values = reward_values(ctx, samples)
-    if on is None:
-        return values
-    mask = np.array([item.get("set") == on for item in samples.items])
-    if not mask.any():
-        raise ArtalignError(f"reward: no items of prompt set {on!r}; add it to the suite")
-    return values[mask]
+    return values[np.array(samples.set_mask(on, "reward"))]
 
 
 @register_metric("reward_score", aspect="alignment", higher_is_better=True)

@@ -187,11 +187,4 @@ def prompt_list(prompts: list[str] | None = None, category: str = "list") -> lis
 
 def samples_of_set(samples: Any, on: str, metric: str) -> Any:
     """The samples whose item belongs to prompt set `on`, or an ArtalignError naming the set."""
-    mask = [item.get("set") == on for item in samples.items]
-    if not any(mask):
-        sets = sorted({str(item.get("set")) for item in samples.items})
-        raise ArtalignError(
-            f"metric {metric!r} reads prompt set {on!r}, but the suite's images come from "
-            f"{', '.join(sets) or 'no set'}; add {on!r} under prompt_sets or pass on: SET"
-        )
-    return samples.select(mask)
+    return samples.of_set(on, metric)

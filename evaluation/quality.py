@@ -47,7 +47,7 @@ from base_models.errors import ArtalignError
 from evaluation.context import EvalContext, Samples
 from evaluation.feature_cache import context_cache, reference_features
 from evaluation.registry import register_metric
-from evaluation.stats import Figure, bootstrap_ci
+from evaluation.stats import Figure, mean_figure
 
 MIN_FID = 2  # a covariance needs two samples
 MIN_KID = 2  # the unbiased MMD² divides by m (m − 1)
@@ -389,15 +389,6 @@ def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = DC_K) -> t
 # ----------------------------------------------------------------------------- registered metrics
 
 
-def _select(samples: Samples, on: str | None) -> Samples:
-    if on is None:
-        return samples
-    picked = samples.select([item.get("set") == on for item in samples.items])
-    if len(picked) == 0:
-        raise ArtalignError(f"no samples of prompt set {on!r}; add it to the suite's prompt_sets")
-    return picked
-
-
 def quality_features(
     ctx: EvalContext,
     samples: Samples,
@@ -418,7 +409,7 @@ def quality_features(
             "quality metrics (fid, kid, ...) need real images to compare with; pass "
             "--reference DIR (an imagefolder, e.g. a data set made by `artalign data make`)"
         )
-    picked = _select(samples, on)
+    picked = samples.of_set(on, "quality")
     if extractor_params is None:  # a run may set them once for all metrics
         extractor_params = ctx.settings.get("extractor_params") or {}
     net = ctx.features(extractor, **extractor_params)
@@ -464,18 +455,16 @@ def kid_metric(ctx: EvalContext, samples: Samples, **params: Any) -> dict[str, F
     return {"kid": Figure(mean, len(fake), None, False), "kid_std": Figure(std, int(p["subsets"]))}
 
 
-def _mean_with_ci(values: np.ndarray, ctx: EvalContext) -> Figure:
-    ci = bootstrap_ci(values, n_boot=ctx.n_boot, seed=ctx.seed)
-    return Figure(float(values.mean()), len(values), ci, True)
-
-
 @register_metric("precision_recall", aspect="quality", higher_is_better=True)
 def precision_recall_metric(ctx: EvalContext, samples: Samples, **params: Any) -> dict[str, Figure]:
     """Improved precision (fidelity) and recall (diversity), k-NN manifolds with k=3."""
     feature, p = _split("precision_recall", params, k=PR_K)
     real, fake = quality_features(ctx, samples, **feature)
     prec, rec = precision_recall_items(real, fake, int(p["k"]), ctx.device)
-    return {"precision": _mean_with_ci(prec, ctx), "recall": _mean_with_ci(rec, ctx)}
+    return {
+        "precision": mean_figure(prec, True, ctx.n_boot, ctx.seed),
+        "recall": mean_figure(rec, True, ctx.n_boot, ctx.seed),
+    }
 
 
 @register_metric("density_coverage", aspect="quality", higher_is_better=True)
@@ -484,7 +473,10 @@ def density_coverage_metric(ctx: EvalContext, samples: Samples, **params: Any) -
     feature, p = _split("density_coverage", params, k=DC_K)
     real, fake = quality_features(ctx, samples, **feature)
     dens, cov = density_coverage_items(real, fake, int(p["k"]), ctx.device)
-    return {"density": _mean_with_ci(dens, ctx), "coverage": _mean_with_ci(cov, ctx)}
+    return {
+        "density": mean_figure(dens, True, ctx.n_boot, ctx.seed),
+        "coverage": mean_figure(cov, True, ctx.n_boot, ctx.seed),
+    }
 
 
 @register_metric("fd_infinity", aspect="quality", higher_is_better=False)
