@@ -22,23 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench_utils import REPO, artalign
+
 N_TRAIN, TRAIN_SEED = 300, 21
 N_HELDOUT, HELDOUT_SEED = 50, 22
 MAX_JUDGMENTS = 5000
-
-
-def artalign(*args: str) -> None:
-    """Run one artalign command (the console script beside this Python), failing loudly."""
-    exe = Path(sys.executable).with_name("artalign")
-    cmd = [str(exe) if exe.is_file() else "artalign", *args]
-    print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
 
 
 def build(out: Path, model: Path, oracle: Path, profile: Path) -> dict:

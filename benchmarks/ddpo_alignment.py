@@ -22,27 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_utils import REPO, artalign
 
-REPO = Path(__file__).resolve().parents[1]
 SEEDS_PER_PROMPT = 4
 EVAL_SEED0 = 500_000  # evaluation seeds: disjoint from training and guard seeds
 N_REFERENCE = 1000
-
-
-def artalign(*args: str) -> float:
-    exe = Path(sys.executable).with_name("artalign")
-    cmd = [str(exe) if exe.is_file() else "artalign", *args]
-    print("$ " + " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=REPO)
-    return time.perf_counter() - t0
 
 
 def sample(gen, prompts: list[str], seeds: list[int]) -> torch.Tensor:

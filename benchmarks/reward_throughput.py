@@ -11,23 +11,12 @@ Each is timed `repeats` times after one warm-up pass; the median counts.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def _median_seconds(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from bench_utils import median_seconds  # noqa: E402
 
 
 def throughput(
@@ -43,8 +32,8 @@ def throughput(
     model = load_reward_model(model_dir)
     net, preprocess, _ = load_clip(clip)
     with torch.inference_mode():
-        t_reward = _median_seconds(lambda: model.score(images, prompts, batch_size), repeats)
-        t_clip = _median_seconds(lambda: embed_images(net, images, preprocess, batch_size), repeats)
+        t_reward = median_seconds(lambda: model.score(images, prompts, batch_size), repeats)
+        t_clip = median_seconds(lambda: embed_images(net, images, preprocess, batch_size), repeats)
     n = len(images)
     return {"n_images": n, "batch_size": batch_size, "repeats": repeats,
             "torch_threads": torch.get_num_threads(),

@@ -15,24 +15,12 @@ diffusers row and against ours at η = 1 (the same computation without the log-p
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from bench_utils import REPO, median_seconds
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS, GUIDANCE = 20, 3.0
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -75,10 +63,10 @@ def main() -> None:
             return_trajectory=traj,
         )
 
-    rows = [("diffusers StableDiffusionPipeline (baseline)", timed(plain, args.repeats))]
-    rows.append(("ours, eta 0", timed(ours(0.0, False), args.repeats)))
-    rows.append(("ours, eta 1", timed(ours(1.0, False), args.repeats)))
-    rows.append(("ours, eta 1 + log-probs (DDPO)", timed(ours(1.0, True), args.repeats)))
+    rows = [("diffusers StableDiffusionPipeline (baseline)", median_seconds(plain, args.repeats))]
+    rows.append(("ours, eta 0", median_seconds(ours(0.0, False), args.repeats)))
+    rows.append(("ours, eta 1", median_seconds(ours(1.0, False), args.repeats)))
+    rows.append(("ours, eta 1 + log-probs (DDPO)", median_seconds(ours(1.0, True), args.repeats)))
     base, eta1 = rows[0][1], rows[2][1]
     print(
         f"\n{args.n} images, {STEPS} DDIM steps, guidance {GUIDANCE}, "
