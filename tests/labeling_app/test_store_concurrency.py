@@ -25,9 +25,11 @@ OVERLAP = 3
 
 
 def make_work(db, n_per_rater: int) -> list[int]:
-    """A store with N_RATERS raters and enough pair tasks (overlap 3) for all their work."""
+    """A store with N_RATERS raters and enough pair tasks (overlap 3) for all their work, with
+    slack: near the end a slow rater must still find a task it has not judged whose slots are
+    neither filled nor locked by a rater in flight."""
     store = Store(db, create=True)
-    n_tasks = int(N_RATERS * n_per_rater / OVERLAP * 1.1) + 10
+    n_tasks = int(N_RATERS * n_per_rater / OVERLAP * 1.5) + 10
     with store.bulk():
         raters = [store.add_rater(f"r{i:02d}") for i in range(N_RATERS)]
         pid = store.add_prompt("a red circle")
