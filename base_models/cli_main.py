@@ -51,6 +51,13 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _is_usage_error(e: Exception) -> bool:
+    """A ClickException of the click that typer >= 0.20 bundles (typer._click), by its interface."""
+    return (
+        type(e).__module__.startswith("typer.") and hasattr(e, "show") and hasattr(e, "exit_code")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and, as a script, exit with) its exit code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -61,14 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     except ArtalignError as e:
         click.echo(f"error: {e}", err=True)
         return 2
-    except click.exceptions.Exit as e:
+    except (click.exceptions.Exit, typer.Exit) as e:
         return e.exit_code
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         click.echo("aborted", err=True)
         return 130
+    except Exception as e:
+        # usage errors: click's, or those of the click copy that newer typer releases vendor
+        if isinstance(e, click.ClickException) or _is_usage_error(e):
+            e.show()  # type: ignore[attr-defined]
+            return int(e.exit_code)  # type: ignore[attr-defined]
+        raise
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
