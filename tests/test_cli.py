@@ -97,6 +97,16 @@ def test_console_script_has_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and "n must be >= 1" in proc.stderr
 
 
+def test_usage_errors_say_what_is_wrong_without_a_traceback(tmp_path, capsys):
+    # typer >= 0.20 raises the usage errors of its own copy of click; they are caught too
+    assert main(["data", "make", "--out", str(tmp_path / "d"), "--no-such-flag"]) == 2
+    err = capsys.readouterr().err
+    assert "No such option: --no-such-flag" in err and "Traceback" not in err
+    assert main(["data", "make", "--out", str(tmp_path / "d"), "--help-config"]) == 0
+    assert "DataConfig" in capsys.readouterr().out
+    assert not (tmp_path / "d").exists()
+
+
 def test_data_check_honours_opt_out(tmp_path, micro_data, capsys):
     first = (micro_data / "metadata.jsonl").read_text().splitlines()[0]
     opt = tmp_path / "opt.txt"
