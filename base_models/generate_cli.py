@@ -4,6 +4,7 @@ Out folder (built in a temporary folder beside it, then renamed in):
     images/00000.png ...   one PNG per image; PNG text chunks hold prompt, seed, model, settings
     grid.png               one row per prompt, for people to look at
     manifest.jsonl         per image: file, prompt, prompt_index, seed, model, lora, settings
+                           (and `rewritten`, the text drawn, with --rewrite-with)
 Image k of prompt i uses seed S + i*K + k, so any image can be made again on its own.
 """
 
@@ -40,11 +41,31 @@ def read_prompts(prompt: str | None, prompts: Path | None) -> list[str]:
     return found
 
 
+def rewrite_prompts(path: Path, texts: list[str]) -> list[str]:
+    """Expand prompts with a trained prompt rewriter (`artalign prompt train`).
+
+    The rewriter lives in a package above this one (rlhf), so it is found through the
+    `artalign.rewriters` entry point instead of an import.
+    """
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group="artalign.rewriters")}
+    if "default" not in found:
+        raise ArtalignError("--rewrite-with needs artalign's rlhf package; reinstall artalign")
+    rewriter = found["default"].load().load(path)
+    rewritten = rewriter.rewrite(texts)
+    typer.echo(f"rewrote {len(texts)} prompts with {path} ({rewriter.last_fallbacks} kept as "
+               "typed: their rewrite lost part of the prompt)")  # fmt: skip
+    return rewritten
+
+
 def _png_info(record: dict[str, Any]):
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
-    for key in ("prompt", "seed", "model", "lora"):
+    for key in ("prompt", "rewritten", "seed", "model", "lora"):
+        if key not in record:
+            continue
         info.add_text(key, "" if record[key] is None else str(record[key]))
     info.add_text("settings", json.dumps(record["settings"], sort_keys=True))
     return info
@@ -75,6 +96,10 @@ def generate(
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any).")] = None,
     dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    rewrite_with: Annotated[
+        Path | None,
+        typer.Option(help="Prompt rewriter folder (artalign prompt train): draw its rewrites."),
+    ] = None,
 ) -> None:
     """Sample images for prompts; write PNGs (with their settings), a grid and manifest.jsonl."""
     import torch
@@ -91,6 +116,7 @@ def generate(
         raise ArtalignError(f"--dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
     check_sampling_args(len(texts), steps, guidance, eta, batch_size, max_steps=1000)
     _check_out(out, overwrite)
+    drawn = rewrite_prompts(rewrite_with, texts) if rewrite_with is not None else texts
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     gen = Generator.from_folder(model, device=device, dtype=getattr(torch, dtype))
     if lora is not None:
@@ -111,7 +137,7 @@ def generate(
         for start in tqdm(range(0, len(jobs), batch_size), desc="generate", unit="batch"):
             batch = jobs[start : start + batch_size]
             result = gen.sample(
-                [j[1] for j in batch], [j[2] for j in batch], steps=steps, guidance=guidance,
+                [drawn[j[0]] for j in batch], [j[2] for j in batch], steps=steps, guidance=guidance,
                 eta=eta, batch_size=batch_size,
             )  # fmt: skip
             for (i, text, s), image in zip(batch, result.images, strict=True):
@@ -120,6 +146,9 @@ def generate(
                     "seed": s, "model": str(model), "lora": str(lora) if lora else None,
                     "settings": {**settings, "height": image.height, "width": image.width},
                 }  # fmt: skip
+                if rewrite_with is not None:
+                    record["rewritten"] = drawn[i]
+                    record["rewriter"] = str(rewrite_with)
                 image.save(tmp / record["file"], format="PNG", pnginfo=_png_info(record))
                 records.append(record)
                 images.append(image)
