@@ -56,12 +56,18 @@ def rewrite_cmd(
     prompts: Annotated[list[str], typer.Argument(help="Prompts to rewrite.")],
     model: Annotated[Path, typer.Option(help="Rewriter folder (or its training run folder).")],
     keep_intent: Annotated[
-        bool, typer.Option(help="Print the prompt itself when the rewrite loses part of it.")
+        bool,
+        typer.Option(help="Never print a rewrite that drops or contradicts part of the prompt."),
     ] = True,
+    candidates: Annotated[
+        int,
+        typer.Option(help="With --keep-intent: the greedy rewrite, then up to N-1 samples."),
+    ] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the sampled candidates.")] = 0,
 ) -> None:
     """Print the rewrite of each prompt, one a line."""
     from rlhf.prompt.rewriter import PromptRewriter
 
-    rewriter = PromptRewriter.load(model, keep_intent=keep_intent)
+    rewriter = PromptRewriter.load(model, keep_intent, candidates, seed)
     for line in rewriter.rewrite(prompts):
         typer.echo(line)

@@ -35,7 +35,9 @@ class ShortPromptMix:
     position: float = 0.1
     background: float = 0.2
     style: float = 0.2
-    rich_position: float = 0.5  # share of rich captions that state positions
+    # share of rich captions that place objects the user did not place: a position nobody asked
+    # for only narrows what the generator may draw
+    rich_position: float = 0.0
     synonyms: float = 0.3  # share of words drawn from the synonym lists instead of the first word
 
 

@@ -12,8 +12,9 @@ Fields, by group:
 The reward of a rewrite r of a user's prompt p (Promptist's aesthetic-plus-relevance, with an
 explicit intent term) is, over `images_per_rewrite` images of r with seeds shared by every rewrite
 of p:
-    image_weight * reward(images, p) + relevance_weight * relevance(images, p)
-    - keep_weight * (1 - share of p's stated attributes that r still states).
+    image_weight * z(reward(images, p)) + relevance_weight * z(relevance(images, p))
+    - keep_weight * (1 - share of p's stated attributes that r still states),
+z(.) in standard deviations over the batch (rlhf.prompt.reward).
 """
 
 from __future__ import annotations
@@ -85,10 +86,10 @@ class PromptConfig(BaseConfig):
     relevance_path: str | None = hfield(
         "runs/demo/clip", "CLIP or oracle folder of the relevance term."
     )
-    image_weight: float = hfield(1.0, "Weight of the image reward.")
-    relevance_weight: float = hfield(0.5, "Weight of the relevance term.")
+    image_weight: float = hfield(1.0, "Weight of the image reward (in batch standard deviations).")
+    relevance_weight: float = hfield(0.5, "Weight of the relevance term (batch std units).")
     keep_weight: float = hfield(
-        2.0, "Penalty per unit of the user's stated attributes the rewrite drops or contradicts."
+        4.0, "Penalty per unit of the user's stated attributes the rewrite drops or contradicts."
     )
     images_per_rewrite: int = hfield(2, "Images drawn per rewrite (seeds shared in a group).")
     steps: int = hfield(20, "DDIM steps of the reward images.")

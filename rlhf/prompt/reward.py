@@ -1,9 +1,13 @@
 """The RL stage's reward: draw each rewrite with the generator, then score it for the user's prompt.
 
 For a user prompt p and a rewrite r (Promptist's aesthetic-plus-relevance, with an intent term):
-    image_weight * reward(images of r, p)          the image reward (default: the reward model)
-  + relevance_weight * relevance(images of r, p)   CLIP score (or the oracle, research only)
-  - keep_weight * (1 - kept_share(p, r))           what r drops or contradicts of p
+    image_weight * z(reward(images of r, p))          the image reward (default: the reward model)
+  + relevance_weight * z(relevance(images of r, p))   CLIP score (or the oracle, research only)
+  - keep_weight * (1 - kept_share(p, r))              what r drops or contradicts of p
+z(.) puts a term in standard deviations over the call's batch, so the weights compare terms of
+different scales (a CLIP score in logits, a reward model in its own units): a keep_weight of 4
+makes dropping a quarter of the user's attributes cost as much as one standard deviation of
+image reward.
 Both image terms judge the images against the *user's* prompt, so a rewrite that draws something
 else scores low even when its images are good. Every rewrite of one prompt in a call is drawn
 with the same seeds, so GRPO's comparison within a group sees the prompts, not the noise.
@@ -29,6 +33,12 @@ _PATH_KEY = {"reward_model": "path", "clip_score": "clip", "oracle_fidelity": "o
 def _prompt_seed(prompt: str, salt: int) -> int:
     digest = hashlib.blake2b(f"{salt}:{prompt}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little") % 1_000_000_000
+
+
+def _standard(x: np.ndarray) -> np.ndarray:
+    """x in standard deviations from its batch mean (0 where the batch does not vary)."""
+    std = float(x.std())
+    return (x - x.mean()) / std if std > 1e-8 else np.zeros_like(x)
 
 
 class RewriteReward:
@@ -73,8 +83,8 @@ class RewriteReward:
             relevance = rel.float().view(-1, k).mean(1).numpy()
         kept = np.array([kept_share(p, r) for p, r in zip(user_prompts, rewrites, strict=True)])
         total = (
-            cfg.image_weight * image
-            + cfg.relevance_weight * relevance
+            cfg.image_weight * _standard(image)
+            + cfg.relevance_weight * _standard(relevance)
             - cfg.keep_weight * (1.0 - kept)
         )
         parts = {

@@ -2,9 +2,11 @@
 
 The folder holds a transformers causal LM and tokenizer (`save_pretrained`, safetensors) and
 `rewriter.json` (the separator between prompt and rewrite, and the decoding limits). With
-`keep_intent` (the default), a rewrite that drops or contradicts an attribute of the user's prompt
-(`rlhf.prompt.keep`) is replaced by the user's own prompt, so a rewrite never loses what was asked
-for; `last_fallbacks` says how many prompts of the last call fell back.
+`keep_intent` (the default), a greedy rewrite that drops or contradicts an attribute of the user's
+prompt (`rlhf.prompt.keep`) is replaced by the first of up to `candidates - 1` sampled rewrites
+that keeps everything (seeded, so the output is repeatable), and failing that by the user's own
+prompt: a rewrite never loses what was asked for. `last_fallbacks` counts the prompts of the
+last call that fell back to themselves.
 """
 
 from __future__ import annotations
@@ -42,14 +44,22 @@ class PromptRewriter:
         separator: str = SEPARATOR,
         max_new_tokens: int = 48,
         keep_intent: bool = True,
+        candidates: int = 8,
+        seed: int = 0,
     ):
+        if candidates < 1:
+            raise ArtalignError(
+                f"candidates must be >= 1 (1: the greedy rewrite only), got {candidates}"
+            )
         self.model, self.tokenizer = model.eval(), tokenizer
         self.separator, self.max_new_tokens = separator, max_new_tokens
-        self.keep_intent = keep_intent
+        self.keep_intent, self.candidates, self.seed = keep_intent, candidates, seed
         self.last_fallbacks = 0
 
     @classmethod
-    def load(cls, path: str | Path, keep_intent: bool = True) -> PromptRewriter:
+    def load(
+        cls, path: str | Path, keep_intent: bool = True, candidates: int = 8, seed: int = 0
+    ) -> PromptRewriter:
         path = Path(path)
         if not (path / META).is_file() and (path / "rewriter" / META).is_file():
             path = path / "rewriter"  # a run folder of `artalign prompt train`
@@ -67,6 +77,8 @@ class PromptRewriter:
             meta.get("separator", SEPARATOR),
             int(meta.get("max_new_tokens", 48)),
             keep_intent,
+            candidates,
+            seed,
         )
 
     def _room(self) -> int:
@@ -77,8 +89,10 @@ class PromptRewriter:
         return int(limit) - self.max_new_tokens
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], batch_size: int = 64) -> list[str]:
-        """The model's greedy rewrite of each prompt, without the intent check.
+    def generate(
+        self, prompts: Sequence[str], batch_size: int = 64, sample: bool = False
+    ) -> list[str]:
+        """The model's rewrite of each prompt (greedy, or one sample), without the intent check.
 
         A prompt too long for the model's context is returned as it is (it needs no expanding).
         """
@@ -93,7 +107,7 @@ class PromptRewriter:
             ids = self.model.generate(
                 **enc,
                 max_new_tokens=self.max_new_tokens,
-                do_sample=False,
+                do_sample=sample,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
             )
@@ -103,15 +117,27 @@ class PromptRewriter:
         return out
 
     def rewrite(self, prompts: Sequence[str], batch_size: int = 64) -> list[str]:
-        """Rewrites; with keep_intent, one that loses part of the prompt is the prompt itself."""
+        """Rewrites; with keep_intent, each prompt's greedy rewrite, else the first of
+        `candidates - 1` samples that keeps everything the prompt asks for, else the prompt."""
         prompts = [str(p) for p in prompts]
         if any(not p.strip() for p in prompts):
             raise ArtalignError("an empty prompt cannot be rewritten; give some words")
         rewrites = self.generate(prompts, batch_size)
-        self.last_fallbacks = 0
-        if self.keep_intent:
-            for i, (p, r) in enumerate(zip(prompts, rewrites, strict=True)):
-                if not r or not keeps_intent(p, r):
-                    rewrites[i] = p
-                    self.last_fallbacks += 1
+        if not self.keep_intent:
+            return rewrites
+        todo = [i for i, (p, r) in enumerate(zip(prompts, rewrites, strict=True))
+                if not r or not keeps_intent(p, r)]  # fmt: skip
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for _ in range(self.candidates - 1):
+                if not todo:
+                    break
+                drawn = self.generate([prompts[i] for i in todo], batch_size, sample=True)
+                for i, r in zip(list(todo), drawn, strict=True):
+                    if r and keeps_intent(prompts[i], r):
+                        rewrites[i] = r
+                        todo.remove(i)
+        for i in todo:
+            rewrites[i] = prompts[i]
+        self.last_fallbacks = len(todo)
         return rewrites

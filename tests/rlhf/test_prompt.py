@@ -74,7 +74,9 @@ def test_kept_share_counts_dropped_and_contradicted_attributes():
     assert kept_share("a red star", rich) == 1.0
     assert kept_share("a big red star", rich) == 1.0  # synonyms are the same attribute
     # red -> blue: one of (shape, colour, count) lost
-    assert kept_share("a red star", "a large blue star on a white background") == pytest.approx(2 / 3)
+    assert kept_share("a red star", "a large blue star on a white background") == pytest.approx(
+        2 / 3
+    )
     # place contradicted: shape, colour, count kept, place lost
     assert kept_share("a red star in the top left", "a red star in the center") == 0.75
     # an extra object breaks the stated count
@@ -108,7 +110,8 @@ def test_reward_shares_seeds_within_a_group_and_charges_lost_intent(records_dir,
     assert total[0] == total[1]  # same text, same prompt: same seeds, same images
     assert parts["kept"] == pytest.approx(np.mean([1, 1, 2 / 3, 1 / 3]))
     # without the image term the reward is the intent term alone
-    only_keep = RewriteReward(micro_cfg(records_dir, sd_folder, image_weight=0.0), reward.generator)
+    no_image = micro_cfg(records_dir, sd_folder, image_weight=0.0, keep_weight=2.0)
+    only_keep = RewriteReward(no_image, reward.generator)
     total, _ = only_keep.score(rewrites, user)
     np.testing.assert_allclose(total, [0.0, 0.0, -2.0 / 3, -4.0 / 3], atol=1e-6)
 
@@ -152,19 +155,30 @@ def test_prompt_train_writes_both_stages_and_metrics(trained):
     assert not [p for p in trained.iterdir() if p.name.startswith(".")]  # no temp folders left
 
 
-def test_rewriter_keeps_the_prompt_when_its_rewrite_loses_intent(trained):
+def test_rewriter_never_returns_a_rewrite_that_loses_intent(trained):
     raw = PromptRewriter.load(trained, keep_intent=False)  # the run folder finds rewriter/
-    prompts = ["a red star", "a small blue circle on a black background"]
-    model_out = raw.rewrite(prompts)
-    guarded = PromptRewriter.load(trained / "rewriter")
+    prompts = ["a red star", "a small blue circle on a black background", "a heart"]
+    greedy = raw.rewrite(prompts)
+    assert greedy == raw.generate(prompts)
+    guarded = PromptRewriter.load(trained / "rewriter", candidates=4)
     out = guarded.rewrite(prompts)
-    for p, r, g in zip(prompts, model_out, out, strict=True):
-        assert g == (r if kept_share(p, r) == 1.0 else p)
-    assert guarded.last_fallbacks == sum(kept_share(p, r) < 1.0 for p, r in zip(prompts, model_out))
+    assert out == guarded.rewrite(prompts)  # sampled candidates are seeded
+    for p, r, g in zip(prompts, greedy, out, strict=True):
+        if kept_share(p, r) == 1.0:
+            assert g == r
+        else:
+            assert g == p or kept_share(p, g) == 1.0
+    assert guarded.last_fallbacks == sum(g == p for p, g in zip(prompts, out, strict=True))
+    greedy_only = PromptRewriter.load(trained, candidates=1).rewrite(prompts)
+    assert greedy_only == [
+        r if kept_share(p, r) == 1.0 else p for p, r in zip(prompts, greedy, strict=True)
+    ]
     long_prompt = " ".join(["a red star"] * 40)  # longer than the micro model's context
     assert raw.generate([long_prompt]) == [long_prompt]
     with pytest.raises(ArtalignError, match="empty prompt"):
         guarded.rewrite(["  "])
+    with pytest.raises(ArtalignError, match="candidates"):
+        PromptRewriter.load(trained, candidates=0)
 
 
 def test_rewrite_and_generate_commands(trained, sd_folder, tmp_path, capsys):
