@@ -52,17 +52,17 @@ class PromptConfig(BaseConfig):
     grpo_prompts: int = hfield(2000, "Short prompts for the RL stage (fresh draws).")
     heldout_share: float = hfield(0.05, "Share of pairs kept out of SFT to measure it.")
     # supervised stage
-    sft_epochs: float = hfield(2.0, "Passes over the pairs.")
+    sft_epochs: float = hfield(6.0, "Passes over the pairs (0: no SFT; start GRPO from init).")
     sft_batch_size: int = hfield(64, "Pairs per SFT step.")
     sft_lr: float = hfield(1e-3, "SFT learning rate (AdamW, linear decay).")
     sft_warmup: float = hfield(
         0.05, "Share of SFT steps the learning rate warms up over (its first step has rate 0)."
     )
     # RL stage
-    grpo_steps: int = hfield(120, "GRPO optimizer steps (0: stop after SFT).")
+    grpo_steps: int = hfield(150, "GRPO optimizer steps (0: stop after SFT).")
     grpo_prompts_per_step: int = hfield(8, "Distinct user prompts per GRPO step.")
     num_generations: int = hfield(4, "Rewrites per prompt: the group GRPO normalises within.")
-    grpo_lr: float = hfield(2e-5, "GRPO learning rate.")
+    grpo_lr: float = hfield(1e-4, "GRPO learning rate (constant).")
     beta: float = hfield(0.02, "KL weight to the SFT model (0: no reference model).")
     temperature: float = hfield(1.0, "Sampling temperature of the rewrites during GRPO.")
     max_new_tokens: int = hfield(48, "Longest rewrite, in tokens.")
@@ -159,6 +159,8 @@ class PromptConfig(BaseConfig):
         ):
             if getattr(self, key) < 1:
                 raise bad(key, "must be >= 1")
+        if self.sft_epochs < 0 or (self.sft_epochs == 0 and not self.init):
+            raise bad("sft_epochs", "must be > 0, or 0 with init=DIR (an earlier run's sft/)")
         if self.grpo_steps < 0:
             raise bad("grpo_steps", "must be >= 0")
         if self.n_embd % self.n_head:

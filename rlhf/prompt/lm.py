@@ -51,6 +51,11 @@ def new_gpt2(tokenizer: Any, n_layer: int, n_embd: int, n_head: int, n_positions
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        # no dropout: a small model on plenty of pairs does not overfit, and GRPO's log-probs
+        # must be those of the policy that sampled (nanoGPT pretrains with dropout 0 too)
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
     )
     return GPT2LMHeadModel(cfg)
 

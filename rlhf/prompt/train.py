@@ -150,6 +150,7 @@ def run_grpo(
         num_generations=cfg.num_generations,
         temperature=cfg.temperature,
         max_completion_length=cfg.max_new_tokens,
+        disable_dropout=True,  # log-probs of the policy that sampled (e.g. a local GPT-2 init)
         lr_scheduler_type="constant",
         **{**_common_args(cfg, workdir), "logging_steps": 1},
     )
@@ -191,9 +192,10 @@ def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]
     }
     work = Path(tempfile.mkdtemp(prefix=".trainer.", dir=out))
     try:
-        history = run_sft(cfg, model, tokenizer, train_pairs, work / "sft")
-        _write_log(out / "sft_log.jsonl", history)
-        metrics["sft_loss_last"] = _mean_of(history, "loss", slice(-1, None))
+        if cfg.sft_epochs > 0:
+            history = run_sft(cfg, model, tokenizer, train_pairs, work / "sft")
+            _write_log(out / "sft_log.jsonl", history)
+            metrics["sft_loss_last"] = _mean_of(history, "loss", slice(-1, None))
         metrics.update(
             {
                 f"sft_{k}": v

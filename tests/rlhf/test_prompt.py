@@ -155,6 +155,21 @@ def test_prompt_train_writes_both_stages_and_metrics(trained):
     assert not [p for p in trained.iterdir() if p.name.startswith(".")]  # no temp folders left
 
 
+def test_grpo_can_start_from_an_earlier_runs_sft_model(trained, records_dir, sd_folder, tmp_path):
+    out = tmp_path / "again"
+    args = ["prompt", "train", "--out", out, "--preset", "micro", "--data", records_dir,
+            "--generator", sd_folder, "reward=brightness", "relevance=none",
+            f"init={trained / 'sft'}", "sft_epochs=0"]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "sft_loss_last" not in metrics and metrics["grpo_steps"] == 1
+    start = PromptRewriter.load(trained / "sft", keep_intent=False)
+    assert PromptRewriter.load(out / "sft", keep_intent=False).generate(["a star"]) == (
+        start.generate(["a star"])
+    )  # the start model is saved as it was loaded
+    assert (out / "rewriter" / "model.safetensors").is_file()
+
+
 def test_rewriter_never_returns_a_rewrite_that_loses_intent(trained):
     raw = PromptRewriter.load(trained, keep_intent=False)  # the run folder finds rewriter/
     prompts = ["a red star", "a small blue circle on a black background", "a heart"]
@@ -204,6 +219,7 @@ def test_prompt_commands_bad_input(records_dir, sd_folder, tmp_path, capsys):
         (["--out", tmp_path / "b", "--data", records_dir, "relevance=bogus"], "relevance"),
         (["--out", tmp_path / "c", "--data", records_dir, "num_generations=1"], "num_generations"),
         (["--out", tmp_path / "d", "--data", records_dir, "init=someone/gpt2"], "local"),
+        (["--out", tmp_path / "e", "--data", records_dir, "sft_epochs=0"], "init=DIR"),
     ]
     for extra, message in cases:
         code, _, err = _run([*base, *extra], capsys)
