@@ -46,7 +46,8 @@ class PromptConfig(BaseConfig):
     # data
     data: str = hfield(
         "runs/demo/data",
-        "Data set folder whose metadata.jsonl attribute records give the (short -> rich) pairs.",
+        "Data set folder (pairs drawn from its metadata.jsonl attribute records) or a JSONL "
+        'file of {"short", "rich"} pairs.',
     )
     pairs: int = hfield(20000, "Supervised pairs drawn from the records (cycled when fewer).")
     grpo_prompts: int = hfield(2000, "Short prompts for the RL stage (fresh draws).")

@@ -1,8 +1,12 @@
-"""The rewriter's training data: (short -> rich) pairs and short prompts, from attribute records.
+"""The rewriter's training data: (short -> rich) pairs and short prompts.
 
-Each record of the data set's metadata.jsonl is a scene; `short_and_rich` turns it into a short
-prompt a user might type and the full caption of the same scene (base_models.world.short_prompts).
-Scenes with the reserved unsafe shape are left out: the rewriter should never learn to add one.
+`data=` is either a data set folder or a JSONL file of pairs:
+- a folder: each record of its metadata.jsonl is a scene, and `short_and_rich` turns it into a
+  short prompt a user might type and the full caption of the same scene
+  (base_models.world.short_prompts), fresh choices every draw. Scenes with the reserved unsafe
+  shape are left out: the rewriter should never learn to add one;
+- a `.jsonl` file of {"short": ..., "rich": ...} rows (e.g. user prompts and the engineered
+  prompts of a Stable Diffusion community, Promptist's data), drawn in a shuffled cycle.
 """
 
 from __future__ import annotations
@@ -44,6 +48,55 @@ def read_records(data: str | Path) -> list[dict[str, Any]]:
     if not records:
         raise ArtalignError(f"{path} holds no records with attributes (objects, background, style)")
     return records
+
+
+def read_pair_file(path: str | Path) -> list[dict[str, str]]:
+    """The {"short", "rich"} rows of a JSONL file."""
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ArtalignError(
+                f"{path}:{n} is not JSON ({e.msg}); fix or remove the line"
+            ) from None
+        if not (isinstance(row, dict) and str(row.get("short", "")).strip()
+                and str(row.get("rich", "")).strip()):  # fmt: skip
+            raise ArtalignError(f'{path}:{n} needs non-empty "short" and "rich" text fields')
+        rows.append({"short": str(row["short"]).strip(), "rich": str(row["rich"]).strip()})
+    if not rows:
+        raise ArtalignError(f"{path} holds no pairs; write one JSON object a line")
+    return rows
+
+
+def _cycle(rows: list[dict[str, str]], n: int, rng: np.random.Generator) -> list[dict[str, str]]:
+    order = np.concatenate([rng.permutation(len(rows)) for _ in range(-(-n // len(rows)))])
+    return [rows[int(i)] for i in order[:n]]
+
+
+def load_pairs(
+    data: str | Path, n: int, seed: int, n_heldout: int = 0
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(`n` training pairs, `n_heldout` held-out pairs) from a data set folder or a pair file.
+
+    From a file, the held-out pairs are rows the training pairs never use.
+    """
+    path = Path(data)
+    if path.is_file():
+        rows = read_pair_file(path)
+        if n_heldout and len(rows) < 2 * n_heldout:
+            raise ArtalignError(
+                f"{path} has {len(rows)} pairs, too few to hold out {n_heldout}; add pairs or "
+                "lower heldout_share"
+            )
+        rng = np.random.default_rng(seed)
+        rows = [rows[int(i)] for i in rng.permutation(len(rows))]
+        return _cycle(rows[n_heldout:], n, rng), rows[:n_heldout]
+    pairs = make_pairs(read_records(path), n + n_heldout, seed)
+    return pairs[n_heldout:], pairs[:n_heldout]
 
 
 def make_pairs(records: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, str]]:

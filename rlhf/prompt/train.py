@@ -26,7 +26,7 @@ import torch
 from base_models.errors import ArtalignError
 from base_models.io_utils import replace_dir, write_json, write_text
 from rlhf.prompt.config import PromptConfig
-from rlhf.prompt.data import grpo_rows, make_pairs, read_records, sft_rows
+from rlhf.prompt.data import grpo_rows, load_pairs, sft_rows
 from rlhf.prompt.keep import kept_share
 from rlhf.prompt.lm import load_lm, new_gpt2, save_lm, train_tokenizer
 from rlhf.prompt.rewriter import PromptRewriter, write_meta
@@ -180,10 +180,9 @@ def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]
     out.mkdir(parents=True, exist_ok=True)
     cfg.save_yaml(out / "train_config.yaml")
     t0 = time.perf_counter()
-    records = read_records(cfg.data)
     n_held = max(1, round(cfg.pairs * cfg.heldout_share))
-    pairs = make_pairs(records, cfg.pairs + n_held, cfg.seed)
-    train_pairs, held = pairs[n_held:], [p["short"] for p in pairs[:n_held]]
+    train_pairs, held_pairs = load_pairs(cfg.data, cfg.pairs, cfg.seed, n_held)
+    held = [p["short"] for p in held_pairs]
     model, tokenizer = initial_model(cfg, train_pairs)
     metrics: dict[str, Any] = {
         "pairs": len(train_pairs),
@@ -211,7 +210,9 @@ def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]
                 cfg.generator, device="cuda" if torch.cuda.is_available() else "cpu"
             )
             reward = RewriteReward(cfg, generator)
-            prompts = make_pairs(records, cfg.grpo_prompts, cfg.seed + 1)
+            # a world folder gives fresh draws; a pair file, its training rows (never held out)
+            prompts = (train_pairs[: cfg.grpo_prompts] if Path(cfg.data).is_file()
+                       else load_pairs(cfg.data, cfg.grpo_prompts, cfg.seed + 1)[0])  # fmt: skip
             model, history = run_grpo(cfg, out / "sft", tokenizer, reward, prompts, work / "grpo")
             _write_log(out / "grpo_log.jsonl", history)
             n = max(1, cfg.grpo_steps // 5)  # first and last fifth of the steps

@@ -17,7 +17,7 @@ from base_models.oracle.fidelity import parse_prompt
 from base_models.world.sampling import SceneSampler
 from base_models.world.short_prompts import scene_from_record, short_and_rich
 from rlhf.prompt.config import PromptConfig
-from rlhf.prompt.data import make_pairs, read_records
+from rlhf.prompt.data import load_pairs, make_pairs, read_records
 from rlhf.prompt.keep import kept_share
 from rlhf.prompt.reward import RewriteReward
 from rlhf.prompt.rewriter import PromptRewriter
@@ -99,6 +99,26 @@ def test_records_and_pairs(records_dir, tmp_path):
     (tmp_path / "metadata.jsonl").write_text('{"file_name": "a.png"}\n{oops\n')
     with pytest.raises(ArtalignError, match=r"metadata.jsonl:2 is not JSON"):
         read_records(tmp_path)
+
+
+def test_pairs_from_a_jsonl_file_hold_out_rows_training_never_uses(sd_folder, tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"short": f"a cat {i}", "rich": f"a photo of a fluffy cat {i}, 4k"} for i in range(20)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["prompt", "train", "--out", tmp_path / "run", "--preset", "micro", "--data", path,
+            "--generator", sd_folder, "reward=brightness", "relevance=none"]  # fmt: skip
+    assert main([str(a) for a in args]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["heldout_pairs"] == 6
+    train, held = load_pairs(path, 25, seed=0, n_heldout=2)
+    assert len(train) == 25 and len(held) == 2
+    assert not {p["short"] for p in held} & {p["short"] for p in train}
+    assert {p["short"] for p in train} | {p["short"] for p in held} == {r["short"] for r in rows}
+    path.write_text('{"short": "a cat"}\n')
+    with pytest.raises(ArtalignError, match='"short" and "rich"'):
+        load_pairs(path, 4, seed=0)
+    path.write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(ArtalignError, match="too few to hold out"):
+        load_pairs(path, 4, seed=0, n_heldout=1)
 
 
 def test_reward_shares_seeds_within_a_group_and_charges_lost_intent(records_dir, sd_folder):
