@@ -99,3 +99,4 @@ bench: $(VENV)/.installed
 	$(BENCH_ENV) $(PY) benchmarks/align_data.py
 	$(BENCH_ENV) $(PY) benchmarks/dpo_winrate.py
 	$(BENCH_ENV) $(PY) benchmarks/ddpo_alignment.py --minutes 15
+	$(BENCH_ENV) $(PY) benchmarks/prompt_optimiser.py

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -148,6 +149,11 @@ def main() -> None:
     p.add_argument("--n-prompts", type=int, default=100)
     p.add_argument("overrides", nargs="*", help="Extra prompt-train config KEY=VALUE.")
     args = p.parse_args()
+    if not (args.reward / "reward_config.json").is_file():
+        sys.exit(
+            f"{args.reward} is not a reward model; run `python benchmarks/ddpo_alignment.py` "
+            "first (it trains one on runs/bench/align) or pass --reward DIR"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     timing = {}
     if not (args.out / "run" / "rewriter" / "rewriter.json").is_file():
