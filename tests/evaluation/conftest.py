@@ -2,7 +2,7 @@
 
 - `tiny_sd` / `tiny_sd_other` (session, read-only): two tiny random SD folders with different
   weights (tests/base_models/sd_fixtures.py); a 2-step sample takes milliseconds.
-- `micro_clip` (session, read-only): the random artalign-micro CLIP folder of tests/rlhf.
+- `micro_clip` (session, read-only): the random artalign-micro CLIP folder of tests/conftest.py.
 - `tiny_oracle_dir` (session, read-only): a tiny random attribute oracle saved as a folder (its
   readings are noise; use it where the figure does not depend on what it reads).
 - `dummy_suite` (function): a suite YAML of the test plug-ins below; `write_suite(path, **keys)`
@@ -29,7 +29,6 @@ import yaml
 from evaluation.registry import register_metric, register_prompt_set, register_reward_loader
 from evaluation.stats import mean_figure
 from tests.base_models.sd_fixtures import make_tiny_sd_folder
-from tests.rlhf.conftest import micro_clip  # noqa: F401  (re-exported fixture)
 
 TEST_PROMPTS = ["a red circle", "a large blue square on a white background", "a green star"]
 SAMPLING = {"steps": 2, "guidance": 3.0, "eta": 0.0, "seeds_per_prompt": 2, "batch_size": 4}

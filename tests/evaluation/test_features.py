@@ -24,29 +24,6 @@ from evaluation.features import (
 from evaluation.registry import get_extractor
 
 
-def make_micro_clip(path: Path) -> Path:
-    """A random artalign-micro CLIP folder, its image tower Kaiming-initialised (as in
-    tests/rlhf/conftest.py) so that different images get different features."""
-    from base_models.clip.model_io import model_config, save_clip
-    from base_models.clip.train import build_model
-
-    torch.manual_seed(0)
-    cfg = model_config("artalign-micro")
-    model = build_model(cfg)
-    with torch.no_grad():
-        for module in model.visual.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-                torch.nn.init.kaiming_normal_(module.weight)
-            elif isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.fill_(1.0)
-    return save_clip(model, cfg, path)
-
-
-@pytest.fixture(scope="module")
-def micro_clip(tmp_path_factory) -> Path:
-    return make_micro_clip(tmp_path_factory.mktemp("e1clip") / "clip")
-
-
 def _images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 

@@ -215,13 +215,6 @@ def test_fd_infinity_removes_the_small_sample_bias():
 # ----------------------------------------------------------------------------- registered metrics
 
 
-@pytest.fixture(scope="module")
-def micro_clip(tmp_path_factory):
-    from tests.evaluation.test_features import make_micro_clip
-
-    return make_micro_clip(tmp_path_factory.mktemp("e1q") / "clip")
-
-
 def _reference_images(folder) -> torch.Tensor:
     from base_models.data.loaders import load_records
 

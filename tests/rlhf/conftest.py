@@ -1,9 +1,8 @@
 """Shared fixtures of the reward-model tests (and of anyone else who needs preference data).
 
-- `micro_clip` (session, read-only): a randomly initialised `artalign-micro` CLIP saved as an
-  open_clip folder (what `base train-clip` writes), in well under a second, its image tower
-  re-initialised (Kaiming) so that random features are enough for a head to learn a global
-  image property such as the background colour.
+- `micro_clip` (tests/conftest.py, shared by every package's tests): a random `artalign-micro`
+  CLIP folder whose Kaiming-initialised image tower makes random features enough for a head to
+  learn a global image property such as the background colour.
 - `tiny_hf_clip` (session, read-only): a tiny random transformers `CLIPModel` folder
   (save_pretrained, with a CLIPTokenizer and a CLIPImageProcessor) for the `transformers` kind.
 - `pref_store` (session, read-only): a label store with one procedural batch ("toy") of
@@ -81,28 +80,6 @@ def truth_judge(
                 )
                 n += 1
     return n
-
-
-@pytest.fixture(scope="session")
-def micro_clip(tmp_path_factory) -> Path:
-    """A random artalign-micro CLIP folder (open_clip format); do not write into it."""
-    import torch
-
-    from base_models.clip.model_io import model_config, save_clip
-    from base_models.clip.train import build_model
-
-    torch.manual_seed(0)
-    cfg = model_config("artalign-micro")
-    model = build_model(cfg)
-    # open_clip's ResNet init zeroes each block's last batch-norm gain, which makes a random
-    # tower's embeddings nearly constant; a plain Kaiming init keeps them informative
-    with torch.no_grad():
-        for module in model.visual.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-                torch.nn.init.kaiming_normal_(module.weight)
-            elif isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.fill_(1.0)
-    return save_clip(model, cfg, tmp_path_factory.mktemp("rlhf") / "micro_clip")
 
 
 @pytest.fixture(scope="session")
