@@ -49,7 +49,10 @@ class RewriteReward:
     def __init__(self, cfg: PromptConfig, generator: Any):
         self.cfg, self.generator = cfg, generator
         key = _PATH_KEY.get(cfg.reward)
-        self.image_fn = make_reward(cfg.reward, **({key: cfg.reward_path} if key else {}))
+        device = str(getattr(generator, "device", "cpu"))  # this process's device
+        self.image_fn = make_reward(
+            cfg.reward, device=device, **({key: cfg.reward_path} if key else {})
+        )
         self.relevance_fn = None
         if cfg.relevance != "none":
             name, arg = _RELEVANCE_REWARD[cfg.relevance]

@@ -170,20 +170,44 @@ def _mean_of(history: list[dict[str, Any]], key: str, rows: slice) -> float | No
     return float(np.mean(values)) if values else None
 
 
+def _measured(prefix: str, model: Any, tokenizer: Any, held: list[str]) -> dict[str, float]:
+    rewriter = PromptRewriter(model, tokenizer, keep_intent=False)
+    return {f"{prefix}_{k}": v for k, v in measure(rewriter, held).items()}
+
+
+def _first_and_last(history: list[dict[str, Any]], steps: int) -> dict[str, float | None]:
+    """GRPO's logged reward terms, averaged over the first and the last fifth of the steps."""
+    n = max(1, steps // 5)
+    out = {}
+    for key in ("image", "relevance", "kept_all"):
+        out[f"grpo_{key}_first"] = _mean_of(history, f"rewrite/{key}", slice(0, n))
+        out[f"grpo_{key}_last"] = _mean_of(history, f"rewrite/{key}", slice(-n, None))
+    return out
+
+
 def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]:
-    """Run both stages into `out`; return the metrics (also written to OUT/metrics.json)."""
+    """Run both stages into `out`; return the metrics (also written to OUT/metrics.json).
+
+    Under `accelerate launch`, every process trains (TRL shards the batches) and draws its
+    reward images on its own device; only the main process writes files.
+    """
+    from accelerate import PartialState
+
     from base_models.generator import Generator
     from rlhf.prompt.reward import RewriteReward
 
     cfg.validate()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save_yaml(out / "train_config.yaml")
+    state = PartialState()
     t0 = time.perf_counter()
     n_held = max(1, round(cfg.pairs * cfg.heldout_share))
     train_pairs, held_pairs = load_pairs(cfg.data, cfg.pairs, cfg.seed, n_held)
     held = [p["short"] for p in held_pairs]
-    model, tokenizer = initial_model(cfg, train_pairs)
+    model, tokenizer = initial_model(cfg, train_pairs)  # bad input fails before OUT is touched
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    main = state.is_main_process
+    if main:
+        cfg.save_yaml(out / "train_config.yaml")
     metrics: dict[str, Any] = {
         "pairs": len(train_pairs),
         "heldout_pairs": n_held,
@@ -193,48 +217,30 @@ def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]
     try:
         if cfg.sft_epochs > 0:
             history = run_sft(cfg, model, tokenizer, train_pairs, work / "sft")
-            _write_log(out / "sft_log.jsonl", history)
+            if main:
+                _write_log(out / "sft_log.jsonl", history)
             metrics["sft_loss_last"] = _mean_of(history, "loss", slice(-1, None))
-        metrics.update(
-            {
-                f"sft_{k}": v
-                for k, v in measure(
-                    PromptRewriter(model, tokenizer, keep_intent=False), held
-                ).items()
-            }
-        )
-        _save(model, tokenizer, cfg, out / "sft")
+        metrics.update(_measured("sft", model, tokenizer, held))
+        if main:
+            _save(model, tokenizer, cfg, out / "sft")
+        state.wait_for_everyone()  # GRPO loads the SFT model from OUT/sft
         metrics["sft_seconds"] = time.perf_counter() - t0
         if cfg.grpo_steps:
-            generator = Generator.from_folder(
-                cfg.generator, device="cuda" if torch.cuda.is_available() else "cpu"
-            )
+            generator = Generator.from_folder(cfg.generator, device=state.device)
             reward = RewriteReward(cfg, generator)
             # a world folder gives fresh draws; a pair file, its training rows (never held out)
             prompts = (train_pairs[: cfg.grpo_prompts] if Path(cfg.data).is_file()
                        else load_pairs(cfg.data, cfg.grpo_prompts, cfg.seed + 1)[0])  # fmt: skip
             model, history = run_grpo(cfg, out / "sft", tokenizer, reward, prompts, work / "grpo")
-            _write_log(out / "grpo_log.jsonl", history)
-            n = max(1, cfg.grpo_steps // 5)  # first and last fifth of the steps
-            metrics.update(
-                {
-                    "grpo_steps": cfg.grpo_steps,
-                    "research": reward.research,
-                    "grpo_reward_first": _mean_of(history, "reward", slice(0, n)),
-                    "grpo_reward_last": _mean_of(history, "reward", slice(-n, None)),
-                }
-            )
-            metrics.update(
-                {
-                    f"grpo_{k}": v
-                    for k, v in measure(
-                        PromptRewriter(model, tokenizer, keep_intent=False), held
-                    ).items()
-                }
-            )
+            if main:
+                _write_log(out / "grpo_log.jsonl", history)
+            metrics.update({"grpo_steps": cfg.grpo_steps, "research": reward.research})
+            metrics.update(_first_and_last(history, cfg.grpo_steps))
+            metrics.update(_measured("grpo", model, tokenizer, held))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _save(model, tokenizer, cfg, out / "rewriter")
     metrics["seconds"] = time.perf_counter() - t0
-    write_json(out / "metrics.json", metrics)
+    if main:
+        _save(model, tokenizer, cfg, out / "rewriter")
+        write_json(out / "metrics.json", metrics)
     return metrics
