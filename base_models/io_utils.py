@@ -40,6 +40,30 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSONL file.
+
+    A line that is not one JSON object is an error naming the file, the line and the fix.
+    """
+    from base_models.errors import ArtalignError
+
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ArtalignError(
+                f"{path}:{n} is not JSON ({e.msg}); fix or remove the line"
+            ) from None
+        if not isinstance(row, dict):
+            raise ArtalignError(f"{path}:{n} is not a JSON object; write one object a line")
+        rows.append((n, row))
+    return rows
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Write text atomically."""
     with atomic_path(path) as tmp:

@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from base_models.errors import ArtalignError
+from base_models.io_utils import read_jsonl
 from base_models.world.short_prompts import scene_from_record, short_and_rich
 
 SEPARATOR = " =>"
@@ -33,18 +33,7 @@ def read_records(data: str | Path) -> list[dict[str, Any]]:
     path = Path(data) / "metadata.jsonl"
     if not path.is_file():
         raise ArtalignError(f"no {path}: point data= at a folder written by `artalign data make`")
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ArtalignError(
-                f"{path}:{n} is not JSON ({e.msg}); fix or remove the line"
-            ) from None
-        if row.get("objects") and not row.get("unsafe"):
-            records.append(row)
+    records = [row for _, row in read_jsonl(path) if row.get("objects") and not row.get("unsafe")]
     if not records:
         raise ArtalignError(f"{path} holds no records with attributes (objects, background, style)")
     return records
@@ -54,19 +43,11 @@ def read_pair_file(path: str | Path) -> list[dict[str, str]]:
     """The {"short", "rich"} rows of a JSONL file."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ArtalignError(
-                f"{path}:{n} is not JSON ({e.msg}); fix or remove the line"
-            ) from None
-        if not (isinstance(row, dict) and str(row.get("short", "")).strip()
-                and str(row.get("rich", "")).strip()):  # fmt: skip
+    for n, row in read_jsonl(path):
+        short, rich = str(row.get("short", "")).strip(), str(row.get("rich", "")).strip()
+        if not (short and rich):
             raise ArtalignError(f'{path}:{n} needs non-empty "short" and "rich" text fields')
-        rows.append({"short": str(row["short"]).strip(), "rich": str(row["rich"]).strip()})
+        rows.append({"short": short, "rich": rich})
     if not rows:
         raise ArtalignError(f"{path} holds no pairs; write one JSON object a line")
     return rows

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from base_models.errors import ArtalignError
-from base_models.io_utils import atomic_path
+from base_models.io_utils import atomic_path, read_jsonl
 from rlhf.reward.model import load_reward_model
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -68,20 +68,6 @@ def make_reward_fn(
 
 
 # ----------------------------------------------------------------------------- folders
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ArtalignError(f"{path}:{n}: not JSON ({e})") from None
-            if not isinstance(row, dict):
-                raise ArtalignError(f"{path}:{n}: each line must be a JSON object")
-            rows.append(row)
-    return rows
-
-
 def _manifest_items(path: Path) -> list[tuple[Path, str | None]]:
     """(image path, prompt) from a manifest: JSON list or JSONL of {file|file_name, prompt|text}."""
     if path.suffix == ".json":
@@ -93,7 +79,7 @@ def _manifest_items(path: Path) -> list[tuple[Path, str | None]]:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ArtalignError(f"manifest {path} must be a list of {{file, prompt}} objects")
     else:
-        rows = _read_jsonl(path)
+        rows = [row for _, row in read_jsonl(path)]
     items = []
     for n, row in enumerate(rows):
         name = row.get("file") or row.get("file_name") or row.get("image")
