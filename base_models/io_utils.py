@@ -52,14 +52,15 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
+        where = f"{path} line {n}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ArtalignError(
-                f"{path}:{n} is not JSON ({e.msg}); fix or remove the line"
+                f"{where} is not valid JSON ({e.msg}); each line must be one JSON object"
             ) from None
         if not isinstance(row, dict):
-            raise ArtalignError(f"{path}:{n} is not a JSON object; write one object a line")
+            raise ArtalignError(f"{where} is not a JSON object; each line must be one object")
         rows.append((n, row))
     return rows
 

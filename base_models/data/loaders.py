@@ -37,6 +37,7 @@ from base_models.data.provenance import (
     sha256_file,
 )
 from base_models.errors import ArtalignError
+from base_models.io_utils import read_jsonl
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 IMAGE_EXTS = ("png", "jpg", "jpeg")
@@ -163,25 +164,14 @@ def _image_path(base: Path, rel: Any, where: str) -> Path:
 def _read_jsonl(meta: Path, require_text: bool) -> list[Record]:
     base = meta.parent
     records = []
-    with open(meta, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{meta} line {lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ArtalignError(
-                    f"{where} is not valid JSON ({e.msg}); each line must be one JSON object"
-                ) from e
-            if not isinstance(row, dict):
-                raise ArtalignError(f"{where} is not a JSON object; each line must be one object")
-            if "file_name" not in row:
-                raise ArtalignError(f"{where} has no `file_name`; name the image file it captions")
-            name = str(row.pop("file_name"))
-            text = _caption(row.pop("text", None), where, require_text)
-            path = _image_path(base, name, where)
-            records.append(Record(name, text, row, path=path, origin=str(path)))
+    for lineno, row in read_jsonl(meta):
+        where = f"{meta} line {lineno}"
+        if "file_name" not in row:
+            raise ArtalignError(f"{where} has no `file_name`; name the image file it captions")
+        name = str(row.pop("file_name"))
+        text = _caption(row.pop("text", None), where, require_text)
+        path = _image_path(base, name, where)
+        records.append(Record(name, text, row, path=path, origin=str(path)))
     return records
 
 

@@ -97,7 +97,7 @@ def test_records_and_pairs(records_dir, tmp_path):
     with pytest.raises(ArtalignError, match="artalign data make"):
         read_records(tmp_path)
     (tmp_path / "metadata.jsonl").write_text('{"file_name": "a.png"}\n{oops\n')
-    with pytest.raises(ArtalignError, match=r"metadata.jsonl:2 is not JSON"):
+    with pytest.raises(ArtalignError, match=r"metadata.jsonl line 2 is not valid JSON"):
         read_records(tmp_path)
 
 
