@@ -1,12 +1,17 @@
-"""Image helpers shared by every stage: square crops for training, contact-sheet grids."""
+"""Image helpers shared by every stage: square crops for training, tensors to PIL images,
+contact-sheet grids."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 
 def square_crop(image: Image.Image, size: int) -> np.ndarray:
@@ -20,6 +25,13 @@ def square_crop(image: Image.Image, size: int) -> np.ndarray:
         left, top = (nw - size) // 2, (nh - size) // 2
         image = image.crop((left, top, left + size, top + size))
     return np.asarray(image, dtype=np.uint8)
+
+
+def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
+    """PIL images of (B, 3, H, W) floats in [0, 1], rounded as diffusers' image processor does
+    (x·255, round, uint8)."""
+    arrays = pixels.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255
+    return [Image.fromarray(a) for a in arrays.round().astype("uint8")]
 
 
 def make_grid(

@@ -45,7 +45,7 @@ def evaluate(args: argparse.Namespace, lora: Path) -> dict:
     from base_models.clip.features import ClipImageFeatures
     from base_models.generator import Generator
     from base_models.generator.evaluate import clip_fid
-    from base_models.imaging import make_grid
+    from base_models.imaging import make_grid, to_pil
     from base_models.oracle import AttributeOracle
     from evaluation.preference import rater_utilities, rater_winrate, reward_winrate
     from labeling_app.raters import load_profile
@@ -90,15 +90,9 @@ def evaluate(args: argparse.Namespace, lora: Path) -> dict:
             aligned[: 8 * SEEDS_PER_PROMPT : SEEDS_PER_PROMPT],
         ]
     )
-    from PIL import Image
-
-    def pil(px: torch.Tensor) -> list:
-        arr = (px.permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")
-        return [Image.fromarray(a) for a in arr]
-
-    make_grid(pil(grid_px), ncols=8, scale=3).save(args.out / "grid.png")
+    make_grid(to_pil(grid_px), ncols=8, scale=3).save(args.out / "grid.png")
     clip_scores = {
-        n: float(clip(pil(px), flat).mean()) for n, px in (("base", base), ("aligned", aligned))
+        n: float(clip(to_pil(px), flat).mean()) for n, px in (("base", base), ("aligned", aligned))
     }
     u_base = rater_utilities(oracle, heldout_rater, base, flat)
     u_al = rater_utilities(oracle, heldout_rater, aligned, flat)

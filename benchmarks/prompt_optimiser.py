@@ -78,7 +78,7 @@ def training_shorts(run: Path) -> set[str]:
 
 def evaluate(args: argparse.Namespace) -> dict:
     from base_models.generator import Generator
-    from base_models.imaging import make_grid
+    from base_models.imaging import make_grid, to_pil
     from base_models.oracle import AttributeOracle
     from base_models.oracle.fidelity import fidelity, parse_prompt
     from base_models.oracle.reading import read_images
@@ -151,11 +151,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         }
         result["examples"][name] = dict(list(zip(shorts, rewrites, strict=True))[:10])
         rows.append(drawn[: 8 * SEEDS : SEEDS])
-    grid = torch.cat(rows)
-    from PIL import Image
-
-    arr = (grid.permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")
-    make_grid([Image.fromarray(a) for a in arr], ncols=8, scale=3).save(args.out / "grid.png")
+    make_grid(to_pil(torch.cat(rows)), ncols=8, scale=3).save(args.out / "grid.png")
     return result
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from base_models.imaging import to_pil
+
 
 @dataclass
 class Trajectory:
@@ -38,5 +40,4 @@ class SampleOutput:
     @property
     def images(self) -> list[Image.Image]:
         """PIL images, rounded as diffusers' image processor does (x·255, round, uint8)."""
-        arrays = (self.pixels.permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")
-        return [Image.fromarray(a) for a in arrays]
+        return to_pil(self.pixels)

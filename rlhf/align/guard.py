@@ -168,11 +168,9 @@ class Guard:
             pairs = zip(readings, self.prompts, strict=True)
             m["fidelity"] = float(np.mean([fidelity(r, parse_prompt(p))[0] for r, p in pairs]))
         if self.clip_score is not None:
-            from PIL import Image
+            from base_models.imaging import to_pil
 
-            arrays = (pixels.permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")
-            images = [Image.fromarray(a) for a in arrays]
-            m["clip_score"] = float(self.clip_score(images, self.prompts).mean())
+            m["clip_score"] = float(self.clip_score(to_pil(pixels), self.prompts).mean())
             if not first:
                 m["fid_to_base"] = clip_fid(self.features, self.base, pixels)
             if self.reference is not None:

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from base_models.errors import ArtalignError
+from base_models.imaging import to_pil
 
 RewardFn = Callable[..., tuple[torch.Tensor, dict[str, Any]]]
 
@@ -68,11 +68,6 @@ def make_reward(name: str, **kwargs: Any) -> RewardFn:
     return spec.factory(**{k: v for k, v in kwargs.items() if v is not None})
 
 
-def _pil(images: torch.Tensor) -> list[Image.Image]:
-    arrays = images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255
-    return [Image.fromarray(a) for a in arrays.round().astype("uint8")]
-
-
 @register_reward("reward_model", needs=("path",))
 def reward_model(path: str, device: str | None = None, **_: Any) -> RewardFn:
     from rlhf.reward.score import make_reward_fn
@@ -87,7 +82,7 @@ def clip_score(clip: str, **_: Any) -> RewardFn:
     score = clip_score_fn(clip)
 
     def reward_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
-        rewards = score(_pil(images), list(prompts)).float().cpu()
+        rewards = score(to_pil(images), list(prompts)).float().cpu()
         return rewards, {"clip_score": float(rewards.mean())}
 
     return reward_fn
@@ -111,7 +106,7 @@ def oracle_fidelity(oracle: str, **_: Any) -> RewardFn:
 
 def _png_kb(images: torch.Tensor) -> np.ndarray:
     sizes = []
-    for im in _pil(images):
+    for im in to_pil(images):
         buf = io.BytesIO()
         im.save(buf, format="PNG", optimize=False)
         sizes.append(buf.tell() / 1000.0)
