@@ -64,15 +64,12 @@ def by_kind(required: dict) -> dict[str, dict]:
 
 
 def training_shorts(run: Path) -> set[str]:
-    """The short prompts the run trained on (SFT pairs and GRPO prompts), drawn again."""
+    """The short prompts the run trained on (SFT pairs and GRPO prompts)."""
     from base_models.config import load_config
     from rlhf.prompt.config import PromptConfig
-    from rlhf.prompt.data import load_pairs
+    from rlhf.prompt.train import training_prompts
 
-    cfg = load_config(PromptConfig, None, run / "train_config.yaml")
-    n_held = max(1, round(cfg.pairs * cfg.heldout_share))
-    sft, _ = load_pairs(cfg.data, cfg.pairs, cfg.seed, n_held)
-    grpo, _ = load_pairs(cfg.data, cfg.grpo_prompts, cfg.seed + 1)
+    sft, _, grpo = training_prompts(load_config(PromptConfig, None, run / "train_config.yaml"))
     return {p["short"] for p in sft + grpo}
 
 

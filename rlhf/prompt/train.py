@@ -185,6 +185,19 @@ def _first_and_last(history: list[dict[str, Any]], steps: int) -> dict[str, floa
     return out
 
 
+def training_prompts(
+    cfg: PromptConfig,
+) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
+    """(SFT pairs, held-out pairs, GRPO prompt pairs) of a config: the one place that says
+    which prompts a run trains on (benchmarks use it to tell seen prompts from unseen ones)."""
+    n_held = max(1, round(cfg.pairs * cfg.heldout_share))
+    sft, held = load_pairs(cfg.data, cfg.pairs, cfg.seed, n_held)
+    # a world folder gives fresh draws; a pair file, its training rows (never held out)
+    grpo = (sft[: cfg.grpo_prompts] if Path(cfg.data).is_file()
+            else load_pairs(cfg.data, cfg.grpo_prompts, cfg.seed + 1)[0])  # fmt: skip
+    return sft, held, grpo
+
+
 def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]:
     """Run both stages into `out`; return the metrics (also written to OUT/metrics.json).
 
@@ -199,8 +212,7 @@ def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]
     cfg.validate()
     state = PartialState()
     t0 = time.perf_counter()
-    n_held = max(1, round(cfg.pairs * cfg.heldout_share))
-    train_pairs, held_pairs = load_pairs(cfg.data, cfg.pairs, cfg.seed, n_held)
+    train_pairs, held_pairs, grpo_pairs = training_prompts(cfg)
     held = [p["short"] for p in held_pairs]
     model, tokenizer = initial_model(cfg, train_pairs)  # bad input fails before OUT is touched
     out = Path(out)
@@ -210,7 +222,7 @@ def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]
         cfg.save_yaml(out / "train_config.yaml")
     metrics: dict[str, Any] = {
         "pairs": len(train_pairs),
-        "heldout_pairs": n_held,
+        "heldout_pairs": len(held_pairs),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     work = Path(tempfile.mkdtemp(prefix=".trainer.", dir=out))
@@ -228,10 +240,9 @@ def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]
         if cfg.grpo_steps:
             generator = Generator.from_folder(cfg.generator, device=state.device)
             reward = RewriteReward(cfg, generator)
-            # a world folder gives fresh draws; a pair file, its training rows (never held out)
-            prompts = (train_pairs[: cfg.grpo_prompts] if Path(cfg.data).is_file()
-                       else load_pairs(cfg.data, cfg.grpo_prompts, cfg.seed + 1)[0])  # fmt: skip
-            model, history = run_grpo(cfg, out / "sft", tokenizer, reward, prompts, work / "grpo")
+            model, history = run_grpo(
+                cfg, out / "sft", tokenizer, reward, grpo_pairs, work / "grpo"
+            )
             if main:
                 _write_log(out / "grpo_log.jsonl", history)
             metrics.update({"grpo_steps": cfg.grpo_steps, "research": reward.research})
