@@ -98,11 +98,12 @@ class PromptRewriter:
         """
         tok, room = self.tokenizer, self._room()
         queries = [query(p, self.separator) for p in prompts]
-        fits = [i for i, q in enumerate(queries) if len(tok(q)["input_ids"]) <= room]
+        encoded = tok(queries)["input_ids"]  # tokenized once, padded per batch below
+        fits = [i for i, ids in enumerate(encoded) if len(ids) <= room]
         out = [p.strip() for p in prompts]
         for start in range(0, len(fits), batch_size):
             idx = fits[start : start + batch_size]
-            enc = tok([queries[i] for i in idx], return_tensors="pt", padding=True)
+            enc = tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
             enc = enc.to(self.model.device)
             ids = self.model.generate(
                 **enc,
