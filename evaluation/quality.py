@@ -455,28 +455,32 @@ def kid_metric(ctx: EvalContext, samples: Samples, **params: Any) -> dict[str, F
     return {"kid": Figure(mean, len(fake), None, False), "kid_std": Figure(std, int(p["subsets"]))}
 
 
+def _knn_figures(
+    ctx: EvalContext, samples: Samples, params: dict[str, Any], name: str, k: int,
+    items: Any, keys: tuple[str, str],
+) -> dict[str, Figure]:  # fmt: skip
+    """Two per-sample k-NN figures (means with bootstrap CIs) of the metric `name`."""
+    feature, p = _split(name, params, k=k)
+    real, fake = quality_features(ctx, samples, **feature)
+    first, second = items(real, fake, int(p["k"]), ctx.device)
+    return {
+        keys[0]: mean_figure(first, True, ctx.n_boot, ctx.seed),
+        keys[1]: mean_figure(second, True, ctx.n_boot, ctx.seed),
+    }
+
+
 @register_metric("precision_recall", aspect="quality", higher_is_better=True)
 def precision_recall_metric(ctx: EvalContext, samples: Samples, **params: Any) -> dict[str, Figure]:
     """Improved precision (fidelity) and recall (diversity), k-NN manifolds with k=3."""
-    feature, p = _split("precision_recall", params, k=PR_K)
-    real, fake = quality_features(ctx, samples, **feature)
-    prec, rec = precision_recall_items(real, fake, int(p["k"]), ctx.device)
-    return {
-        "precision": mean_figure(prec, True, ctx.n_boot, ctx.seed),
-        "recall": mean_figure(rec, True, ctx.n_boot, ctx.seed),
-    }
+    return _knn_figures(ctx, samples, params, "precision_recall", PR_K, precision_recall_items,
+                        ("precision", "recall"))  # fmt: skip
 
 
 @register_metric("density_coverage", aspect="quality", higher_is_better=True)
 def density_coverage_metric(ctx: EvalContext, samples: Samples, **params: Any) -> dict[str, Figure]:
     """Density and coverage (Naeem et al. 2020), k-NN balls around reference samples, k=5."""
-    feature, p = _split("density_coverage", params, k=DC_K)
-    real, fake = quality_features(ctx, samples, **feature)
-    dens, cov = density_coverage_items(real, fake, int(p["k"]), ctx.device)
-    return {
-        "density": mean_figure(dens, True, ctx.n_boot, ctx.seed),
-        "coverage": mean_figure(cov, True, ctx.n_boot, ctx.seed),
-    }
+    return _knn_figures(ctx, samples, params, "density_coverage", DC_K, density_coverage_items,
+                        ("density", "coverage"))  # fmt: skip
 
 
 @register_metric("fd_infinity", aspect="quality", higher_is_better=False)
