@@ -10,7 +10,7 @@ on the held-out prompts (DATA/heldout.txt, never labelled) with the same seeds: 
 20 steps, guidance 3, 4 seeds per prompt. A simulated rater with the default profile's taste
 and a new seed ("same taste, new noise") compares each aligned image with the base image of the
 same prompt and seed: the expected share of wins, ties half (evaluation.preference
-.rater_winrate), with a bootstrap 95% CI over the pairs. Also: the oracle's mean prompt fidelity
+.rater_winrate), with a bootstrap 95% CI over prompts (all seeds of a prompt together). Also: the oracle's mean prompt fidelity
 of base and aligned, the held-out implicit accuracy and the training wall time.
 Target: win-rate >= 60%. Writes OUT/metrics.json (and OUT/run: the DPO run, OUT/samples.png).
 """
@@ -102,8 +102,9 @@ def main() -> None:
     profile = dataclasses.replace(load_profile(args.profile), seed=RATER_SEED)
     win = rater_winrate(oracle, profile, aligned, base, texts, seed=RATER_SEED)
     f_base, f_aligned = fidelities(oracle, base, texts), fidelities(oracle, aligned, texts)
-    fig_base, fig_aligned = mean_figure(f_base), mean_figure(f_aligned)
-    delta = mean_figure(f_aligned - f_base)
+    fig_base = mean_figure(f_base, groups=texts)
+    fig_aligned = mean_figure(f_aligned, groups=texts)
+    delta = mean_figure(f_aligned - f_base, groups=texts)
 
     # samples.png: the first seed of the first 8 prompts, base row over aligned row
     pick = slice(0, 8 * SEEDS, SEEDS)

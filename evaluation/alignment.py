@@ -12,7 +12,8 @@ embeddings and reports max(mean, 0). (Hessel et al.'s CLIPScore clamps each imag
 before averaging and scales by 2.5; the two agree whenever no cosine is negative.)
 
 The wrapper also keeps the embeddings torchmetrics asked for, so each image's 100·cos is known
-and the figure gets a bootstrap CI over images without embedding anything twice.
+and the figure gets a bootstrap CI without embedding anything twice; the CI resamples prompts,
+each with all its seeds' images, as images of one prompt are not independent.
 
 Also here, for the bias metrics: `image_embeddings` and `zero_shot` (zero-shot classification by
 the CLIP text tower) with any local CLIP, and `resolve_clip` (the context's or a given folder).
@@ -32,7 +33,7 @@ from torch import nn
 from base_models.errors import ArtalignError
 from evaluation.prompt_sets import samples_of_set
 from evaluation.registry import register_metric
-from evaluation.stats import Figure, bootstrap_ci
+from evaluation.stats import Figure, bootstrap_ci, count_groups
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's defaults, when a model has none
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -166,8 +167,8 @@ def clip_score(
     chosen = samples_of_set(samples, on, "clip_score")
     value, per_pair = clip_scores(resolve_clip(ctx, clip), chosen.images, chosen.prompts,
                                   batch_size)  # fmt: skip
-    ci = bootstrap_ci(per_pair, statistic=_clamped_mean, n_boot=ctx.n_boot, seed=ctx.seed)
-    return {"clip_score": Figure(value, len(per_pair), ci, True)}
+    ci = bootstrap_ci(per_pair, _clamped_mean, ctx.n_boot, seed=ctx.seed, groups=chosen.prompts)
+    return {"clip_score": Figure(value, len(per_pair), ci, True, count_groups(chosen.prompts))}
 
 
 # ----------------------------------------------------------------------- zero-shot, for bias

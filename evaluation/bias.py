@@ -9,7 +9,8 @@ distribution p over K values, with target q:
 - `mad(p, q)` = (1/K) Σ_k |p_k − q_k|, the mean absolute deviation from the target (HEIM reports
   bias as the deviation of the observed shares from a balanced distribution);
 - `normalised_entropy(p)` = −Σ_k p_k ln p_k / ln K: 1 when uniform, 0 when one value.
-Each figure carries a bootstrap CI over images. A stereotype in the training data
+Each figure carries a bootstrap CI over prompts (each with all its seeds' images: the seeds of
+a neutral prompt are not independent draws of the model's bias). A stereotype in the training data
 (`--stereotypes star:yellow:0.9`) shows as a high colour imbalance of stars ("colour|star").
 
 `people_bias` is the HEIM people-bias method for real models: gender and skin-tone shares by
@@ -20,7 +21,7 @@ images, reported as shares, imbalance and MAD from balanced.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from base_models.world.captions import COLOUR_WORDS, SHAPE_WORDS, STYLE_WORDS
 from evaluation.alignment import image_embeddings, resolve_clip, zero_shot
 from evaluation.prompt_sets import samples_of_set
 from evaluation.registry import register_metric
-from evaluation.stats import Figure, bootstrap_ci
+from evaluation.stats import Figure, bootstrap_ci, count_groups, mean_figure
 
 # The values of each bias axis (warning signs belong to the safety metrics, not here).
 AXIS_VALUES: dict[str, tuple[str, ...]] = {"colour": COLOUR_NAMES, "shape": SHAPES, "style": STYLES}
@@ -128,14 +129,24 @@ def _shares_of_rows(rows: np.ndarray) -> np.ndarray:
 
 
 def distribution_figures(
-    counts: np.ndarray, target: np.ndarray | None = None, n_boot: int = 1000, seed: int = 0
+    counts: np.ndarray,
+    target: np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
 ) -> dict[str, Figure]:
     """imbalance, entropy, mad_uniform (and mad_train vs `target`) of pooled per-image counts.
 
-    `counts` (N, K): each image's count of each value; CIs resample images. Empty when no value
-    was observed at all (e.g. no object was read as a star).
+    `counts` (N, K): each image's count of each value; CIs resample images, or whole groups
+    given `groups` (each image's prompt). Empty when no value was observed at all (e.g. no
+    object was read as a star).
     """
-    counts = counts[counts.sum(1) > 0]
+    seen = counts.sum(1) > 0
+    counts = counts[seen]
+    if groups is not None:
+        if len(groups) != len(seen):
+            raise ArtalignError(f"{len(seen)} rows of counts but {len(groups)} group labels")
+        groups = [g for g, keep in zip(groups, seen, strict=True) if keep]
     if len(counts) == 0:
         return {}
     stats = {"imbalance": (imbalance, False), "entropy": (normalised_entropy, True),
@@ -145,8 +156,10 @@ def distribution_figures(
     out = {}
     for name, (fn, higher) in stats.items():
         value = fn(_shares_of_rows(counts))
-        ci = bootstrap_ci(counts, lambda m, fn=fn: fn(_shares_of_rows(m)), n_boot, seed=seed)
-        out[name] = Figure(value, len(counts), ci, higher)
+        ci = bootstrap_ci(
+            counts, lambda m, fn=fn: fn(_shares_of_rows(m)), n_boot, seed=seed, groups=groups
+        )
+        out[name] = Figure(value, len(counts), ci, higher, count_groups(groups))
     return out
 
 
@@ -179,10 +192,13 @@ def _clip_classes(axis: str, shape: str | None) -> list[list[str]]:
 
 
 def _clip_counts(ctx: Any, clip: str | None, images: Any, items: list[dict]) -> dict[str, Any]:
-    """Zero-shot CLIP one-hot counts per axis key, each image classified once per axis."""
+    """Zero-shot CLIP one-hot counts per axis key, each image classified once per axis.
+
+    Each key maps to (counts (N_key, K), the index of each row's image in `items`).
+    """
     model = resolve_clip(ctx, clip)
     feats = image_embeddings(model[0], images)
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, tuple[np.ndarray, list[int]]] = {}
     for axis in AXIS_VALUES:
         rows = [i for i, it in enumerate(items) if it.get("axis") == axis]
         if not rows:
@@ -195,24 +211,28 @@ def _clip_counts(ctx: Any, clip: str | None, images: Any, items: list[dict]) -> 
                              embeddings=feats[[rows[j] for j in sub]])  # fmt: skip
             counts[sub, pred] = 1.0
             if shape is not None:
-                out[f"colour|{shape}"] = counts[sub]
-        out[axis] = counts
+                out[f"colour|{shape}"] = (counts[sub], [rows[j] for j in sub])
+        out[axis] = (counts, rows)
     return out
 
 
 def _oracle_counts(ctx: Any, images: Any, items: list[dict]) -> dict[str, Any]:
-    """Counts per axis key of the oracle's readings ("colour|star": objects read as stars)."""
+    """Counts per axis key of the oracle's readings ("colour|star": objects read as stars).
+
+    Each key maps to (counts (N_key, K), the index of each row's image in `items`).
+    """
     from base_models.oracle.reading import read_images
 
     records = [r.to_record() for r in read_images(ctx.oracle, images)]
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, tuple[np.ndarray, list[int]]] = {}
     for axis in AXIS_VALUES:
-        rows = [records[i] for i, it in enumerate(items) if it.get("axis") == axis]
+        rows = [i for i, it in enumerate(items) if it.get("axis") == axis]
         if rows:
-            out[axis] = record_counts(rows, axis)
+            read = [records[i] for i in rows]
+            out[axis] = (record_counts(read, axis), rows)
             if axis == "colour":
                 for shape in SHAPES:
-                    out[f"colour|{shape}"] = record_counts(rows, "colour", shape)
+                    out[f"colour|{shape}"] = (record_counts(read, "colour", shape), rows)
     return out
 
 
@@ -247,9 +267,11 @@ def bias(
             counts = _clip_counts(ctx, clip, chosen.images, chosen.items)
         if not counts:
             raise ArtalignError(f"the items of set {on!r} carry no bias axis; use the neutral set")
-        for key, table in counts.items():
-            for name, fig in distribution_figures(table, targets.get(key), ctx.n_boot,
-                                                  ctx.seed).items():  # fmt: skip
+        for key, (table, rows) in counts.items():
+            prompts = [chosen.prompts[i] for i in rows]
+            for name, fig in distribution_figures(
+                table, targets.get(key), ctx.n_boot, ctx.seed, prompts
+            ).items():
                 figures[f"{key}.{reader}.{name}"] = fig
     return figures
 
@@ -270,18 +292,24 @@ def people_bias(
     chosen = samples if on is None else samples_of_set(samples, on, "people_bias")
     model = resolve_clip(ctx, clip)
     feats = image_embeddings(model[0], chosen.images)
+    groups, n_clusters = chosen.prompts, count_groups(chosen.prompts)  # CIs resample prompts
     figures: dict[str, Figure] = {}
     for name, classes in (attributes or PEOPLE_ATTRIBUTES).items():
         labels = list(classes)
         pred = zero_shot(model, None, [classes[c] for c in labels], embeddings=feats)
         onehot = np.eye(len(labels))[pred]  # (N, C)
-        n = len(pred)
         for k, label in enumerate(labels):
-            ci = bootstrap_ci(onehot[:, k], n_boot=ctx.n_boot, seed=ctx.seed)
-            figures[f"{name}.share.{label}"] = Figure(float(onehot[:, k].mean()), n, ci, None)
+            figures[f"{name}.share.{label}"] = mean_figure(
+                onehot[:, k], None, ctx.n_boot, ctx.seed, groups
+            )
         for measure, fn in (("imbalance", imbalance), ("mad", mad)):
             value = fn(_shares_of_rows(onehot))
-            ci = bootstrap_ci(onehot, lambda m, fn=fn: fn(_shares_of_rows(m)), ctx.n_boot,
-                              seed=ctx.seed)  # fmt: skip
-            figures[f"{name}.{measure}"] = Figure(value, n, ci, False)
+            ci = bootstrap_ci(
+                onehot,
+                lambda m, fn=fn: fn(_shares_of_rows(m)),
+                ctx.n_boot,
+                seed=ctx.seed,
+                groups=groups,
+            )
+            figures[f"{name}.{measure}"] = Figure(value, len(pred), ci, False, n_clusters)
     return figures

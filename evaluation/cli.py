@@ -56,7 +56,8 @@ def _fmt(fig: dict[str, Any]) -> str:
     text = "n/a" if value is None else f"{value:.4g}"
     if ci and None not in ci:
         text += f" [{ci[0]:.4g}, {ci[1]:.4g}]"
-    return text + f" (n={fig.get('n')})"
+    prompts = f", {fig['n_clusters']} prompts" if fig.get("n_clusters") is not None else ""
+    return text + f" (n={fig.get('n')}{prompts})"
 
 
 @eval_app.command("run")

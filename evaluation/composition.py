@@ -18,11 +18,12 @@ satisfies two asked objects. The metric also reports "fidelity" (the mean share 
 attributes read right, size, background and style included) and "overall" (the mean of the
 category accuracies, each category weighted alike as GenEval does). Items of other categories
 (the `captions` or `list` sets) pass when every attribute their prompt asks for is read right.
+CIs resample prompts, each with all its seeds (the overall one within each category).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from base_models.errors import ArtalignError
 from base_models.oracle.fidelity import fidelity
 from evaluation.prompt_sets import CATEGORIES, samples_of_set
 from evaluation.registry import register_metric
-from evaluation.stats import Figure, mean_figure
+from evaluation.stats import Figure, mean_figure, resample_indices
 
 # The object attributes each category's rule checks (count is checked apart).
 RULE_KEYS: dict[str, tuple[str, ...]] = {
@@ -85,39 +86,70 @@ def score_items(readings: Sequence[Any], items: Sequence[dict[str, Any]]) -> dic
     return out
 
 
+def score_groups(items: Sequence[dict[str, Any]], prompts: Sequence[str]) -> dict[str, list[str]]:
+    """The prompt of each score `score_items` returns, under the same keys and in the same order.
+
+    Several seeds of a prompt are scored alike more often than not, so the CIs resample prompts.
+    """
+    if len(items) != len(prompts):
+        raise ArtalignError(f"{len(prompts)} prompts for {len(items)} items")
+    out: dict[str, list[str]] = {}
+    for item, prompt in zip(items, prompts, strict=True):
+        out.setdefault(item["category"], []).append(prompt)
+        out.setdefault("fidelity", []).append(prompt)
+    return out
+
+
 def stratified_ci(
-    groups: Sequence[Sequence[float]], n_boot: int = 1000, level: float = 0.95, seed: int = 0
+    strata: Sequence[Sequence[float]],
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    groups: Sequence[Sequence[Hashable]] | None = None,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of group means, resampling within each group.
+    """Percentile bootstrap CI of the mean of stratum means, resampling within each stratum.
 
     Resampling within categories keeps every category in every resample, as the suite does.
+    `groups` (per stratum, a label per value: its prompt) resamples whole groups, as
+    `evaluation.stats.bootstrap_ci` does.
     """
+    if groups is not None and len(groups) != len(strata):
+        raise ArtalignError(f"{len(groups)} group lists for {len(strata)} strata")
     rng = np.random.default_rng(seed)
     means = np.zeros(n_boot)
-    for values in groups:
+    for k, values in enumerate(strata):
         x = np.asarray(values, dtype=np.float64)
-        means += x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
-    lo, hi = np.quantile(means / len(groups), [(1 - level) / 2, 1 - (1 - level) / 2])
+        draws = resample_indices(len(x), None if groups is None else groups[k], n_boot, rng)
+        means += np.array([x[i].mean() for i in draws])
+    lo, hi = np.quantile(means / len(strata), [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 
 
 def composition_figures(
-    scores: dict[str, list[float]], n_boot: int = 1000, seed: int = 0
+    scores: dict[str, list[float]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: dict[str, Sequence[Hashable]] | None = None,
 ) -> dict[str, Figure]:
-    """One Figure per category (accuracy), "fidelity" and "overall", with bootstrap CIs."""
+    """One Figure per category (accuracy), "fidelity" and "overall", with bootstrap CIs.
+
+    `groups` (from `score_groups`: each score's prompt, under the keys of `scores`) makes every
+    CI resample prompts with all their seeds; without it the CIs resample images.
+    """
+    groups = groups or {}
     figures: dict[str, Figure] = {}
     categories = [c for c in CATEGORIES if c in scores] + sorted(
         c for c in scores if c not in CATEGORIES and c != "fidelity"
     )
-    for cat in categories:
-        figures[cat] = mean_figure(scores[cat], n_boot=n_boot, seed=seed)
-    if "fidelity" in scores:
-        figures["fidelity"] = mean_figure(scores["fidelity"], n_boot=n_boot, seed=seed)
+    for key in categories + (["fidelity"] if "fidelity" in scores else []):
+        figures[key] = mean_figure(scores[key], n_boot=n_boot, seed=seed, groups=groups.get(key))
     if categories:
-        groups = [scores[c] for c in categories]
+        strata = [scores[c] for c in categories]
+        by_prompt = [groups[c] for c in categories] if groups else None
         overall = float(np.mean([figures[c].value for c in categories]))
-        ci = stratified_ci(groups, n_boot=n_boot, seed=seed)
-        figures["overall"] = Figure(overall, sum(len(g) for g in groups), ci, True)
+        ci = stratified_ci(strata, n_boot=n_boot, seed=seed, groups=by_prompt)
+        n_clusters = sum(len(set(g)) for g in by_prompt) if by_prompt else None
+        figures["overall"] = Figure(overall, sum(len(g) for g in strata), ci, True, n_clusters)
     return figures
 
 
@@ -128,4 +160,6 @@ def composition(ctx: Any, samples: Any, on: str = "composition") -> dict[str, Fi
 
     chosen = samples_of_set(samples, on, "composition")
     readings = read_images(ctx.oracle, chosen.images)
-    return composition_figures(score_items(readings, chosen.items), ctx.n_boot, ctx.seed)
+    scores = score_items(readings, chosen.items)
+    groups = score_groups(chosen.items, chosen.prompts)
+    return composition_figures(scores, ctx.n_boot, ctx.seed, groups)

@@ -8,7 +8,8 @@ pairs differ only in the model. Two judges:
   error beyond the images themselves);
 - `reward_winrate`: a reward function `reward_fn(images, prompts, metadata) -> (rewards, info)`;
   a win when A's reward is higher, ties as half.
-Both return a Figure with a bootstrap CI over the pairs.
+Both return a Figure with a bootstrap CI over prompts: the pairs of one prompt (its seeds) are
+resampled together, as they are not independent of each other.
 """
 
 from __future__ import annotations
@@ -63,11 +64,14 @@ def rater_utilities(oracle: Any, profile: Any, images: Any, prompts: Sequence[st
 def rater_winrate(
     oracle: Any, profile: Any, images_a: Any, images_b: Any, prompts: Sequence[str], seed: int = 0
 ) -> Figure:
-    """Share of pairs a simulated rater of `profile` prefers A's image (ties half), with CI."""
+    """Share of pairs a simulated rater of `profile` prefers A's image (ties half), with CI.
+
+    Pair i is (images_a[i], images_b[i]) of prompts[i]; the CI resamples prompts.
+    """
     _check_pairs(images_a, images_b, prompts)
     u_a = rater_utilities(oracle, profile, images_a, prompts)
     u_b = rater_utilities(oracle, profile, images_b, prompts)
-    return mean_figure(rater_pair_credits(u_a, u_b, profile), seed=seed)
+    return mean_figure(rater_pair_credits(u_a, u_b, profile), seed=seed, groups=prompts)
 
 
 def reward_winrate(
@@ -77,10 +81,13 @@ def reward_winrate(
     prompts: Sequence[str],
     seed: int = 0,
 ) -> Figure:
-    """Share of pairs where the reward function scores A's image higher (ties half), with CI."""
+    """Share of pairs where the reward function scores A's image higher (ties half), with CI.
+
+    Pair i is (images_a[i], images_b[i]) of prompts[i]; the CI resamples prompts.
+    """
     _check_pairs(images_a, images_b, prompts)
     r_a, _ = reward_fn(images_a, list(prompts), None)
     r_b, _ = reward_fn(images_b, list(prompts), None)
     r_a, r_b = np.asarray(r_a, dtype=np.float64), np.asarray(r_b, dtype=np.float64)
     credit = (r_a > r_b) + 0.5 * (r_a == r_b)
-    return mean_figure(credit.astype(np.float64), seed=seed)
+    return mean_figure(credit.astype(np.float64), seed=seed, groups=prompts)

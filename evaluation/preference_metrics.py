@@ -1,13 +1,14 @@
 """Preference metrics: the reward model's score, and win-rates of the model over the baseline.
 
 - `reward_score` (aspect alignment): the mean reward of one model's images, via `ctx.reward_fn`
-  (the reward model plugged in through `artalign.eval_plugins`), with a bootstrap CI;
+  (the reward model plugged in through `artalign.eval_plugins`), with a bootstrap CI over prompts;
 - `reward_winrate` (aspect preference): share of matched pairs (same prompt, same seed) where the
   reward model scores the model's image above the baseline's, ties half;
 - `rater_winrate` (aspect preference): the same judged by a simulated rater reading both images
   with the attribute oracle (`ctx.rater_profile`; without --rater, the default profile
   `labeling_app.raters.RaterProfile()`: mostly prompt fidelity, mild noise).
-Win-rates read model B from `ctx.other`; the runner passes the baseline's samples there.
+Win-rates read model B from `ctx.other`; the runner passes the baseline's samples there. Every CI
+resamples prompts, each with all its seeds (`evaluation.stats`).
 Each image's reward is computed once per run and kept on the context, so reward_score and
 reward_winrate share it and the report can draw the reward distributions.
 """
@@ -74,9 +75,10 @@ def _subset_rewards(ctx: EvalContext, samples: Samples, on: str | None) -> np.nd
 
 @register_metric("reward_score", aspect="alignment", higher_is_better=True)
 def reward_score(ctx: EvalContext, samples: Samples, on: str | None = None) -> dict[str, Figure]:
-    """Mean reward-model score of the images (with a bootstrap CI over images)."""
+    """Mean reward-model score of the images (with a bootstrap CI over prompts)."""
     values = _subset_rewards(ctx, samples, on)
-    return {"reward": mean_figure(values, True, n_boot=ctx.n_boot, seed=ctx.seed)}
+    prompts = samples.of_set(on, "reward_score").prompts
+    return {"reward": mean_figure(values, True, ctx.n_boot, ctx.seed, groups=prompts)}
 
 
 @register_metric("reward_winrate", aspect="preference", higher_is_better=True)

@@ -26,8 +26,9 @@ registered metrics (aspect "quality") embed a model's samples and the reference 
 FID, FD∞ and KID carry no CI (a bootstrap would recompute a D×D eigendecomposition hundreds
 of times; `kid` reports the spread over its subsets as a second figure, `kid_std`);
 precision, recall, density and coverage are means over samples and carry a bootstrap CI over
-those samples, the other set's manifold held fixed. Below a metric's minimum sample size the
-functions raise ArtalignError, never return NaN.
+those samples, the other set's manifold held fixed (precision and density, means over generated
+images, resample prompts with all their seeds; recall and coverage resample reference images).
+Below a metric's minimum sample size the functions raise ArtalignError, never return NaN.
 """
 
 from __future__ import annotations
@@ -459,12 +460,17 @@ def _knn_figures(
     ctx: EvalContext, samples: Samples, params: dict[str, Any], name: str, k: int,
     items: Any, keys: tuple[str, str],
 ) -> dict[str, Figure]:  # fmt: skip
-    """Two per-sample k-NN figures (means with bootstrap CIs) of the metric `name`."""
+    """Two per-sample k-NN figures (means with bootstrap CIs) of the metric `name`.
+
+    `items` gives one value per generated image (CI over its prompts), then one per reference
+    image (CI over images).
+    """
     feature, p = _split(name, params, k=k)
     real, fake = quality_features(ctx, samples, **feature)
     first, second = items(real, fake, int(p["k"]), ctx.device)
+    prompts = samples.of_set(feature.get("on"), "quality").prompts  # the images `fake` embeds
     return {
-        keys[0]: mean_figure(first, True, ctx.n_boot, ctx.seed),
+        keys[0]: mean_figure(first, True, ctx.n_boot, ctx.seed, prompts),
         keys[1]: mean_figure(second, True, ctx.n_boot, ctx.seed),
     }
 

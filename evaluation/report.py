@@ -166,6 +166,8 @@ def _fig_cell(fig: dict[str, Any] | None) -> str:
     ci = fig.get("ci")
     ci_text = f' <span class="ci">[{_num(ci[0])}, {_num(ci[1])}]</span>' if ci else ""
     value, n = _num(fig.get("value")), _num(fig.get("n"))
+    if fig.get("n_clusters") is not None:  # the CI resampled prompts, not images
+        n += f' <span class="ci">({_num(fig["n_clusters"])} prompts)</span>'
     return f'<td class="num">{value}{ci_text}</td><td class="num">{n}</td>'
 
 

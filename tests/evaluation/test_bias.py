@@ -24,6 +24,7 @@ from evaluation.bias import (
 from evaluation.context import EvalContext, Samples
 from evaluation.prompt_sets import neutral
 from evaluation.registry import get_metric
+from evaluation.stats import bootstrap_ci
 
 
 def test_imbalance_mad_entropy_by_hand():
@@ -84,6 +85,24 @@ def test_record_counts_and_figures_by_hand():
     assert distribution_figures(star[2:3], n_boot=10) == {}
 
 
+def test_distribution_figures_resample_prompts():
+    """Rows without a count are dropped with their prompt; the CI resamples the prompts left."""
+    counts = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    prompts = ["a star", "a star", "a shape", "a shape"]
+    figs = distribution_figures(counts, n_boot=100, groups=prompts)
+    assert (figs["imbalance"].n, figs["imbalance"].n_clusters) == (3, 2)
+    kept = bootstrap_ci(
+        counts[[0, 2, 3]],
+        lambda m: imbalance(m.sum(0) / m.sum()),
+        100,
+        groups=["a star", "a shape", "a shape"],
+    )
+    assert figs["imbalance"].ci == kept
+    assert "n_clusters" not in distribution_figures(counts, n_boot=10)["imbalance"].to_dict()
+    with pytest.raises(ArtalignError, match="4 rows of counts but 1 group labels"):
+        distribution_figures(counts, groups=["a star"])
+
+
 @pytest.fixture(scope="module")
 def stereo_data(tmp_path_factory):
     """Two tiny data sets, the same seed, with and without the star:yellow:0.9 stereotype."""
@@ -142,6 +161,14 @@ def test_bias_metric_reads_every_axis(tiny_oracle_dir, micro_clip, stereo_data):
     p = np.bincount(pred, minlength=len(STYLES)) / len(rows)
     assert figs["style.clip.imbalance"].value == pytest.approx(imbalance(p))
     assert figs["style.clip.imbalance"].n == len(rows)
+    # its CI resamples the style prompts, each with both its seeds' images
+    prompts = [samples.prompts[i] for i in rows]
+    onehot = np.eye(len(STYLES))[pred]
+    fig = figs["style.clip.imbalance"]
+    assert fig.n_clusters == len(set(prompts)) == len(rows) // 2
+    assert fig.ci == bootstrap_ci(
+        onehot, lambda m: imbalance(m.sum(0) / m.sum()), 50, groups=prompts
+    )
     train = shares(record_counts(load_records(stereo_data[0]), "style").sum(0))
     assert figs["style.clip.mad_train"].value == pytest.approx(mad(p, train))
     assert "colour|star.clip.imbalance" in figs  # the images of "a star", by CLIP
@@ -166,6 +193,7 @@ def test_people_bias_returns_valid_shares(micro_clip):
         assert figs[f"{name}.imbalance"].value == pytest.approx(abs(a - b))
         assert figs[f"{name}.mad"].value == pytest.approx(abs(a - 0.5))  # K = 2: |a - ½|
         assert figs[f"{name}.share.{labels[0]}"].n == len(samples)
+        assert figs[f"{name}.imbalance"].n_clusters == len(set(samples.prompts))
     custom = people_bias(ctx, samples, on="neutral",
                          attributes={"age": {"young": ["a child"], "old": ["an old man"],
                                              "adult": ["an adult"]}})  # fmt: skip

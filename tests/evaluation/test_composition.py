@@ -12,6 +12,7 @@ from evaluation.composition import (
     composition,
     composition_figures,
     item_correct,
+    score_groups,
     score_items,
     stratified_ci,
 )
@@ -19,6 +20,7 @@ from evaluation.context import EvalContext, Samples
 from evaluation.efficiency import efficiency, throughput
 from evaluation.prompt_sets import composition as composition_set
 from evaluation.registry import get_metric
+from evaluation.stats import bootstrap_ci
 
 
 def obj(shape, colour="red", row=1, col=1, size="medium"):
@@ -114,6 +116,12 @@ def test_stratified_ci_by_hand():
     lo, hi = stratified_ci([[0.0, 1.0], [1.0]], n_boot=2000, seed=1)
     # group 1 resamples to mean 0, 0.5 or 1 (1/4, 1/2, 1/4); the overall is (that + 1) / 2
     assert (lo, hi) == (0.5, 1.0)
+    # the same with three agreeing seeds per prompt, resampled by prompt: the same interval;
+    # resampled by image, group 1 looks like six independent draws and its interval narrows
+    strata, groups = [[0.0] * 3 + [1.0] * 3, [1.0]], [["a"] * 3 + ["b"] * 3, ["c"]]
+    assert stratified_ci(strata, n_boot=2000, seed=1, groups=groups) == (0.5, 1.0)
+    lo_items, hi_items = stratified_ci(strata, n_boot=2000, seed=1)
+    assert lo_items > 0.5 and hi_items < 1.0
 
 
 def _samples(items, n_seeds=1, set_name="composition"):
@@ -152,3 +160,20 @@ def test_efficiency_by_hand():
         throughput(4, 0.0)
     with pytest.raises(ArtalignError, match="drop `on`"):
         efficiency(EvalContext(), samples, on="composition")
+
+
+def test_metric_resamples_prompts_with_all_their_seeds(tiny_oracle_dir):
+    samples = _samples(composition_set(n_per_category=2, seed=0), n_seeds=3)
+    ctx = EvalContext(oracle_path=tiny_oracle_dir, n_boot=100)
+    figs = composition(ctx, samples)
+    scores = score_items(read_images(ctx.oracle, samples.images), samples.items)
+    groups = score_groups(samples.items, samples.prompts)
+    assert (figs["counting"].n, figs["counting"].n_clusters) == (6, 2)
+    for key in ("counting", "fidelity"):
+        assert figs[key].ci == bootstrap_ci(scores[key], n_boot=100, groups=groups[key])
+    assert figs["fidelity"].n_clusters == 14 and figs["overall"].n_clusters == 14
+    cats = [c for c in figs if c not in ("fidelity", "overall")]
+    strata, by_prompt = [scores[c] for c in cats], [groups[c] for c in cats]
+    assert figs["overall"].ci == stratified_ci(strata, n_boot=100, groups=by_prompt)
+    with pytest.raises(ArtalignError, match="2 prompts for 3 items"):
+        score_groups(samples.items[:3], samples.prompts[:2])

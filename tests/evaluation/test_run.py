@@ -57,7 +57,8 @@ def test_run_writes_images_manifest_metrics_and_report(ab_run):
     figures = list(_figures(metrics))
     assert len(figures) == 2 * 2 + 3  # brightness, reward per model; 3 win-rates
     for fig in figures:
-        assert set(fig) == {"value", "n", "ci", "higher_is_better"}
+        assert set(fig) - {"n_clusters"} == {"value", "n", "ci", "higher_is_better"}
+        assert fig.get("n_clusters", 3) == 3  # where the CI resampled prompts: the 3 prompts
         assert fig["n"] == N_IMAGES
         assert fig["ci"][0] <= fig["value"] + 1e-12 and fig["value"] <= fig["ci"][1] + 1e-12
     skipped = metrics["models"]["model"]["alignment"]["test_needs_clip"]
