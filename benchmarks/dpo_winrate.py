@@ -10,8 +10,9 @@ on the held-out prompts (DATA/heldout.txt, never labelled) with the same seeds: 
 20 steps, guidance 3, 4 seeds per prompt. A simulated rater with the default profile's taste
 and a new seed ("same taste, new noise") compares each aligned image with the base image of the
 same prompt and seed: the expected share of wins, ties half (evaluation.preference
-.rater_winrate), with a bootstrap 95% CI over prompts (all seeds of a prompt together). Also: the oracle's mean prompt fidelity
-of base and aligned, the held-out implicit accuracy and the training wall time.
+.rater_winrate), with a bootstrap 95% CI over prompts (all seeds of a prompt together). Also:
+the oracle's mean prompt fidelity of base and aligned, the held-out implicit accuracy and the
+training wall time.
 Target: win-rate >= 60%. Writes OUT/metrics.json (and OUT/run: the DPO run, OUT/samples.png).
 """
 
