@@ -9,8 +9,11 @@ One DDIM step from x_t to x_{t-1} (Song et al. 2020, eq. 12), as `DDIMScheduler.
     x_{t-1} = mean + σ_t · z,   z ~ N(0, I)
 
 With η > 0 each step is a Gaussian policy, so log N(x_{t-1}; mean, σ_t²) is the per-step
-log-probability DDPO needs. Timesteps, ᾱ and the first noise scale come from diffusers'
-`DDIMScheduler` built from the model folder's scheduler config, so the chain is the pipeline's.
+log-probability DDPO needs. It is averaged over the latent dimensions, as kvablack/ddpo-pytorch's
+`ddim_step_with_logprob` does: PPO's clip range (1e-4 there and here) is tuned for that scale,
+and a sum would make every log-ratio D times larger (D = C·h·w, 16,384 for SD 1.5). Timesteps,
+ᾱ and the first noise scale come from diffusers' `DDIMScheduler` built from the model folder's
+scheduler config, so the chain is the pipeline's.
 """
 
 from __future__ import annotations
@@ -87,7 +90,11 @@ class DDIM:
         self, model_output: torch.Tensor, x_t: torch.Tensor, c: StepCoefficients
     ) -> torch.Tensor:
         """The mean of x_{t-1} given x_t and the model's (guided) output, as DDIMScheduler.step."""
-        # 0-d coefficients act as scalars (as in the scheduler); per-sample ones follow x_t
+        # 0-d coefficients act as scalars (as in the scheduler); per-sample ones follow x_t.
+        # The step is computed in x_t's dtype: under autocast the UNet's output is half
+        # precision, and a 0-d float32 scalar would leave the arithmetic in it while (B,)
+        # coefficients promote to float32, so sampling and re-scoring would differ.
+        model_output = model_output.to(x_t.dtype)
         alpha_t, alpha_prev, std = (_like(x, x_t) for x in (c.alpha_t, c.alpha_prev, c.std))
         beta_t = 1 - alpha_t
         if self.prediction_type == "epsilon":
@@ -110,7 +117,9 @@ def _like(coef: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_log_prob(x_prev: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """log N(x_prev; mean, std²·I) summed over all but the batch dim: (B,), float32.
+    """log N(x_prev; mean, std²·I) per latent dimension: the mean over all but the batch dim,
+    (B,), float32. This is the reference's convention (see the module docstring): the log-density
+    of the whole latent divided by its size D.
 
     A step with σ = 0 (η = 0, or a last step onto ᾱ = 1) is deterministic; its log-prob is 0
     by convention, so it adds nothing to a policy gradient.
@@ -119,6 +128,6 @@ def gaussian_log_prob(x_prev: torch.Tensor, mean: torch.Tensor, std: torch.Tenso
     s = torch.as_tensor(std, dtype=torch.float32, device=x.device)
     safe = s.clamp_min(1e-20)
     lp = -((x - m) ** 2) / (2 * safe**2) - torch.log(safe) - _LOG_SQRT_2PI
-    lp = lp.flatten(1).sum(1)
+    lp = lp.flatten(1).mean(1)
     zero = (s == 0).reshape(-1).expand(lp.shape[0]) if s.ndim else (s == 0).expand(lp.shape[0])
     return torch.where(zero, torch.zeros_like(lp), lp)

@@ -15,7 +15,8 @@ class Trajectory:
     """The sampled chain of a batch, what DDPO needs to score and re-score each step.
 
     Step i goes from latents[:, i] at timesteps[i] to latents[:, i + 1]; log_probs[:, i] is
-    log N(latents[:, i + 1]; mean_i, σ_i²) summed over latent dims, recorded while sampling.
+    log N(latents[:, i + 1]; mean_i, σ_i²) averaged over latent dims (ddim.gaussian_log_prob),
+    recorded while sampling.
     `Generator.step_log_prob` recomputes it under the current weights (PPO's ratio).
     """
 

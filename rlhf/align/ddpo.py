@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,11 @@ from rlhf.align.losses import kl_to_reference, ppo_clip_loss
 from rlhf.align.rewards import make_reward, reward_spec
 from rlhf.align.run_files import append_log, save_adapters, save_samples_grid
 from rlhf.align.stat_tracker import PerPromptStatTracker
+
+
+# what metrics.json keeps of each epoch's log line: the reward and PPO's trust-region figures
+CURVE_KEYS = ("epoch", "reward_mean", "reward_std", "clipfrac", "clipfrac_max", "approx_kl",
+              "kl_ref", "loss")  # fmt: skip
 
 
 @dataclass
@@ -70,13 +77,25 @@ def epoch_prompts(
 
 
 def sample_epoch(
-    generator: Generator, reward_fn: Any, prompts: list[str], seeds: list[int], cfg: DDPOConfig
+    generator: Generator,
+    reward_fn: Any,
+    prompts: list[str],
+    seeds: list[int],
+    cfg: DDPOConfig,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> EpochSamples:
-    """Sample trajectories with log-probs and score the final images."""
+    """Sample trajectories with log-probs and score the final images.
+
+    `autocast` must be the context PPO re-scores the steps under (`accelerator.autocast`): the
+    recorded log-probs are the old policy's, so they must come from the same arithmetic, or the
+    ratio is not 1 before any update (bf16: |log-ratio| 0.44, every sample clipped).
+    """
     t0 = time.perf_counter()
     generator.unet.eval()
-    out = generator.sample(prompts, seeds, steps=cfg.steps, guidance=cfg.guidance, eta=cfg.eta,
-                           batch_size=cfg.sample_batch_size, return_trajectory=True)  # fmt: skip
+    with autocast():
+        out = generator.sample(prompts, seeds, steps=cfg.steps, guidance=cfg.guidance,
+                               eta=cfg.eta, batch_size=cfg.sample_batch_size,
+                               return_trajectory=True)  # fmt: skip
     rewards, info = reward_fn(out.pixels, prompts, [{"seed": s} for s in seeds])
     rewards = np.asarray(torch.as_tensor(rewards).float().cpu(), dtype=np.float64)
     if not np.all(np.isfinite(rewards)):
@@ -91,8 +110,9 @@ def advantages_of(
     """Advantages of this process's samples, from the rewards of every process."""
     rewards = samples.rewards
     prompts = samples.prompts
-    if accelerator.num_processes > 1:
-        rewards = accelerator.gather(torch.as_tensor(rewards)).cpu().numpy()
+    if accelerator.num_processes > 1:  # NCCL gathers only tensors on the process's device
+        local = torch.as_tensor(rewards).to(accelerator.device)
+        rewards = accelerator.gather(local).cpu().numpy().astype(np.float64)
         prompts = [p for chunk in _gather_objects(accelerator, samples.prompts) for p in chunk]
     if tracker is not None:
         adv = tracker.update(prompts, rewards)
@@ -109,6 +129,24 @@ def _gather_objects(accelerator: Any, obj: Any) -> list[Any]:
     return gather_object([obj])
 
 
+def rescore_steps(
+    generator: Generator, traj: Trajectory, rows: torch.Tensor, k: torch.Tensor, accelerator: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log-prob, mean, σ) of step k[i] of trajectory rows[i] under the current weights.
+
+    Runs under `accelerator.autocast()`, as the sampling did (`sample_epoch`): with unchanged
+    weights the log-prob is the recorded one.
+    """
+    x_t = traj.latents[rows, k]
+    x_prev = traj.latents[rows, k + 1]
+    with accelerator.autocast():
+        mean, std = generator.step_distribution(
+            x_t, traj.timesteps[k], traj.prompt_embeds[rows],
+            steps=traj.steps, guidance=traj.guidance, eta=traj.eta,
+        )  # fmt: skip
+    return gaussian_log_prob(x_prev.to(mean.device), mean, std), mean, std
+
+
 def train_epoch(
     generator: Generator,
     optimizer: torch.optim.Optimizer,
@@ -118,7 +156,11 @@ def train_epoch(
     epoch: int,
     accelerator: Any,
 ) -> dict[str, float]:
-    """PPO-clip over the epoch's trajectories; returns the mean loss statistics."""
+    """PPO-clip over the epoch's trajectories; returns the loss statistics.
+
+    Means over every (minibatch, step), plus `clipfrac_max` (the largest minibatch clipfrac:
+    with a trust region that fits the step size it stays well below 1) and `minibatches`.
+    """
     traj = samples.trajectory
     n, steps = traj.log_probs.shape
     adv = torch.as_tensor(advantages, dtype=torch.float32).clamp(-cfg.adv_clip_max,
@@ -127,6 +169,7 @@ def train_epoch(
     params = generator.lora_parameters()
     n_t = cfg.train_timesteps
     stats: dict[str, list[float]] = {"loss": [], "approx_kl": [], "clipfrac": [], "kl_ref": []}
+    minibatch_clipfrac: list[float] = []
     generator.unet.train()
     for _ in range(cfg.inner_epochs):
         order = torch.randperm(n, generator=g)
@@ -135,27 +178,17 @@ def train_epoch(
         for start in range(0, n, cfg.train_batch_size):
             rows = order[start : start + cfg.train_batch_size]
             optimizer.zero_grad(set_to_none=True)
+            clipped = []
             for j in range(n_t):
                 k = step_perm[rows, j]  # (b,) step index of each trajectory
-                x_t = traj.latents[rows, k]
-                x_prev = traj.latents[rows, k + 1]
-                t = traj.timesteps[k]
-                embeds = traj.prompt_embeds[rows]
-                with accelerator.autocast():
-                    mean, std = generator.step_distribution(
-                        x_t, t, embeds, steps=traj.steps, guidance=traj.guidance, eta=traj.eta
-                    )
-                log_prob = gaussian_log_prob(x_prev.to(mean.device), mean, std)
+                log_prob, mean, std = rescore_steps(generator, traj, rows, k, accelerator)
                 old = traj.log_probs[rows, k].to(log_prob.device)
                 loss, info = ppo_clip_loss(log_prob, old, adv[rows].to(log_prob.device),
                                            cfg.clip_range)  # fmt: skip
                 kl = torch.zeros(())
                 if cfg.kl_coef > 0:
-                    with torch.no_grad(), generator.lora_disabled(), accelerator.autocast():
-                        ref_mean, _ = generator.step_distribution(
-                            x_t, t, embeds, steps=traj.steps, guidance=traj.guidance,
-                            eta=traj.eta,
-                        )  # fmt: skip
+                    with torch.no_grad(), generator.lora_disabled():
+                        _, ref_mean, _ = rescore_steps(generator, traj, rows, k, accelerator)
                     kl = kl_to_reference(mean, ref_mean, std).mean()
                     loss = loss + cfg.kl_coef * kl
                 accelerator.backward(loss / n_t)
@@ -163,6 +196,8 @@ def train_epoch(
                 stats["approx_kl"].append(float(info["approx_kl"]))
                 stats["clipfrac"].append(float(info["clipfrac"]))
                 stats["kl_ref"].append(float(kl.detach()))
+                clipped.append(float(info["clipfrac"]))
+            minibatch_clipfrac.append(float(np.mean(clipped)))
             if accelerator.num_processes > 1:  # the adapters are not DDP-wrapped: sync by hand
                 for p in params:
                     if p.grad is not None:
@@ -170,7 +205,10 @@ def train_epoch(
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
     generator.unet.eval()
-    return {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+    out = {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+    out["clipfrac_max"] = max(minibatch_clipfrac, default=0.0)
+    out["minibatches"] = len(minibatch_clipfrac)
+    return out
 
 
 def _resolve_reward(cfg: DDPOConfig, device: str) -> Any:
@@ -227,7 +265,7 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
         t0 = time.perf_counter()
         ep_prompts, seeds = epoch_prompts(prompts, cfg, epoch, accelerator.process_index,
                                           accelerator.num_processes)  # fmt: skip
-        samples = sample_epoch(generator, reward_fn, ep_prompts, seeds, cfg)
+        samples = sample_epoch(generator, reward_fn, ep_prompts, seeds, cfg, accelerator.autocast)
         adv = advantages_of(samples, tracker, accelerator)
         stats = train_epoch(generator, optimizer, samples, adv, cfg, epoch, accelerator)
         row = {"epoch": epoch, "reward_mean": float(samples.rewards.mean()),
@@ -269,6 +307,7 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
         "last_reward": history[-1]["reward_mean"] if history else None,
         "train_seconds_this_session": time.perf_counter() - t_run,
         "guard": [h["guard"] for h in history if "guard" in h],
+        "per_epoch": [{k: h[k] for k in CURVE_KEYS if k in h} for h in history],
     }  # fmt: skip
     if main:
         save_samples_grid(generator, prompts[:8], out / "samples.png", cfg.steps, cfg.guidance)

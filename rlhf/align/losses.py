@@ -68,11 +68,13 @@ def diffusion_dpo_loss(
 
 
 def kl_to_reference(mean: torch.Tensor, ref_mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """KL(π_θ ‖ π_ref) of one Gaussian DDIM step with shared σ: ‖μ_θ - μ_ref‖² / (2σ²), per sample.
+    """KL(π_θ ‖ π_ref) of one Gaussian DDIM step with shared σ, per latent dimension:
+    mean over dims of (μ_θ - μ_ref)² / (2σ²), per sample (B,).
 
-    Steps with σ = 0 contribute 0 (they are deterministic and carry no policy gradient)."""
+    Per dimension, like the step log-probs (`gaussian_log_prob`), so `kl_coef` does not depend
+    on the latent size. Steps with σ = 0 contribute 0 (deterministic: no policy gradient)."""
     s = torch.as_tensor(std, dtype=torch.float32, device=mean.device)
-    sq = ((mean.float() - ref_mean.float()) ** 2).flatten(1).sum(1)
+    sq = ((mean.float() - ref_mean.float()) ** 2).flatten(1).mean(1)
     s_flat = s.reshape(-1) if s.ndim else s.expand(sq.shape[0])
     s_flat = s_flat.expand(sq.shape[0]) if s_flat.numel() == 1 else s_flat
     return torch.where(s_flat > 0, sq / (2 * s_flat.clamp_min(1e-20) ** 2), torch.zeros_like(sq))

@@ -88,8 +88,9 @@ def test_gaussian_log_prob_by_hand():
     x = mean.clone()
     x[1] = 1.0
     lp = gaussian_log_prob(x, mean, torch.tensor(0.5))
-    expected0 = -4 * (math.log(0.5) + 0.5 * math.log(2 * math.pi))
-    torch.testing.assert_close(lp, torch.tensor([expected0, expected0 - 4 * 2.0]))
+    # per latent dimension (the mean over the 4 dims, as ddpo-pytorch), not the sum
+    expected0 = -(math.log(0.5) + 0.5 * math.log(2 * math.pi))
+    torch.testing.assert_close(lp, torch.tensor([expected0, expected0 - 2.0]))
 
 
 def test_lora_round_trip_with_diffusers(gen, pipe, tmp_path):

@@ -69,7 +69,7 @@ def test_kl_to_reference_by_hand():
     mean = torch.zeros(2, 1, 2, 2)
     mean[0, 0, 0, 0] = 1.0
     kl = kl_to_reference(mean, torch.zeros_like(mean), torch.tensor(0.5))
-    torch.testing.assert_close(kl, torch.tensor([2.0, 0.0]))  # 1 / (2 · 0.25)
+    torch.testing.assert_close(kl, torch.tensor([0.5, 0.0]))  # 1 / (2 · 0.25) over 4 dims
     assert kl_to_reference(mean, torch.zeros_like(mean), torch.tensor(0.0)).sum() == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,10 +14,19 @@ from base_models.cli_main import main
 from base_models.config import load_config
 from base_models.errors import ArtalignError
 from base_models.generator import Generator, gaussian_log_prob, lora_config
-from rlhf.align.ddpo import EpochSamples, epoch_prompts, sample_epoch, train_ddpo, train_epoch
+from rlhf.align.ddpo import (
+    EpochSamples,
+    advantages_of,
+    epoch_prompts,
+    rescore_steps,
+    sample_epoch,
+    train_ddpo,
+    train_epoch,
+)
 from rlhf.align.ddpo_config import DDPOConfig
 from rlhf.align.guard import Guard, GuardConfig
 from rlhf.align.rewards import make_reward
+from rlhf.align.stat_tracker import PerPromptStatTracker
 from tests.base_models.sd_fixtures import make_tiny_sd_folder
 
 PROMPTS = ["a large red circle", "a small blue square", "a green star", "a yellow heart"]
@@ -40,6 +50,17 @@ def micro_cfg(sd_folder, prompts_file, **overrides) -> DDPOConfig:
     return load_config(DDPOConfig, "micro", overrides={**base, **overrides})
 
 
+def default_cfg(sd_folder, prompts_file, **overrides) -> DDPOConfig:
+    """The quick preset's hyperparameters (clip range, lr, timestep fraction, inner epochs, LoRA,
+    steps, and 4 minibatches per epoch as 64 / 16) at micro size: 16 images in minibatches of 4."""
+    base = {"model": str(sd_folder), "prompts": str(prompts_file), "reward": "brightness",
+            "prompts_per_epoch": 4, "images_per_prompt": 4, "train_batch_size": 4,
+            "sample_batch_size": 16}  # fmt: skip
+    quick = load_config(DDPOConfig, "quick", overrides={"model": "m", "prompts": "p"})
+    assert quick.images_per_epoch // quick.train_batch_size == 4  # the ratio kept below
+    return load_config(DDPOConfig, "quick", overrides={**base, **overrides})
+
+
 def test_ddim_step_is_the_schedulers_step_and_its_density_is_gaussian(sd_folder):
     gen = Generator.from_folder(sd_folder)
     sched = DDIMScheduler.from_config(gen.ddim.scheduler.config)
@@ -56,7 +77,7 @@ def test_ddim_step_is_the_schedulers_step_and_its_density_is_gaussian(sd_folder)
         mean, std = gen.step_distribution(x, t, embeds, steps=steps, guidance=1.0, eta=eta)
     torch.testing.assert_close(mean + std * z, expected, atol=1e-5, rtol=1e-5)
     normal = torch.distributions.Normal(mean, std.expand_as(mean))
-    density = normal.log_prob(expected).flatten(1).sum(1)
+    density = normal.log_prob(expected).flatten(1).mean(1)  # per dimension
     torch.testing.assert_close(
         gaussian_log_prob(expected, mean, std), density, rtol=1e-5, atol=1e-3
     )
@@ -121,6 +142,89 @@ def test_one_epoch_changes_only_lora_and_moves_toward_high_advantage(sd_folder, 
     assert any(not torch.equal(p, lora[n]) for n, p in gen.unet.named_parameters() if n in lora)
     # policy improvement: high-advantage trajectories became more likely than low ones
     assert float(np.dot(adv, (after - before).numpy())) > 0
+
+
+def _default_epoch(sd_folder, prompts_file, accelerator):
+    """One epoch of the default config: the generator, its samples and advantages."""
+    cfg = default_cfg(sd_folder, prompts_file)
+    gen = Generator.from_folder(sd_folder)
+    gen.unet.requires_grad_(False)
+    torch.manual_seed(0)
+    gen.attach_lora(lora_config(cfg.lora_rank, cfg.lora_alpha))
+    prompts, seeds = epoch_prompts(PROMPTS, cfg, 0)
+    samples = sample_epoch(gen, make_reward("brightness"), prompts, seeds, cfg,
+                           accelerator.autocast)  # fmt: skip
+    adv = advantages_of(samples, PerPromptStatTracker(cfg.stat_buffer, 2), accelerator)
+    return cfg, gen, samples, adv
+
+
+def test_default_config_takes_a_step_on_every_minibatch(sd_folder, prompts_file):
+    # With the log-prob summed over latent dims, the default clip range 1e-4 clipped every
+    # minibatch after the first (clipfrac 0, 1, 1, 1): one effective step per epoch.
+    cfg, gen, samples, adv = _default_epoch(sd_folder, prompts_file, _Acc())
+    before = _trajectory_log_prob(gen, samples.trajectory)
+    opt = torch.optim.AdamW(gen.lora_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stats = train_epoch(gen, opt, samples, adv, cfg, 0, _Acc())
+    assert stats["minibatches"] == 4
+    assert stats["clipfrac_max"] < 0.6, stats
+    after = _trajectory_log_prob(gen, samples.trajectory)
+    # policy improvement: high-advantage trajectories became more likely than low ones
+    assert float(np.dot(adv, (after - before).numpy())) > 0
+
+
+@pytest.fixture
+def bf16_accelerator():
+    """A CPU Accelerator with bf16 autocast; Accelerate's global state is reset afterwards."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    yield Accelerator(mixed_precision="bf16", cpu=True)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def test_bf16_sampling_records_the_log_probs_ppo_recomputes(
+    sd_folder, prompts_file, bf16_accelerator
+):
+    accelerator = bf16_accelerator
+    cfg, gen, samples, adv = _default_epoch(sd_folder, prompts_file, accelerator)
+    traj = samples.trajectory
+    n, steps = traj.log_probs.shape
+    g = torch.Generator().manual_seed(0)
+    step_perm = torch.stack([torch.randperm(steps, generator=g) for _ in range(n)])
+    worst = 0.0
+    with torch.no_grad():  # minibatches of training's size, a different step in every row
+        for j in range(steps):
+            for start in range(0, n, cfg.train_batch_size):
+                rows = torch.arange(start, start + cfg.train_batch_size)
+                k = step_perm[rows, j]
+                log_prob, _, _ = rescore_steps(gen, traj, rows, k, accelerator)
+                worst = max(worst, float((log_prob - traj.log_probs[rows, k]).abs().max()))
+    assert worst < 1e-5  # below the clip range 1e-4: unchanged weights are never clipped
+    opt = torch.optim.AdamW(gen.lora_parameters(), lr=cfg.lr)
+    one_batch = dataclasses.replace(cfg, train_batch_size=n)
+    assert train_epoch(gen, opt, samples, adv, one_batch, 0, accelerator)["clipfrac"] == 0.0
+
+
+class _DeviceCheckingAcc(_Acc):
+    """Two processes as NCCL sees them: gather refuses a tensor off the process's device."""
+
+    num_processes = 2
+    device = torch.device("meta")
+
+    def gather(self, tensor):
+        assert tensor.device == self.device, f"gather of a {tensor.device} tensor"
+        return torch.tensor([1.0, 2.0, 3.0, 4.0])  # this process's rewards, then the other's
+
+
+def test_advantages_gather_rewards_on_the_process_device(monkeypatch):
+    import rlhf.align.ddpo as ddpo
+
+    monkeypatch.setattr(ddpo, "_gather_objects", lambda acc, obj: [["a", "a"], ["b", "b"]])
+    samples = EpochSamples(["a", "a"], None, np.array([1.0, 2.0]), {}, 0.0)
+    adv = advantages_of(samples, None, _DeviceCheckingAcc())
+    all_four = np.array([1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(adv, ((all_four - 2.5) / (all_four.std() + 1e-6))[:2])
 
 
 def _lora_state(out):
