@@ -9,7 +9,7 @@ is not in the prompt, and scoring throughput.
     value prompt fidelity plus large objects and light backgrounds, <= 5,000 judgments (k=4
     rankings; a small batch judged twice, for the two-rater ceiling) on procedural images with
     one attribute wrong at --mistake-rate. Target: held-out accuracy >= 95% of the analytic
-    ceiling (`labeling_app.ceiling`) and well above the zero-shot CLIP score.
+    no-ties ceiling (`labeling_app.ceiling`) and well above the zero-shot CLIP score.
 (b) a taste not in the prompt: configs/raters/striped_lover.yaml (striped +0.5, flat -0.1; one
     of six raters a spammer) judging prompts that never name a style; then held-out pairs that
     differ only in style (one scene drawn in two styles, new prompts). Target: accuracy on
@@ -18,8 +18,12 @@ is not in the prompt, and scoring throughput.
 
 Accuracy is measured twice: on the sampled labels (ties half credit, tau tuned on validation:
 `artalign reward eval`), and as the expected accuracy under the profile's answer distribution,
-which has no label-sampling noise. The ratio to the ceiling compares the expected accuracy
-without predicted ties with the ceiling, whose perfect model never predicts a tie either.
+which has no label-sampling noise. The main table compares the expected accuracy without
+predicted ties with the no-ties ceiling (`labeling_app.ceiling`: a perfect model that never
+predicts a tie either), as a raw ratio and chance-corrected, (model - random) / (ceiling -
+random): random scores alone earn about 0.6 of the ceiling, the corrected figure gives them 0.
+A second table sets the accuracy at the tuned tau against the true upper bound (a perfect model
+that may predict a tie).
 Prints a table; writes OUT/metrics.json (and OUT/a, OUT/b: stores, models, eval metrics).
 """
 
@@ -57,7 +61,7 @@ def train_and_eval(db: Path, out: Path, sim: Any, args: Any, batch: str | None =
     from rlhf.reward.loaders import load_from_store
     from rlhf.reward.train import train_reward
 
-    data = load_from_store(db, batch=batch)
+    data = load_from_store(db, batch=batch)  # every rater: training fits the flags on its prompts
     cfg = load_config(RewardConfig, "quick", overrides={**TRAIN, "backbone": str(args.clip),
                                                         "seed": args.seed})  # fmt: skip
     t0 = time.perf_counter()
@@ -70,7 +74,8 @@ def train_and_eval(db: Path, out: Path, sim: Any, args: Any, batch: str | None =
 
 def mistake_breakdown(db: Path, metrics_dir: Path, sim: Any) -> dict[str, Any]:
     """Expected accuracy of the model and the ceiling per kind of mistake in a test pair."""
-    from rlhf.reward.baselines import ceiling_credit, expected_credit
+    from labeling_app.ceiling import perfect_credit
+    from rlhf.reward.baselines import expected_credit
     from rlhf.reward.evaluate import (
         PairTable,
         ScoreCache,
@@ -79,9 +84,10 @@ def mistake_breakdown(db: Path, metrics_dir: Path, sim: Any) -> dict[str, Any]:
         load_split,
     )
     from rlhf.reward.loaders import load_from_store
-    from rlhf.reward.model import load_reward_model
+    from rlhf.reward.model import load_reward_model, read_reward_config
 
-    data = load_from_store(db)
+    left_out = read_reward_config(metrics_dir / "model")["data"].get("excluded_raters")
+    data = load_from_store(db, exclude_raters=left_out)  # as `evaluate_reward` scores it
     _, test, _ = held_out_splits(data, load_split(metrics_dir / "model"))
     t = PairTable.of(test)
     q = answer_table(test, t, sim)
@@ -89,7 +95,7 @@ def mistake_breakdown(db: Path, metrics_dir: Path, sim: Any) -> dict[str, Any]:
     d = ScoreCache(test, lambda ims, ps: model.score(ims, ps)).diffs(t)
     settings = image_settings(db)
     model_credit = expected_credit(q[:, :3], d)
-    ceiling = ceiling_credit(q[:, :3], q[:, 3] - q[:, 4])
+    ceiling = perfect_credit(q[:, :3], ties=False)  # the model never predicts a tie here
 
     def kind(i: int) -> str:
         m = settings.get(str(test.images[i]), {}).get("mistake")
@@ -142,39 +148,60 @@ def part_b(args: Any, oracle: Any) -> dict[str, Any]:
     # the style pairs: new prompts, every judgment kept (the spammer's too: its ceiling is 0.5)
     style = load_from_store(db, batch="style-pairs", exclude_raters=None)
     sim = SimulatedRaters(profile, oracle, spammers)
-    style_metrics = evaluate_reward(args.out / "b" / "model", style,
-                                    args.out / "b" / "style_eval", sim=sim, log=print)  # fmt: skip
+    style_metrics = evaluate_reward(args.out / "b" / "model", style, args.out / "b" / "style_eval",
+                                    sim=sim, drop_excluded_raters=False, log=print)  # fmt: skip
     return {"held_out": held_out, "style_pairs": style_metrics, "store": notes}
 
 
-def _row(label: str, m: dict[str, Any], target: float | None) -> list[Any]:
-    s = m["scorers"]
-    rm, clip, rnd = s["reward_model"], s["clip_score"], s["random"]
-    ceiling = m["ceiling"]["analytic"]["accuracy"]
-    ratio = rm["expected_accuracy_no_ties"] / ceiling
-    return [label, rm["expected_accuracy_no_ties"], clip["expected_accuracy_no_ties"],
-            rnd["expected_accuracy_no_ties"], ceiling, ratio,
-            rm["expected_accuracy_no_ties"] / clip["expected_accuracy_no_ties"],
-            target, rm["n"], rm["accuracy"], rm["ci95"], clip["accuracy"],
-            m["ceiling"]["raters"]["accuracy"]]  # fmt: skip
+def _row(label: str, m: dict[str, Any], target: float | None) -> dict[str, Any]:
+    """One line of the tables: the scorers' figures, the ceilings and `evaluate.ratios`."""
+    s, c, ratio = m["scorers"], m["ceiling"], m["ratios"]
+    return {
+        "label": label, "target": target, "n": s["reward_model"]["n"],
+        "no_ties": {k: v["expected_accuracy_no_ties"] for k, v in s.items()},
+        "at_tau": {k: v["expected_accuracy"] for k, v in s.items()},
+        "sampled": {k: v["accuracy"] for k, v in s.items()}, "ci95": s["reward_model"]["ci95"],
+        "ceiling": c["analytic"]["accuracy_no_ties"], "bound": c["analytic"]["accuracy"],
+        "raters": c["raters"]["accuracy"],
+        "ratio": ratio["expected_no_ties_vs_analytic_ceiling_no_ties"],
+        "corrected": ratio["chance_corrected_expected_no_ties_vs_analytic_ceiling_no_ties"],
+        "corrected_tau": ratio["chance_corrected_expected_vs_analytic_ceiling"],
+    }  # fmt: skip
+
+
+def _f(x: float | None, spec: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, spec)
 
 
 def table(results: dict[str, Any]) -> str:
     rows = [_row("(a) known noise, held out", results["a"], 0.95),
             _row("(b) striped lover, held out", results["b"]["held_out"], None),
             _row("(b) style-only pairs", results["b"]["style_pairs"], 0.90)]  # fmt: skip
-    lines = ["expected accuracy (no predicted ties) under the raters' profile:",
+    lines = ["expected accuracy without predicted ties under the raters' profile, against the "
+             "no-ties ceiling;", "chance-corr. = (reward - random) / (ceiling - random):",
              f"{'':<30} {'reward':>7} {'CLIP':>7} {'random':>7} {'ceiling':>8} {'/ceil':>6} "
-             f"{'/CLIP':>6} {'target':>7} {'n':>6}"]  # fmt: skip
+             f"{'chance-corr.':>12} {'/CLIP':>6} {'target':>7} {'n':>6}"]  # fmt: skip
     for r in rows:
-        target = "" if r[7] is None else f">= {r[7]:.2f}"
-        lines.append(f"{r[0]:<30} {r[1]:>7.4f} {r[2]:>7.4f} {r[3]:>7.4f} {r[4]:>8.4f} "
-                     f"{r[5]:>6.3f} {r[6]:>6.3f} {target:>7} {r[8]:>6}")  # fmt: skip
+        e = r["no_ties"]
+        target = "" if r["target"] is None else f">= {r['target']:.2f}"
+        lines.append(f"{r['label']:<30} {e['reward_model']:>7.4f} {e['clip_score']:>7.4f} "
+                     f"{e['random']:>7.4f} {r['ceiling']:>8.4f} {_f(r['ratio']):>6} "
+                     f"{_f(r['corrected']):>12} {e['reward_model'] / e['clip_score']:>6.3f} "
+                     f"{target:>7} {r['n']:>6}")  # fmt: skip
+    lines.append("expected accuracy at the tuned tau, against the upper bound (a perfect model "
+                 "that may predict a tie):")  # fmt: skip
+    for r in rows:
+        e = r["at_tau"]
+        lines.append(f"{r['label']:<30} reward {e['reward_model']:.4f}  random "
+                     f"{e['random']:.4f}  bound {r['bound']:.4f}  chance-corr. "
+                     f"{_f(r['corrected_tau'])}")  # fmt: skip
     lines.append("sampled labels (ties half credit, tau tuned on val; 95% CI over prompts):")
     for r in rows:
-        ci = "n/a" if not r[10] else f"[{r[10][0]:.3f}, {r[10][1]:.3f}]"
-        two = "n/a" if r[12] is None else f"{r[12]:.4f}"
-        lines.append(f"{r[0]:<30} reward {r[9]:.4f} {ci}  CLIP {r[11]:.4f}  two-rater {two}")
+        e = r["sampled"]
+        ci = "n/a" if not r["ci95"] else f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+        lines.append(f"{r['label']:<30} reward {e['reward_model']:.4f} {ci}  CLIP "
+                     f"{e['clip_score']:.4f}  random {e['random']:.4f}  two-rater "
+                     f"{_f(r['raters'], '.4f')}")  # fmt: skip
     t = results["c"]
     lines.append(f"(c) scoring throughput: reward model {t['reward_images_per_s']:.0f} images/s, "
                  f"bare CLIP image encoder {t['clip_images_per_s']:.0f} images/s "

@@ -1,21 +1,32 @@
-"""The analytical agreement ceiling of a simulated-rater profile on a set of tasks.
+"""The analytical agreement and accuracy ceilings of a simulated-rater profile on a set of tasks.
 
-Two numbers judge a reward model trained on the profile's labels:
-- agreement: how often two independent raters drawn from the profile give the same answer. For a
-  pair task it is sum over answers of P(answer)^2, where P mixes honest raters and spammers by
-  `spammer_share`; for a rank task it is the same on each implied pair of images (i above j,
-  below, or tied), averaged over the pairs.
-- accuracy: how often one such rater agrees with a perfect reward model, i.e. with the sign of
-  u_A - u_B (a tie or both_bad answer, or equal utilities, count as half credit, the PickScore
-  protocol). No reward model can beat it against these raters' labels.
-Both are exact (rankings with ties are summed over all k! orders, for k <= 8; larger rankings
-with ties fall back to a seeded Monte Carlo estimate).
+Every figure is an expectation over one rater drawn from the profile (an honest rater,
+or a spammer with probability `spammer_share`), taken per unit (a pair task, or one implied
+pair (i, j) of a rank task) and averaged over the units. With (q_a, q_b, q_tie) the rater's
+probabilities of preferring A, preferring B or calling a tie ("both bad" counts as a tie):
+- agreement: how often two independent raters give the same answer (for a pair task the sum
+  over its four answers of P(answer)^2; for an implied pair q_a^2 + q_b^2 + q_tie^2).
+- accuracy: the best expected credit any prediction can earn against the rater's answer under
+  the tie rule the evaluation scores with (`rlhf.reward.metrics.pair_credit`, PickScore):
+  1 when prediction and answer agree (the same image, or both a tie), 0.5 when exactly one of
+  them is a tie, 0 otherwise. Predicting A earns q_a + q_tie/2, B earns q_b + q_tie/2 and a tie
+  earns 1/2 + q_tie/2, so the best is max(q_a, q_b, 1/2) + q_tie/2: a perfect model predicts a
+  tie exactly when neither image is preferred by more than half the raters. Its mean is an
+  upper bound on the expected accuracy of any reward model, with any tie threshold, against
+  these raters' labels (accuracy on a finite sample of labels can exceed it by chance only; a
+  scorer with one global tie threshold may not reach it).
+- accuracy_no_ties: the same bound for a model that never predicts a tie (tau = 0),
+  max(q_a, q_b) + q_tie/2: pick the image the raters prefer more often (the one of higher
+  utility; equal utilities earn 1/2). Compare it with an accuracy measured at tau = 0.
+All are exact: rankings with ties are summed over all k! orders for k <= 8; only larger rankings
+with ties fall back to a seeded Monte Carlo estimate.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -105,35 +116,36 @@ def rank_pair_marginals(
     return _sampled_rank_marginals(u, profile)
 
 
-def _credit(delta: float, agree: float, disagree: float, neutral: float) -> float:
-    """Expected credit of a perfect reward model: 1 if the rater picks the better image."""
-    if delta == 0:
-        return 0.5 * (agree + disagree) + 0.5 * neutral
-    return agree + 0.5 * neutral
+def perfect_credit(q: np.ndarray, ties: bool = True) -> np.ndarray:
+    """Per unit, the best expected credit against answers q = (q_a, q_b, q_tie), shape (n, 3).
+
+    ties=True: the best of predicting A, B or a tie, max(q_a, q_b, 1/2) + q_tie/2 (the module's
+    `accuracy`); ties=False: the best of A and B, max(q_a, q_b) + q_tie/2 (`accuracy_no_ties`).
+    """
+    q = np.asarray(q, dtype=np.float64).reshape(-1, 3)
+    best = np.maximum(q[:, 0], q[:, 1])
+    if ties:
+        best = np.maximum(best, 0.5)
+    return best + 0.5 * q[:, 2]
 
 
-def _pair_figures(u: Sequence[float], profile: RaterProfile) -> tuple[float, float]:
+def _pair_unit(u: Sequence[float], profile: RaterProfile) -> tuple[float, list[float]]:
+    """(agreement, [q_a, q_b, q_tie]) of a pair task, left = A."""
     q = pair_answer_distribution(u[0], u[1], profile)
     agreement = sum(p * p for p in q.values())
-    delta = u[0] - u[1]
-    better, worse = ("left", "right") if delta >= 0 else ("right", "left")
-    accuracy = _credit(delta, q[better], q[worse], q["tie"] + q["both_bad"])
-    return agreement, accuracy
+    return agreement, [q["left"], q["right"], q["tie"] + q["both_bad"]]
 
 
-def _rank_figures(u: Sequence[float], profile: RaterProfile) -> tuple[list[float], list[float]]:
+def _rank_units(u: Sequence[float], profile: RaterProfile) -> tuple[list[float], list[list[float]]]:
+    """(agreements, [q_a, q_b, q_tie] rows) of a rank task's implied pairs (i < j, i = A)."""
     above, tie = rank_pair_marginals(u, profile)
     s = profile.spammer_share
-    agreements, accuracies = [], []
+    agreements, rows = [], []
     for i, j in itertools.combinations(range(len(u)), 2):
-        q_above = (1 - s) * above[i, j] + s / 2
-        q_below = (1 - s) * above[j, i] + s / 2
-        q_tie = (1 - s) * tie[i, j]
-        agreements.append(q_above**2 + q_below**2 + q_tie**2)
-        delta = u[i] - u[j]
-        agree, disagree = (q_above, q_below) if delta >= 0 else (q_below, q_above)
-        accuracies.append(_credit(delta, agree, disagree, q_tie))
-    return agreements, accuracies
+        q = [(1 - s) * above[i, j] + s / 2, (1 - s) * above[j, i] + s / 2, (1 - s) * tie[i, j]]
+        agreements.append(sum(p * p for p in q))
+        rows.append(q)
+    return agreements, rows
 
 
 def agreement_ceiling(
@@ -143,42 +155,46 @@ def agreement_ceiling(
 
     kind is "pair" (2 utilities, display order) or "rank" (k utilities). Returns
     {"pair": {...}, "rank": {...}, "overall": {...}}, each with n_tasks, n_units (pair tasks, or
-    implied pairs of rank tasks), agreement and accuracy (None when there are no such tasks);
-    "overall" weighs every unit equally.
+    implied pairs of rank tasks), agreement, accuracy and accuracy_no_ties (see the module doc;
+    None when there are no such tasks); "overall" weighs every unit equally.
     """
-    pair_agree, pair_acc, rank_agree, rank_acc = [], [], [], []
-    n_pair_tasks = n_rank_tasks = 0
+    agree: dict[str, list[float]] = {"pair": [], "rank": []}
+    answers: dict[str, list[list[float]]] = {"pair": [], "rank": []}
+    n_tasks = {"pair": 0, "rank": 0}
     for kind, u in utilities_for_tasks:
         u = [float(x) for x in u]
         if kind == "pair":
             if len(u) != 2:
                 raise ArtalignError(f"a pair task needs 2 utilities, got {len(u)}")
-            agreement, accuracy = _pair_figures(u, profile)
-            pair_agree.append(agreement)
-            pair_acc.append(accuracy)
-            n_pair_tasks += 1
+            agreement, q = _pair_unit(u, profile)
+            agree["pair"].append(agreement)
+            answers["pair"].append(q)
         elif kind == "rank":
-            agreements, accuracies = _rank_figures(u, profile)
-            rank_agree += agreements
-            rank_acc += accuracies
-            n_rank_tasks += 1
+            agreements, rows = _rank_units(u, profile)
+            agree["rank"] += agreements
+            answers["rank"] += rows
         else:
             raise ArtalignError(f"task kind {kind!r} is not 'pair' or 'rank'")
+        n_tasks[kind] += 1
 
-    def summary(
-        n_tasks: int, agree: list[float], acc: list[float]
-    ) -> dict[str, float | int | None]:
+    def summary(n: int, agreements: list[float], q: list[list[float]]) -> dict[str, Any]:
+        def mean(x: Sequence[float] | np.ndarray) -> float | None:
+            return float(np.mean(x)) if len(x) else None
+
         return {
-            "n_tasks": n_tasks,
-            "n_units": len(agree),
-            "agreement": float(np.mean(agree)) if agree else None,
-            "accuracy": float(np.mean(acc)) if acc else None,
+            "n_tasks": n,
+            "n_units": len(agreements),
+            "agreement": mean(agreements),
+            "accuracy": mean(perfect_credit(q)),
+            "accuracy_no_ties": mean(perfect_credit(q, ties=False)),
         }
 
     return {
-        "pair": summary(n_pair_tasks, pair_agree, pair_acc),
-        "rank": summary(n_rank_tasks, rank_agree, rank_acc),
+        "pair": summary(n_tasks["pair"], agree["pair"], answers["pair"]),
+        "rank": summary(n_tasks["rank"], agree["rank"], answers["rank"]),
         "overall": summary(
-            n_pair_tasks + n_rank_tasks, pair_agree + rank_agree, pair_acc + rank_acc
+            n_tasks["pair"] + n_tasks["rank"],
+            agree["pair"] + agree["rank"],
+            answers["pair"] + answers["rank"],
         ),
     }

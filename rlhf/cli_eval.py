@@ -1,7 +1,9 @@
 """`artalign reward eval` and `artalign reward learning-curve`: thin wrappers over rlhf.reward.
 
 Both load the preference data with the same policy the model was (or will be) trained with
-(gold items, "both bad" answers, flagged raters), print a table and write metrics.json.
+(gold items, "both bad" answers), every rater kept: training fits the rater flags on its training
+prompts, and evaluation leaves out the raters the model's training left out. Both print a table
+and write metrics.json.
 """
 
 from __future__ import annotations
@@ -45,12 +47,8 @@ def _load_data(path: Path, batch: str | None, policy: dict[str, Any]) -> Any:
     if batch is not None and path.suffix in (".parquet", ".jsonl"):
         raise ArtalignError("--batch selects a batch of a label store; a file has no batches")
     extra = {"batch": batch} if batch is not None else {}
-    return load_preferences(
-        path, include_gold=bool(policy.get("include_gold", False)),
-        both_bad=str(policy.get("both_bad", "drop")),
-        exclude_raters="flagged" if policy.get("exclude_flagged", True) else None,
-        rater_weights=False, flag_kappa=float(policy.get("flag_kappa", 0.2)), **extra,
-    )  # fmt: skip
+    return load_preferences(path, include_gold=bool(policy.get("include_gold", False)),
+                            both_bad=str(policy.get("both_bad", "drop")), **extra)  # fmt: skip
 
 
 def _simulated(
@@ -91,7 +89,11 @@ def _fmt(x: Any, spec: str = ".4f") -> str:
 
 
 def eval_table(metrics: dict[str, Any]) -> str:
-    """The printed table: one line per scorer, then the ceilings, then the ratios."""
+    """The printed table: one line per scorer, then the ceilings, then the ratios.
+
+    Ceilings: the rater ceiling (one human predicting another), and with a profile the analytic
+    upper bound (a perfect model that may predict ties) and the bound without predicted ties.
+    """
     names = {"reward_model": "reward model", "clip_score": "CLIP score", "random": "random"}
     expected = any("expected_accuracy" in s for s in metrics["scorers"].values())
     head = (f"{'':<16} {'accuracy':>8} {'95% CI':>16} {'n':>6} {'tau':>7} {'no ties':>8} "
@@ -105,15 +107,19 @@ def eval_table(metrics: dict[str, Any]) -> str:
         if expected:
             row += f" {_fmt(s.get('expected_accuracy')):>8}"
         lines.append(row)
-    for key, label in (("raters", "rater ceiling"), ("analytic", "analytic ceiling")):
+    ceilings = [("raters", "", "rater ceiling"), ("analytic", "", "analytic ceiling"),
+                ("analytic", "_no_ties", "no-ties ceiling")]  # fmt: skip
+    for key, suffix, label in ceilings:
         c = metrics["ceiling"].get(key)
-        if c is None:
+        if c is None or f"accuracy{suffix}" not in c:
             continue
         n = c.get("n_units", c.get("n"))
-        ci = "n/a" if not c["ci95"] else f"[{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]"
-        lines.append(f"{label:<16} {_fmt(c['accuracy']):>8} {ci:>16} {n:>6}")
-    ratios = ", ".join(f"{k} {v:.3f}" for k, v in metrics["ratios"].items() if v is not None)
-    lines.append(f"reward model ratios: {ratios or 'n/a'}")
+        ci95 = c.get(f"ci95{suffix}")
+        ci = "n/a" if not ci95 else f"[{ci95[0]:.3f}, {ci95[1]:.3f}]"
+        lines.append(f"{label:<16} {_fmt(c[f'accuracy{suffix}']):>8} {ci:>16} {n:>6}")
+    ratios = [f"  {k} {v:.3f}" for k, v in metrics["ratios"].items() if v is not None]
+    lines.append("reward model ratios (chance_corrected: (model - random) / (ceiling - random)):")
+    lines += ratios or ["  n/a"]
     return "\n".join(lines)
 
 

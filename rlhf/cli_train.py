@@ -66,17 +66,11 @@ def train_cmd(
     if batch is not None and data.suffix in (".parquet", ".jsonl"):
         raise ArtalignError("--batch selects a batch of a label store; a file has no batches")
     extra = {"batch": batch} if batch is not None else {}
-    prefs = load_preferences(
-        data, include_gold=cfg.include_gold, both_bad=cfg.both_bad,
-        exclude_raters="flagged" if cfg.exclude_flagged else None,
-        rater_weights=cfg.rater_weights, flag_kappa=cfg.flag_kappa, **extra,
-    )  # fmt: skip
+    # every rater: train_reward fits the rater policy on the training prompts only
+    prefs = load_preferences(data, include_gold=cfg.include_gold, both_bad=cfg.both_bad, **extra)
     s = prefs.summary()
     typer.echo(f"{s['pairs']} pairs and {s['rankings']} rankings on {s['prompts']} prompts "
                f"by {s['raters']} raters from {data}")  # fmt: skip
-    if prefs.source.get("excluded_raters"):
-        names = ", ".join(prefs.source["excluded_raters"])
-        typer.echo(f"left out raters who agree with nobody: {names}")
     train_reward(cfg, prefs, out, log=typer.echo)
     metrics = json.loads((out / "metrics.json").read_text())
     print_metrics("reward", {k: v for k, v in metrics.items() if k != "history"}, out)

@@ -9,9 +9,12 @@ when the model's error gap between the images equals the reference's, so a tie h
 where the base model had it instead of pushing it either way.
 
 The data are split by prompt (held-out prompts for evaluation), every used image is encoded once
-to its VAE latent (the posterior mean times the scaling factor, as diffusers' DPO script does)
-after resizing to the generator's resolution, and every prompt once to its text states; all of
-it stays in memory (CPU), so a training step costs only UNet forwards.
+to its VAE latent after resizing to the generator's resolution, and every prompt once to its text
+states; all of it stays in memory (CPU), so a training step costs only UNet forwards. The latent
+is the posterior mean times the scaling factor. The reference scripts (diffusers'
+`train_diffusion_dpo.py`, the Diffusion-DPO repository) instead draw a sample of the posterior
+at every step; with latents encoded once, a single draw would freeze one arbitrary perturbation
+into the data, so the mean is used: the image's own latent, the same at every step.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 
 from base_models.errors import ArtalignError
 from base_models.imaging import square_crop
-from rlhf.reward.data import PreferenceData, split_by_prompt
+from rlhf.reward.data import PreferenceData, split_by_prompt, training_rater_policy
 
 Log = Callable[[str], None]
 
@@ -159,6 +162,10 @@ def build_dpo_data(
                                                    seed=cfg.seed)  # fmt: skip
     else:
         train_data, held_data = data, data.subset([])
+    # flagged raters and rater weights come from the training prompts' judgments only
+    policy = training_rater_policy(cfg, data, train_data, log)
+    if policy is not None:
+        train_data, held_data = policy.apply(train_data), policy.apply(held_data)
     train = preference_pairs(train_data, cfg.ties, cfg.tie_weight)
     heldout = preference_pairs(held_data, "drop")  # decisive pairs only
     if not any(not i.tie for i in train):
@@ -190,7 +197,7 @@ def build_dpo_data(
         "train_tie_items": n_ties, "ties": cfg.ties, "heldout_pairs": len(heldout),
         "images_encoded": len(used),
         "dropped": data.source.get("dropped", {}),
-        "excluded_raters": data.source.get("excluded_raters", []),
+        "excluded_raters": train_data.source.get("excluded_raters", []),
     }  # fmt: skip
     return DPOData(
         latents=torch.cat(latents) if latents else torch.empty(0),
@@ -211,11 +218,8 @@ def read_preferences(source: str | Path, cfg: Any, batch: str | None = None) -> 
     extra = {"batch": batch} if batch is not None else {}
     if batch is not None and source.suffix in (".parquet", ".jsonl"):
         raise ArtalignError("a batch selects part of a label store; a file has no batches")
-    data = load_preferences(
-        source, include_gold=cfg.include_gold, both_bad=cfg.both_bad,
-        exclude_raters="flagged" if cfg.exclude_flagged else None,
-        rater_weights=cfg.rater_weights, flag_kappa=cfg.flag_kappa, check=False, **extra,
-    )  # fmt: skip
+    data = load_preferences(source, include_gold=cfg.include_gold, both_bad=cfg.both_bad,
+                            check=False, **extra)  # fmt: skip
     check_preferences(data)
     return data
 

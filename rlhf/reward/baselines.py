@@ -10,8 +10,8 @@ signature as `RewardModel.score`, so `evaluate` measures them all through one co
   gets the same score in every pair (expected accuracy 0.5 on strict pairs).
 - simulated raters: each image's hidden utility as the simulator computes it (the oracle's
   reading, `labeling_app.raters.utility`), each pair's answer distribution (q_a, q_b, q_tie)
-  from `labeling_app.ceiling`, and from those the analytic ceiling (a perfect model's credit,
-  the rule of `labeling_app.ceiling`) and any scorer's expected credit. With known spammers
+  from `labeling_app.ceiling`, and from those any scorer's expected credit (the analytic
+  ceiling is `labeling_app.ceiling.perfect_credit` of the same rows). With known spammers
   (the simulator's metrics) a spammer's judgment is a coin flip (ceiling 0.5) and the others
   are honest raters (spammer share 0); otherwise the profile's mix is used.
 """
@@ -120,12 +120,3 @@ def expected_credit(q: np.ndarray, diff: Any, tau: float = 0.0) -> np.ndarray:
     pred_tie = (np.abs(d) < tau) | (d == 0)
     pick = np.where(d > 0, q[:, 0], q[:, 1]) + 0.5 * q[:, 2]
     return np.where(pred_tie, q[:, 2] + 0.5 * (q[:, 0] + q[:, 1]), pick)
-
-
-def ceiling_credit(q: np.ndarray, u_diff: Any) -> np.ndarray:
-    """Per-pair accuracy of a perfect reward model (`labeling_app.ceiling`'s rule): it picks
-    the image of higher utility and never predicts a tie; equal utilities earn half credit."""
-    d = np.asarray(u_diff, dtype=np.float64).reshape(-1)
-    q = np.asarray(q, dtype=np.float64).reshape(-1, 3)
-    pick = np.where(d > 0, q[:, 0], q[:, 1]) + 0.5 * q[:, 2]
-    return np.where(d == 0, 0.5, pick)

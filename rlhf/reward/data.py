@@ -7,10 +7,16 @@ lazily with PIL) and judgments that index it:
 Loaders (loaders.py, importable from here too) read the label store (`load_from_store`), a
 Pick-a-Pic parquet (`load_pickapic`) or ImageReward-style JSONL rankings (`load_rankings`), in
 the layouts `labeling_app.exchange` writes; `load_preferences` picks one by the file. By
-default gold tasks are left out, "both bad" answers dropped (or, with both_bad="tie", kept as
-ties) and raters whom `labeling_app.agreement` flags as agreeing with nobody (every kappa below
-`flag_kappa`, 0.2 as in `artalign label agreement`) excluded; optional per-rater weights are
-their mean Cohen's kappa with the others. `split_by_prompt` puts each prompt in one split only.
+default gold tasks are left out and "both bad" answers dropped (or, with both_bad="tie", kept as
+ties). `split_by_prompt` puts each prompt in one split only.
+
+The rater policy: raters whom `labeling_app.agreement` flags as agreeing with nobody (every kappa
+below `flag_kappa`, 0.2 as in `artalign label agreement`) are left out, and optional per-rater
+weights are their mean Cohen's kappa with the others. Both are read off the labels, so they are
+fitted on the training split only (`training_rater_policy(cfg, data, train)` or
+`fit_rater_policy(train)`, then `.apply` to every split, as `train_reward` does); a loader asked
+for a policy fits it on all it loads (`apply_rater_policy`), which is for data that is not split
+afterwards.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import hashlib
 import io
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -178,32 +184,66 @@ def _agreement_records(data: PreferenceData) -> tuple[list[dict[str, Any]], dict
     return records, {i: name for name, i in rid.items()}
 
 
-def apply_rater_policy(
+@dataclass(frozen=True)
+class RaterPolicy:
+    """Raters to leave out and weights of the others (`fit_rater_policy`), to apply to any split.
+
+    fit_prompts: how many prompts the kappa flags and weights were computed from (None when
+    nothing was computed from judgments: no flags asked, no weights).
+    """
+
+    excluded: tuple[str, ...] = ()
+    weights: dict[str, float] = field(default_factory=dict)
+    fit_prompts: int | None = None
+
+    def apply(self, data: PreferenceData) -> PreferenceData:
+        """`data` without the excluded raters' judgments, the others' weights multiplied.
+
+        Provenance notes: excluded_raters (with any left out before), rater_weights and
+        rater_policy_fit_prompts.
+        """
+        excluded = set(self.excluded)
+        w = self.weights
+
+        def weigh(j: Any) -> Any:
+            return replace(j, weight=j.weight * w[j.rater]) if j.rater in w else j
+
+        before = data.source.get("excluded_raters") or []
+        return data.with_judgments(
+            [weigh(p) for p in data.pairs if p.rater not in excluded],
+            [weigh(r) for r in data.rankings if r.rater not in excluded],
+            excluded_raters=sorted(excluded | set(before)), rater_weights=w or None,
+            rater_policy_fit_prompts=self.fit_prompts,
+        )  # fmt: skip
+
+
+def fit_rater_policy(
     data: PreferenceData,
     exclude_raters: str | Sequence[str] | None = "flagged",
     rater_weights: bool = False,
     min_shared: int = 10,
     kappa_threshold: float = 0.2,
-) -> PreferenceData:
-    """Leave out raters and/or weight them by agreement.
+) -> RaterPolicy:
+    """The rater policy computed from `data`'s judgments: pass the training split only.
 
     exclude_raters: "flagged" (raters `labeling_app.agreement.flag_raters` finds agreeing with
     nobody), a list of rater names, or None. rater_weights: each rater's weight is their mean
     Cohen's kappa with the raters they share >= `min_shared` units with, clipped to
-    [0.05, 1]; raters with no such partner weigh 1.
+    [0.05, 1]; raters with no such partner weigh 1. Fitted on judgments that are later scored
+    (validation or test prompts), the flags and weights would leak their labels into training.
     """
+    if isinstance(exclude_raters, str) and exclude_raters != "flagged":
+        raise ArtalignError(f"exclude_raters={exclude_raters!r}: use 'flagged', a list or None")
+    if exclude_raters != "flagged" and not rater_weights:
+        return RaterPolicy(tuple(sorted({str(r) for r in exclude_raters or ()})))
     from labeling_app.agreement import agreement_report
 
     records, names = _agreement_records(data)
     report = agreement_report(records, min_shared=min_shared, kappa_threshold=kappa_threshold)
     if exclude_raters == "flagged":
         excluded = sorted(names[i] for i in report.flagged)
-    elif exclude_raters is None:
-        excluded = []
-    elif isinstance(exclude_raters, str):
-        raise ArtalignError(f"exclude_raters={exclude_raters!r}: use 'flagged', a list or None")
     else:
-        excluded = sorted({str(r) for r in exclude_raters})
+        excluded = sorted({str(r) for r in exclude_raters or ()})
     weights: dict[str, float] = {}
     if rater_weights:
         kappas: dict[str, list[float]] = defaultdict(list)
@@ -212,17 +252,46 @@ def apply_rater_policy(
                 kappas[names[a]].append(k)
                 kappas[names[b]].append(k)
         weights = {name: min(1.0, max(0.05, sum(ks) / len(ks))) for name, ks in kappas.items()}
+    return RaterPolicy(tuple(excluded), weights, len(data.prompts()))
 
-    def keep(j: Pair | Ranking) -> bool:
-        return j.rater not in excluded
 
-    def weigh(j: Any) -> Any:
-        return replace(j, weight=j.weight * weights.get(j.rater, 1.0)) if weights else j
+def apply_rater_policy(
+    data: PreferenceData,
+    exclude_raters: str | Sequence[str] | None = "flagged",
+    rater_weights: bool = False,
+    min_shared: int = 10,
+    kappa_threshold: float = 0.2,
+) -> PreferenceData:
+    """`fit_rater_policy` on all of `data`, applied to it: only for data that is not split into
+    held-out parts afterwards (training fits the policy on its training split)."""
+    return fit_rater_policy(data, exclude_raters, rater_weights, min_shared,
+                            kappa_threshold).apply(data)  # fmt: skip
 
-    pairs = [weigh(p) for p in data.pairs if keep(p)]
-    rankings = [weigh(r) for r in data.rankings if keep(r)]
-    return data.with_judgments(pairs, rankings, excluded_raters=excluded,
-                               rater_weights=weights or None)  # fmt: skip
+
+def training_rater_policy(
+    cfg: Any, data: PreferenceData, train: PreferenceData, log: Callable[[str], None] | None = None
+) -> RaterPolicy | None:
+    """A config's rater policy fitted on the training split only; None when it asks for none.
+
+    `cfg` has exclude_flagged, rater_weights and flag_kappa (RewardConfig, DPOConfig). Flags
+    and weights fitted on all the data would let the held-out labels decide whose judgments the
+    model learns from. Data already put through a fitted policy (a loader given
+    exclude_raters="flagged" or rater_weights=True) is refused: its flags saw every prompt.
+    """
+    if not (cfg.exclude_flagged or cfg.rater_weights):
+        return None
+    if data.source.get("rater_policy_fit_prompts"):
+        raise ArtalignError(
+            f"{data.source.get('path', 'the data')} was loaded with a rater policy fitted on all "
+            "its prompts; load it with exclude_raters=None and rater_weights=False: training "
+            "fits the policy (exclude_flagged, rater_weights) on its training prompts"
+        )
+    policy = fit_rater_policy(train, "flagged" if cfg.exclude_flagged else None,
+                              cfg.rater_weights, kappa_threshold=cfg.flag_kappa)  # fmt: skip
+    if policy.excluded and log is not None:
+        log(f"left out raters who agree with nobody on the training prompts: "
+            f"{', '.join(policy.excluded)}")  # fmt: skip
+    return policy
 
 
 def split_by_prompt(

@@ -6,14 +6,20 @@ measures each through the same code (`metrics`): pairwise accuracy with ties as 
 a tie threshold tuned on validation (PickScore protocol), ECE of P(A > B) = sigmoid(s_a - s_b),
 and the Spearman correlation of scores with human ranks on k-way rankings; accuracies carry
 bootstrap 95% CIs over prompts. Ceilings of the same test data: how well one rater predicts
-another where 2+ raters judged the same images, and, given the simulated raters' profile and
-the oracle, the analytic ceiling of `labeling_app.ceiling` with each scorer's expected accuracy
-under that profile (no label-sampling noise).
+another where 2+ raters judged the same images (human agreement, not an upper bound), and, given
+the simulated raters' profile and the oracle, the analytic ceilings of `labeling_app.ceiling`
+with each scorer's expected accuracy under that profile (no label-sampling noise): `accuracy`,
+the best expected credit of any prediction under the tie rule (a true upper bound; a perfect
+model may predict a tie), and `accuracy_no_ties`, the bound for a model that never predicts one.
+`ratios` sets the reward model against the baselines and ceilings, each ceiling ratio also
+chance-corrected: (model - random) / (ceiling - random), with the random scorer's accuracy on
+the same pairs under the same rule.
 
 Which judgments are held out: the model folder's split.json (written by `train_reward`) names
 its validation and test prompts; judgments of prompts the model never saw count as test too;
 judgments of its training prompts are never scored. Without validation judgments a fifth of the
-test prompts is set aside to tune tau.
+test prompts is set aside to tune tau. Judgments of the raters the model's training left out
+(flagged on its training prompts, `train_reward`) are not scored either.
 """
 
 from __future__ import annotations
@@ -33,15 +39,15 @@ from base_models.io_utils import write_json
 from rlhf.reward.baselines import (
     ScoreFn,
     answer_probabilities,
-    ceiling_credit,
     clip_score_fn,
     expected_credit,
     oracle_utilities,
     random_score_fn,
 )
-from rlhf.reward.data import PreferenceData, split_by_prompt
+from rlhf.reward.data import PreferenceData, RaterPolicy, split_by_prompt
 from rlhf.reward.metrics import (
     bootstrap_ci,
+    chance_corrected,
     pairwise_report,
     ranking_spearman,
     rater_ceiling,
@@ -224,6 +230,8 @@ def evaluate_scorers(
     log: Log | None = None,
 ) -> dict[str, Any]:
     """Metrics of each scoring function on (val, test), and the ceilings of `test`."""
+    from labeling_app.ceiling import perfect_credit
+
     log = log or (lambda _m: None)
     tv, tt = PairTable.of(val), PairTable.of(test)
     if len(tt) == 0:
@@ -247,28 +255,46 @@ def evaluate_scorers(
             f"({report['seconds']:.1f}s)")  # fmt: skip
     ceiling: dict[str, Any] = {"raters": rater_ceiling(judgment_records(test), n_boot, seed)}
     if q is not None:
-        ceiling["analytic"] = _mean_ci(ceiling_credit(q[:, :3], q[:, 3] - q[:, 4]), tt.prompt,
-                                       n_boot, seed)  # fmt: skip
-        ceiling["analytic"]["profile"] = sim.profile.name
-        ceiling["analytic"]["known_spammers"] = sorted(sim.spammers)
+        bound = _mean_ci(perfect_credit(q[:, :3]), tt.prompt, n_boot, seed)
+        no_ties = _mean_ci(perfect_credit(q[:, :3], ties=False), tt.prompt, n_boot, seed)
+        ceiling["analytic"] = {**bound, "accuracy_no_ties": no_ties["accuracy"],
+                               "ci95_no_ties": no_ties["ci95"], "profile": sim.profile.name,
+                               "known_spammers": sorted(sim.spammers)}  # fmt: skip
     return {"scorers": results, "ceiling": ceiling}
 
 
-def ratios(result: dict[str, Any], model: str = "reward_model") -> dict[str, float | None]:
-    """The reward model's accuracy over each baseline's and each ceiling's."""
-    mine = result["scorers"].get(model, {}).get("accuracy")
+def ratios(
+    result: dict[str, Any], model: str = "reward_model", random: str = "random"
+) -> dict[str, float | None]:
+    """The reward model's accuracy over each baseline's and each ceiling's.
+
+    Against a ceiling also chance-corrected, (model - random) / (ceiling - random), with the
+    `random` scorer's figure of the same kind (None without a random scorer). Sampled-label
+    accuracy is set against the rater ceiling; expected accuracy (at the tuned tau) against the
+    analytic bound, and expected accuracy without predicted ties against the no-ties bound.
+    """
+    scorers = result["scorers"]
+    mine, rnd = scorers.get(model, {}), scorers.get(random, {})
 
     def ratio(x: float | None, y: float | None) -> float | None:
         return None if x is None or not y else x / y
 
     out = {
-        f"vs_{k}": ratio(mine, v["accuracy"]) for k, v in result["scorers"].items() if k != model
+        f"vs_{k}": ratio(mine.get("accuracy"), v["accuracy"])
+        for k, v in scorers.items()
+        if k != model
     }
-    out["vs_rater_ceiling"] = ratio(mine, result["ceiling"]["raters"]["accuracy"])
+    # (the model's figure, the ratio's name, the ceiling of the same kind)
+    pairs = [("accuracy", "vs_rater_ceiling", result["ceiling"]["raters"]["accuracy"])]
     if "analytic" in result["ceiling"]:
-        exp = result["scorers"][model].get("expected_accuracy_no_ties")
-        out["expected_no_ties_vs_analytic_ceiling"] = ratio(
-            exp, result["ceiling"]["analytic"]["accuracy"]
+        analytic = result["ceiling"]["analytic"]
+        pairs.append(("expected_accuracy", "expected_vs_analytic_ceiling", analytic["accuracy"]))
+        no_ties = "expected_no_ties_vs_analytic_ceiling_no_ties"
+        pairs.append(("expected_accuracy_no_ties", no_ties, analytic["accuracy_no_ties"]))
+    for figure, name, ceiling in pairs:
+        out[name] = ratio(mine.get(figure), ceiling)
+        out[f"chance_corrected_{name}"] = chance_corrected(
+            mine.get(figure), rnd.get(figure), ceiling
         )
     return out
 
@@ -283,6 +309,7 @@ def evaluate_reward(
     sim: SimulatedRaters | None = None,
     sim_metrics: dict[str, Any] | None = None,
     held_out: tuple[PreferenceData, PreferenceData] | None = None,
+    drop_excluded_raters: bool = True,
     n_boot: int = 1000,
     batch_size: int = 256,
     log: Log | None = None,
@@ -293,6 +320,8 @@ def evaluate_reward(
     analytic ceiling and expected accuracies; `sim_metrics` (the JSON `label simulate` wrote) is
     copied in as the ceiling of the whole simulated run. `held_out` = (val, test) overrides the
     split read from the model folder (the learning curve measures every model on one test set).
+    `drop_excluded_raters`: leave out the judgments of the raters the model's training left out
+    (its reward_config's data.excluded_raters, flagged on the training prompts).
     """
     from rlhf.reward.model import load_reward_model, read_reward_config
 
@@ -307,6 +336,10 @@ def evaluate_reward(
         val, test = held_out
         notes = {"split_file": False, "val_from": "given", "n_val_prompts": len(val.prompts()),
                  "n_test_prompts": len(test.prompts())}  # fmt: skip
+    excluded = (config.get("data", {}).get("excluded_raters") or []) if drop_excluded_raters else []
+    if excluded:
+        val, test = (RaterPolicy(tuple(excluded)).apply(s) for s in (val, test))
+    notes["excluded_raters"] = list(excluded)
 
     def reward(images: Sequence[Any], prompts: Sequence[str]) -> Any:
         return model.score(images, prompts, batch_size=batch_size)

@@ -1,8 +1,11 @@
 """Loaders of preference data: the label store, Pick-a-Pic parquet and JSONL rankings.
 
 Each reads the layout `labeling_app.exchange` / `exchange_rankings` write (docs/labeling_store.md)
-into a `PreferenceData`, leaves out gold tasks and (by default) "both bad" answers, applies the
-rater policy (`apply_rater_policy`) and, with `check`, refuses empty or all-tie data.
+into a `PreferenceData`, leaves out gold tasks and (by default) "both bad" answers and, with
+`check`, refuses empty or all-tie data. By default every rater is kept: `train_reward` fits the
+rater policy on its training prompts. exclude_raters="flagged" or rater_weights=True fit it on
+all the judgments loaded (`apply_rater_policy`): only for data that will not be split into
+held-out parts, or the held-out labels decide who is left out of training.
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def load_from_store(
     db: str | Path,
     batch: str | int | None = None,
     include_gold: bool = False,
-    exclude_raters: str | Sequence[str] | None = "flagged",
+    exclude_raters: str | Sequence[str] | None = None,
     both_bad: str = "drop",
     rater_weights: bool = False,
     flag_kappa: float = 0.2,
@@ -133,7 +136,7 @@ def load_from_store(
 def load_pickapic(
     path: str | Path,
     include_gold: bool = False,
-    exclude_raters: str | Sequence[str] | None = "flagged",
+    exclude_raters: str | Sequence[str] | None = None,
     both_bad: str = "drop",
     rater_weights: bool = False,
     flag_kappa: float = 0.2,
@@ -198,7 +201,7 @@ def load_pickapic(
 def load_rankings(
     path: str | Path,
     include_gold: bool = False,
-    exclude_raters: str | Sequence[str] | None = "flagged",
+    exclude_raters: str | Sequence[str] | None = None,
     both_bad: str = "drop",
     rater_weights: bool = False,
     flag_kappa: float = 0.2,

@@ -11,6 +11,8 @@ and the quantiles of validation |s_a - s_b|) and then applied unchanged to the t
 
 A label p_a is P(A preferred): 1 (A), 0 (B) or 0.5 (tie; a "both bad" answer is a tie too).
 Numbers come with their n; confidence intervals resample prompts (the unit of the split).
+An accuracy set against a ceiling is also given chance-corrected (`chance_corrected`): the share
+of the gap between random scores and the ceiling that the model closes.
 """
 
 from __future__ import annotations
@@ -239,6 +241,20 @@ def pairwise_report(
     return report
 
 
+def chance_corrected(
+    accuracy: float | None, random: float | None, ceiling: float | None
+) -> float | None:
+    """(accuracy - random) / (ceiling - random): 0 for random scores, 1 at the ceiling.
+
+    A raw ratio accuracy / ceiling flatters every model, since random scores already earn half
+    credit or more; `random` must be the random scorer's accuracy on the same pairs under the
+    same rule. None when a figure is missing or the ceiling does not exceed random.
+    """
+    if accuracy is None or random is None or ceiling is None or ceiling <= random:
+        return None
+    return (accuracy - random) / (ceiling - random)
+
+
 _CHOICE_P = {"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": 0.5}
 
 
@@ -256,6 +272,9 @@ def rater_ceiling(judgments: Sequence[Any], n_boot: int = 1000, seed: int = 0) -
     "both bad" answer is a tie. Within a unit every ordered pair of raters (one predicts, the
     other is the truth) is scored with the tie rule of `pair_credit`; a unit's credit is the mean
     over its ordered pairs, and the ceiling is the mean over units, with a CI over prompts.
+    It is the accuracy of a human used as the model, not an upper bound: a model that predicts
+    what most raters answer scores higher (raters who say A 70% of the time agree with each
+    other 0.7^2 + 0.3^2 = 58% of the time, with "always A" 70%).
     Judgments are the store's `Judgment` records (or dicts with task_id, rater_id, kind, prompt,
     answer, id).
     """

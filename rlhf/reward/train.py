@@ -1,19 +1,21 @@
 """`train_reward`: fit a reward model on preference judgments.
 
-The loop: split the data by prompt (train / val / test), build backbone + head, then per epoch
-shuffle the training judgments, score each batch's images against its prompts, take the
-Bradley-Terry loss (pairs and rankings' implied pairs; ties 0.5/0.5) or the Plackett-Luce loss
-(rankings whole, pairs as 2-rankings, which is the same as BT), step AdamW, and measure
-validation pairwise accuracy. The best epoch by validation accuracy is kept (epoch 0, the
-untrained model, competes too: for the pickscore head it is the backbone's zero-shot CLIP
-score); training stops after `patience` epochs without improvement. In frozen mode with
-`cache_features` every image and prompt is embedded once, so an epoch costs only the head (fast
-on a CPU); otherwise decoded, preprocessed images are kept in memory up to PIXEL_CACHE_BYTES.
+The loop: split the data by prompt (train / val / test), fit the rater policy (kappa flags and
+weights, `rlhf.reward.data.training_rater_policy`) on the training split only and apply it to all
+three, build backbone + head, then per epoch shuffle the training judgments, score each batch's
+images against its prompts, take the Bradley-Terry loss (pairs and rankings' implied pairs; ties
+0.5/0.5) or the Plackett-Luce loss (rankings whole, pairs as 2-rankings, which is the same as BT),
+step AdamW, and measure validation pairwise accuracy. The best epoch by validation accuracy is kept
+(epoch 0, the untrained model, competes too: for the pickscore head it is the backbone's zero-shot
+CLIP score); training stops after `patience` epochs without improvement. In frozen mode with
+`cache_features` every image and prompt is embedded once, so an epoch costs only the head (fast on
+a CPU); otherwise decoded, preprocessed images are kept in memory up to PIXEL_CACHE_BYTES.
 
 Out folder (built in a temporary folder beside it, then renamed in, so it is never half-written):
     reward.safetensors + reward_config.json   the model (see model.py)
     train_config.yaml                         the resolved RewardConfig
-    split.json                                the prompts of each split (for `reward eval`)
+    split.json                                the prompts of each split (for `reward eval`;
+                                              train: all its prompts, sampled or not)
     train_log.jsonl                           one line per epoch: loss, val loss and accuracy
     metrics.json                              best epoch, accuracies, counts, timings
 """
@@ -35,7 +37,7 @@ from base_models.errors import ArtalignError
 from base_models.io_utils import replace_dir, write_json
 from base_models.train_utils import make_accelerator
 from rlhf.reward.config import RewardConfig
-from rlhf.reward.data import PreferenceData, split_by_prompt
+from rlhf.reward.data import PreferenceData, split_by_prompt, training_rater_policy
 from rlhf.reward.losses import bradley_terry_loss, plackett_luce_loss
 from rlhf.reward.model import CONFIG_FILE, RewardModel, build_reward_model
 
@@ -290,8 +292,12 @@ def train_reward(
     out = Path(out)
     _check_out(out)
     train, val, test = split_by_prompt(data, cfg.val_frac, cfg.test_frac, cfg.seed)
+    split = (train, val, test)  # every prompt of each split, for split.json
+    policy = training_rater_policy(cfg, data, train, log)
     if cfg.train_fraction < 1:
         train = train.sample(cfg.train_fraction, cfg.seed)
+    if policy is not None:
+        train, val, test = (policy.apply(s) for s in (train, val, test))
     train.check()
     accelerator = make_accelerator(cfg.mixed_precision)
     if accelerator.num_processes > 1:
@@ -328,14 +334,17 @@ def train_reward(
         "val_loss": val_m["loss"], "train_accuracy": train_m["accuracy"],
         "train_loss": train_m["loss"], "seconds": seconds, "feature_seconds": feature_seconds,
         "data": {"all": data.summary(), "train": train.summary(), "val": val.summary(),
-                 "test": test.summary()},
+                 "test": test.summary(),
+                 "excluded_raters": train.source.get("excluded_raters") or [],
+                 "rater_weights": train.source.get("rater_weights"),
+                 "rater_policy_fit_prompts": train.source.get("rater_policy_fit_prompts")},
         "history": history,
     }  # fmt: skip
-    model.meta = {"training": cfg.to_dict(), "data": _provenance(data, cfg),
+    model.meta = {"training": cfg.to_dict(), "data": _provenance(train, cfg),
                   "metrics": {k: metrics[k] for k in ("best_epoch", "val_accuracy",
                                                       "train_accuracy")}}  # fmt: skip
     if accelerator.is_main_process:
-        _save(model, cfg, out, metrics, history, (train, val, test))
+        _save(model, cfg, out, metrics, history, split)
     log(f"best epoch {best_epoch}: val accuracy {val_m['accuracy']}, {seconds:.1f}s -> {out}")
     return model
 

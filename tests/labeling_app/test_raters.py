@@ -203,7 +203,8 @@ def test_rank_ties():
 
 
 def _monte_carlo(profile, tasks, n, seed):
-    """Empirical agreement of two independent raters and accuracy vs the sign of u_A - u_B."""
+    """Empirical agreement of two independent raters and the accuracy of predicting the sign of
+    u_A - u_B (never a tie): the analytic `accuracy_no_ties`."""
     rng = np.random.default_rng(seed)
     agree, credit = [], []
     for _ in range(n):
@@ -234,7 +235,8 @@ def test_ceiling_matches_monte_carlo(kind, k):
     analytic = agreement_ceiling(profile, tasks)[kind]
     agree, accuracy = _monte_carlo(profile, tasks, 16000, seed=4)
     assert analytic["agreement"] == pytest.approx(agree, abs=0.01)
-    assert analytic["accuracy"] == pytest.approx(accuracy, abs=0.01)
+    assert analytic["accuracy_no_ties"] == pytest.approx(accuracy, abs=0.01)
+    assert analytic["accuracy"] >= analytic["accuracy_no_ties"]  # a tie may be the best guess
     assert analytic["n_tasks"] == 8 and analytic["n_units"] == 8 * k * (k - 1) // 2
 
 
@@ -248,12 +250,32 @@ def test_ceiling_limits_and_layout():
     assert spam["pair"]["agreement"] == pytest.approx(0.5)
     assert spam["rank"]["accuracy"] == pytest.approx(0.5)
     only_pairs = agreement_ceiling(_profile(), [("pair", [0.2, 0.2])])
-    assert only_pairs["rank"]["agreement"] is None
+    assert only_pairs["rank"]["agreement"] is None and only_pairs["rank"]["accuracy"] is None
     assert only_pairs["pair"]["accuracy"] == pytest.approx(0.5)  # equal utilities: a coin
     with pytest.raises(ArtalignError, match="2 utilities"):
         agreement_ceiling(_profile(), [("pair", [0.1, 0.2, 0.3])])
     with pytest.raises(ArtalignError, match="kind"):
         agreement_ceiling(_profile(), [("rate", [0.1, 0.2])])
+
+
+def test_ceiling_bounds_a_model_that_predicts_ties_when_raters_often_tie():
+    """Hand-computed: the old ceiling (pick the better image) was below a tie prediction."""
+    profile = _profile(temperature=0.1, tie_margin=0.1, tie_prob=0.6)
+    # equal utilities: tie 0.6, left 0.2, right 0.2. Predicting left or right earns
+    # 0.2 + 0.6 / 2 = 0.5 (the old figure), predicting a tie 0.6 + 0.4 / 2 = 0.8
+    same = agreement_ceiling(profile, [("pair", [0.2, 0.2])])["pair"]
+    assert same["accuracy_no_ties"] == pytest.approx(0.5)
+    assert same["accuracy"] == pytest.approx(0.8)
+    # u = (0.25, 0.2): tie 0.6, left 0.4 sigmoid(0.5), right the rest of 0.4
+    left = 0.4 * sigmoid(0.5)
+    near = agreement_ceiling(profile, [("pair", [0.25, 0.2])])["pair"]
+    by_prediction = {"left": left + 0.3, "right": (0.4 - left) + 0.3, "tie": 0.6 + 0.4 / 2}
+    assert near["accuracy_no_ties"] == pytest.approx(by_prediction["left"])  # the old formula
+    assert near["accuracy"] == pytest.approx(max(by_prediction.values())) == pytest.approx(0.8)
+    assert near["accuracy"] > near["accuracy_no_ties"] + 0.25
+    # a rank task's implied pairs are bounded the same way
+    ranked = agreement_ceiling(profile, [("rank", [0.2, 0.2, 0.9])])["rank"]
+    assert ranked["accuracy"] > ranked["accuracy_no_ties"]
 
 
 def test_rank_marginals_without_ties_are_bradley_terry_and_fallback_agrees(monkeypatch):

@@ -134,7 +134,8 @@ def test_flagged_spammer_is_excluded_and_weights(tmp_path):
         plan = BatchPlan(k=4, kinds=("pair",), overlap=3, seed=2)
         batch_id = make_batch(store, TOY_PROMPTS, ProceduralSource(size=16), plan, "s")
         truth_judge(store, batch_id, LIGHT_LOVER, raters=("a", "b", "c"), spammers=("c",))
-    data = load_from_store(db)
+    assert load_from_store(db).source["excluded_raters"] == []  # by default every rater
+    data = load_from_store(db, exclude_raters="flagged")
     assert data.source["excluded_raters"] == ["c"]
     assert {p.rater for p in data.pairs} == {"a", "b"}
     everyone = load_from_store(db, exclude_raters=None, rater_weights=True)

@@ -11,11 +11,10 @@ import torch
 from PIL import Image
 
 from base_models.errors import ArtalignError
-from labeling_app.ceiling import agreement_ceiling
+from labeling_app.ceiling import agreement_ceiling, perfect_credit
 from labeling_app.raters import RaterProfile
 from rlhf.reward.baselines import (
     answer_probabilities,
-    ceiling_credit,
     clip_score_fn,
     expected_credit,
     random_score_fn,
@@ -27,8 +26,9 @@ from rlhf.reward.evaluate import (
     evaluate_scorers,
     held_out_splits,
     judgment_records,
+    ratios,
 )
-from rlhf.reward.metrics import rater_ceiling
+from rlhf.reward.metrics import pair_credit, rater_ceiling
 
 
 def _png(level: int) -> bytes:
@@ -137,8 +137,14 @@ def test_answer_probabilities_match_the_labeling_ceiling():
         assert q.sum(axis=1) == pytest.approx(np.ones(len(q)))
         pairs = [(i, j) for i in range(len(u)) for j in range(i + 1, len(u))]
         du = [u[i] - u[j] for i, j in pairs]
-        want = agreement_ceiling(PROFILE, [(kind, u)])[kind]["accuracy"]
-        assert ceiling_credit(q, du).mean() == pytest.approx(want)
+        want = agreement_ceiling(PROFILE, [(kind, u)])[kind]
+        assert perfect_credit(q).mean() == pytest.approx(want["accuracy"])
+        assert perfect_credit(q, ties=False).mean() == pytest.approx(want["accuracy_no_ties"])
+        # the no-ties bound is the old "pick the image of higher utility" figure
+        pick = np.where(np.array(du) > 0, q[:, 0], q[:, 1]) + 0.5 * q[:, 2]
+        assert perfect_credit(q, ties=False) == pytest.approx(
+            np.where(np.array(du) == 0, 0.5, pick)
+        )
     spam = answer_probabilities(PROFILE, "rank", [0.1, 0.2, 0.3], spammer=True)
     assert spam.tolist() == [[0.5, 0.5, 0.0]] * 3
 
@@ -148,7 +154,56 @@ def test_expected_credit_hand_computed():
     diff = [1.0, -1.0, 0.01]
     got = expected_credit(q, diff, tau=0.05)
     assert got.tolist() == pytest.approx([0.7 + 0.05, 0.2 + 0.05, 0.1 + 0.45])
-    assert ceiling_credit(q, [0.0, 0.3, -0.3]).tolist() == pytest.approx([0.5, 0.75, 0.25])
+
+
+def test_perfect_credit_is_the_best_prediction_under_the_evaluation_tie_rule():
+    """The analytic ceiling bounds every prediction `pair_credit` scores, predicted ties too."""
+    # rows: a clear preference; a rater who ties often (q_a < 1/2: a tie prediction earns more)
+    q = np.array([[0.7, 0.2, 0.1], [0.4, 0.2, 0.4], [0.3, 0.3, 0.4], [0.5, 0.5, 0.0]])
+    # predict A: q_a + q_tie/2; B: q_b + q_tie/2; a tie: 1/2 + q_tie/2
+    assert perfect_credit(q).tolist() == pytest.approx([0.75, 0.7, 0.7, 0.5])
+    assert perfect_credit(q, ties=False).tolist() == pytest.approx([0.75, 0.6, 0.5, 0.5])
+
+    def credit_of(prediction: float, row: np.ndarray) -> float:
+        """Expected `pair_credit` of diff = prediction (0: a tie) against answers A, B, tie."""
+        labels = [1.0, 0.0, 0.5]
+        return float(row @ pair_credit([prediction] * 3, labels))
+
+    for row, bound in zip(q, perfect_credit(q), strict=True):
+        best = max(credit_of(d, row) for d in (1.0, -1.0, 0.0))
+        assert bound == pytest.approx(best)
+    rng = np.random.default_rng(0)
+    rows = rng.dirichlet([1.0, 1.0, 1.0], size=500)
+    for tau in (0.0, 0.3, 1.0):
+        got = expected_credit(rows, rng.normal(size=500), tau)
+        assert (got <= perfect_credit(rows) + 1e-12).all()
+
+
+def test_ratios_chance_corrected_on_hand_made_results():
+    def scorer(acc, exp, exp_no_ties):
+        return {"accuracy": acc, "expected_accuracy": exp, "expected_accuracy_no_ties": exp_no_ties}
+
+    result = {
+        "scorers": {"reward_model": scorer(0.8, 0.78, 0.77), "clip_score": scorer(0.6, 0.6, 0.6),
+                    "random": scorer(0.5, 0.52, 0.504)},
+        "ceiling": {"raters": {"accuracy": 0.9},
+                    "analytic": {"accuracy": 0.85, "accuracy_no_ties": 0.838}},
+    }  # fmt: skip
+    r = ratios(result)
+    assert r["vs_clip_score"] == pytest.approx(0.8 / 0.6) and r["vs_random"] == pytest.approx(1.6)
+    assert r["vs_rater_ceiling"] == pytest.approx(0.8 / 0.9)
+    assert r["chance_corrected_vs_rater_ceiling"] == pytest.approx(0.3 / 0.4)
+    assert r["expected_vs_analytic_ceiling"] == pytest.approx(0.78 / 0.85)
+    assert r["chance_corrected_expected_vs_analytic_ceiling"] == pytest.approx(0.26 / 0.33)
+    name = "expected_no_ties_vs_analytic_ceiling_no_ties"
+    assert r[name] == pytest.approx(0.77 / 0.838)
+    assert r[f"chance_corrected_{name}"] == pytest.approx(0.266 / 0.334)
+    # random scores: a raw ratio of 0.60, a chance-corrected 0
+    result["scorers"]["reward_model"] = result["scorers"]["random"]
+    assert ratios(result)[name] == pytest.approx(0.504 / 0.838)
+    assert ratios(result)[f"chance_corrected_{name}"] == 0.0
+    del result["scorers"]["random"]  # no random scorer: no chance correction
+    assert ratios(result)["chance_corrected_vs_rater_ceiling"] is None
 
 
 def test_evaluate_reward_writes_metrics(micro_clip, pref_store, tmp_path):
@@ -172,3 +227,6 @@ def test_evaluate_reward_writes_metrics(micro_clip, pref_store, tmp_path):
     assert saved["ratios"]["vs_clip_score"] == pytest.approx(
         rm["accuracy"] / saved["scorers"]["clip_score"]["accuracy"]
     )
+    rnd, rater = saved["scorers"]["random"]["accuracy"], saved["ceiling"]["raters"]["accuracy"]
+    want = (rm["accuracy"] - rnd) / (rater - rnd) if rater > rnd else None
+    assert saved["ratios"]["chance_corrected_vs_rater_ceiling"] == pytest.approx(want)

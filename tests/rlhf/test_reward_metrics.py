@@ -10,6 +10,7 @@ from base_models.errors import ArtalignError
 from rlhf.reward.metrics import (
     average_ranks,
     bootstrap_ci,
+    chance_corrected,
     expected_calibration_error,
     label_credit,
     pair_credit,
@@ -166,3 +167,15 @@ def test_label_credit_and_rater_ceiling_from_multi_rater_data():
     assert out["accuracy"] == pytest.approx((1 + 0.5 + 0 + 1 + 1 + 2 / 6) / 6)
     assert out["ci95"] is not None
     assert rater_ceiling(judgments[:1])["accuracy"] is None
+
+
+def test_chance_corrected_puts_random_at_zero_and_the_ceiling_at_one():
+    # the README's case (a): random already earns 0.504 / 0.838 = 0.60 "of the ceiling"
+    assert chance_corrected(0.504, 0.504, 0.838) == 0.0
+    assert chance_corrected(0.838, 0.504, 0.838) == 1.0
+    assert chance_corrected(0.777, 0.504, 0.838) == pytest.approx(0.273 / 0.334)
+    assert chance_corrected(0.45, 0.5, 0.9) == pytest.approx(-0.125)  # worse than random
+    assert chance_corrected(0.7, 0.6, 0.6) is None  # no room above random: undefined
+    assert chance_corrected(0.7, 0.65, 0.6) is None
+    assert chance_corrected(None, 0.5, 0.9) is None and chance_corrected(0.7, None, 0.9) is None
+    assert chance_corrected(0.7, 0.5, None) is None
