@@ -38,10 +38,10 @@ from rlhf.align import checkpoint
 from rlhf.align.ddpo_config import DDPOConfig
 from rlhf.align.guard import Guard, read_prompts
 from rlhf.align.losses import kl_to_reference, ppo_clip_loss
+from rlhf.align.processes import average_gradients, gather_objects
 from rlhf.align.rewards import make_reward, reward_spec
 from rlhf.align.run_files import append_log, save_adapters, save_samples_grid
 from rlhf.align.stat_tracker import PerPromptStatTracker
-
 
 # what metrics.json keeps of each epoch's log line: the reward and PPO's trust-region figures
 CURVE_KEYS = ("epoch", "reward_mean", "reward_std", "clipfrac", "clipfrac_max", "approx_kl",
@@ -113,7 +113,7 @@ def advantages_of(
     if accelerator.num_processes > 1:  # NCCL gathers only tensors on the process's device
         local = torch.as_tensor(rewards).to(accelerator.device)
         rewards = accelerator.gather(local).cpu().numpy().astype(np.float64)
-        prompts = [p for chunk in _gather_objects(accelerator, samples.prompts) for p in chunk]
+        prompts = [p for chunk in gather_objects(accelerator, samples.prompts) for p in chunk]
     if tracker is not None:
         adv = tracker.update(prompts, rewards)
     else:
@@ -121,12 +121,6 @@ def advantages_of(
     n = len(samples.rewards)
     start = accelerator.process_index * n
     return adv[start : start + n]
-
-
-def _gather_objects(accelerator: Any, obj: Any) -> list[Any]:
-    from accelerate.utils import gather_object
-
-    return gather_object([obj])
 
 
 def rescore_steps(
@@ -198,10 +192,7 @@ def train_epoch(
                 stats["kl_ref"].append(float(kl.detach()))
                 clipped.append(float(info["clipfrac"]))
             minibatch_clipfrac.append(float(np.mean(clipped)))
-            if accelerator.num_processes > 1:  # the adapters are not DDP-wrapped: sync by hand
-                for p in params:
-                    if p.grad is not None:
-                        p.grad = accelerator.reduce(p.grad, reduction="mean")
+            average_gradients(params, accelerator)  # the adapters are not DDP-wrapped
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
     generator.unet.eval()

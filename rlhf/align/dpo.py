@@ -34,6 +34,8 @@ from rlhf.align import checkpoint
 from rlhf.align.dpo_config import DPOConfig
 from rlhf.align.dpo_data import DPOData, PairTensors, build_dpo_data, read_preferences
 from rlhf.align.losses import diffusion_dpo_loss
+from rlhf.align.processes import average_gradients, local_rows, mean_figures
+from rlhf.align.run_files import append_log, save_adapters
 
 Log = Callable[[str], None]
 
@@ -73,17 +75,26 @@ def per_sample_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def pair_errors(
-    generator: Any, data: DPOData, items: PairTensors, noise_gen: torch.Generator | None
+    generator: Any,
+    data: DPOData,
+    items: PairTensors,
+    noise_gen: torch.Generator | None,
+    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """(model_err_w, model_err_l, ref_err_w, ref_err_l), each (B,); the model's keep gradients.
 
     The reference is the same UNet with the adapters switched off, run without gradients.
+    Noise and timesteps are drawn for all of `items`; with `rows` (this process's share of the
+    batch) only those pairs go through the UNet, so the split does not change any pair's noise.
     """
     device, dtype = generator.device, generator.dtype
     x_w = data.latents[items.winner].to(device, dtype)
     x_l = data.latents[items.loser].to(device, dtype)
-    states = data.embeds[items.prompt].to(device, dtype)
     x_t, t, target = noised_pairs(generator.ddim.scheduler, x_w, x_l, noise_gen)
+    if rows is not None:
+        keep = torch.cat([rows, rows + len(items)]).to(x_t.device)
+        x_t, t, target, items = x_t[keep], t[keep], target[keep], items.take(rows)
+    states = data.embeds[items.prompt].to(device, dtype)
     states = torch.cat([states, states])
     n = len(items)
     err = per_sample_error(generator.unet(x_t, t, encoder_hidden_states=states).sample, target)
@@ -94,10 +105,13 @@ def pair_errors(
 
 def batch_loss(
     generator: Any, data: DPOData, items: PairTensors, beta: float,
-    noise_gen: torch.Generator | None,
+    noise_gen: torch.Generator | None, rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
-    """The weighted DPO loss of a batch and its figures (implicit_acc over decisive pairs)."""
-    mw, ml, rw, rl = pair_errors(generator, data, items, noise_gen)
+    """The weighted DPO loss of a batch (or of its `rows`, see `pair_errors`) and its figures
+    (implicit_acc over decisive pairs)."""
+    mw, ml, rw, rl = pair_errors(generator, data, items, noise_gen, rows)
+    if rows is not None:
+        items = items.take(rows)
     weight = items.weight.to(mw.device)
     loss, info = diffusion_dpo_loss(mw, ml, rw, rl, beta, weight)
     decisive = ~items.tie.to(mw.device)
@@ -200,15 +214,21 @@ def train_dpo(
     check_sd_folder(cfg.model)
     prefs = read_preferences(cfg.pairs, cfg, batch=cfg.data_batch)  # bad data fails fast
     accelerator = make_accelerator(cfg.mixed_precision)
-    if accelerator.num_processes > 1:
-        raise ArtalignError("align dpo runs in one process; launch it without torchrun")
+    world, main = accelerator.num_processes, accelerator.is_main_process
+    if cfg.batch_size % world:
+        raise ArtalignError(f"batch_size={cfg.batch_size} must be a multiple of the {world} "
+                            "processes (each takes an equal share of every batch)")  # fmt: skip
+    if not main:
+        say = lambda _: None  # noqa: E731 (one process speaks)
     generator = Generator.from_folder(cfg.model, device=accelerator.device)
     data = build_dpo_data(prefs, generator, cfg, log=say)
     if len(data.train) < cfg.batch_size:
         raise ArtalignError(f"{len(data.train)} training pairs, fewer than batch_size="
                             f"{cfg.batch_size}; lower batch_size or label more")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save_yaml(out / "train_config.yaml")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save_yaml(out / "train_config.yaml")
+    accelerator.wait_for_everyone()
 
     torch.manual_seed(cfg.seed)  # the LoRA down-projections' initialisation
     generator.attach_lora(lora_config(cfg.lora_rank, cfg.lora_alpha))
@@ -223,14 +243,19 @@ def train_dpo(
         if guard is not None and meta.get("guard"):
             guard.load_state_dict(meta["guard"])
         say(f"resumed {out} at step {start}")
-    _trim_log(out / "log.jsonl", start)
+    if main:
+        _trim_log(out / "log.jsonl", start)
     optimizer = accelerator.prepare(optimizer)  # the fp16 loss scaler, when there is one
     order = EpochOrder(len(data.train), cfg.batch_size, cfg.seed)
+    rows = local_rows(cfg.batch_size, accelerator) if world > 1 else None
 
     def save_state(step: int) -> None:
         extra = {"train_seconds": seconds, "best_step": best_step,
                  "guard": guard.state_dict() if guard else None}  # fmt: skip
-        checkpoint.save(out, generator.unet, optimizer, lr_sched, step, extra)
+        accelerator.wait_for_everyone()
+        if main:
+            checkpoint.save(out, generator.unet, optimizer, lr_sched, step, extra)
+        accelerator.wait_for_everyone()
 
     history: list[dict[str, Any]] = []
     generator.unet.train()
@@ -243,9 +268,10 @@ def train_dpo(
             noise_gen = torch.Generator().manual_seed(_noise_seed(cfg.seed, micro))
             with accelerator.autocast():
                 loss, figures = batch_loss(generator, data, data.train.take(order(micro)),
-                                           cfg.beta, noise_gen)  # fmt: skip
+                                           cfg.beta, noise_gen, rows)  # fmt: skip
             accelerator.backward(loss / cfg.grad_accum)
-            parts.append(figures)
+            parts.append(mean_figures(figures, accelerator))
+        average_gradients(params, accelerator)  # the adapters are not DDP-wrapped
         grad_norm = None
         if cfg.grad_clip > 0:
             grad_norm = float(accelerator.clip_grad_norm_(params, cfg.grad_clip))
@@ -262,10 +288,10 @@ def train_dpo(
             record["guard"] = report.to_dict()
             if report.is_best:
                 best_step = step + 1
-                generator.save_lora(out / "best")
+                save_adapters(generator, out / "best", accelerator)
             stopped = report.stop
-        with (out / "log.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        if main:
+            append_log(out / "log.jsonl", record)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
             say(f"step {step + 1}/{cfg.max_steps}  loss {record['loss']:.4f}  "
                 f"implicit_acc {record['implicit_acc']:.3f}  lr {lr:.2e}")  # fmt: skip
@@ -278,7 +304,9 @@ def train_dpo(
     final_step = history[-1]["step"] if history else start
     if not history:
         save_state(final_step)
-    generator.save_lora(out / "lora")
+    save_adapters(generator, out / "lora", accelerator)
+    if not main:
+        return {}
     metrics = _metrics(cfg, out, generator, data, final_step, seconds, best_step, stopped, guard)
     if cfg.sample_prompts:
         prompts = (data.heldout_prompts or data.prompts)[: cfg.sample_prompts]

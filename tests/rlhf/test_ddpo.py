@@ -174,13 +174,18 @@ def test_default_config_takes_a_step_on_every_minibatch(sd_folder, prompts_file)
 
 @pytest.fixture
 def bf16_accelerator():
-    """A CPU Accelerator with bf16 autocast; Accelerate's global state is reset afterwards."""
+    """A CPU Accelerator with bf16 autocast; Accelerate's global state (one per process, fixed
+    by the first Accelerator) is reset before and after."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
+    def reset():
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+    reset()
     yield Accelerator(mixed_precision="bf16", cpu=True)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset()
 
 
 def test_bf16_sampling_records_the_log_probs_ppo_recomputes(
@@ -220,7 +225,7 @@ class _DeviceCheckingAcc(_Acc):
 def test_advantages_gather_rewards_on_the_process_device(monkeypatch):
     import rlhf.align.ddpo as ddpo
 
-    monkeypatch.setattr(ddpo, "_gather_objects", lambda acc, obj: [["a", "a"], ["b", "b"]])
+    monkeypatch.setattr(ddpo, "gather_objects", lambda acc, obj: [["a", "a"], ["b", "b"]])
     samples = EpochSamples(["a", "a"], None, np.array([1.0, 2.0]), {}, 0.0)
     adv = advantages_of(samples, None, _DeviceCheckingAcc())
     all_four = np.array([1.0, 2.0, 3.0, 4.0])
