@@ -38,7 +38,7 @@ from rlhf.align import checkpoint
 from rlhf.align.ddpo_config import DDPOConfig
 from rlhf.align.guard import Guard, read_prompts
 from rlhf.align.losses import kl_to_reference, ppo_clip_loss
-from rlhf.align.processes import average_gradients, gather_objects
+from rlhf.align.processes import any_process, average_gradients, gather_objects
 from rlhf.align.rewards import make_reward, reward_spec
 from rlhf.align.run_files import append_log, save_adapters, save_samples_grid
 from rlhf.align.stat_tracker import PerPromptStatTracker
@@ -278,7 +278,7 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
                               for k, v in row.items() if k not in ("guard", "reward_info")}),
                   flush=True)  # fmt: skip
         elapsed_min = (time.perf_counter() - t_run) / 60
-        out_of_time = 0 < cfg.time_limit_min < elapsed_min
+        out_of_time = any_process(0 < cfg.time_limit_min < elapsed_min, accelerator)
         last = epoch + 1 == cfg.epochs or stopped_by_guard or out_of_time
         if (epoch + 1) % cfg.checkpoint_every == 0 or last:
             extra = {"epoch": epoch, "history": history,

@@ -34,7 +34,7 @@ from rlhf.align import checkpoint
 from rlhf.align.dpo_config import DPOConfig
 from rlhf.align.dpo_data import DPOData, PairTensors, build_dpo_data, read_preferences
 from rlhf.align.losses import diffusion_dpo_loss
-from rlhf.align.processes import average_gradients, local_rows, mean_figures
+from rlhf.align.processes import any_process, average_gradients, local_rows, mean_figures
 from rlhf.align.run_files import append_log, save_adapters
 
 Log = Callable[[str], None]
@@ -236,7 +236,7 @@ def train_dpo(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     guard = _make_guard(cfg, generator, data, out) if cfg.guard_every > 0 else None
-    start, seconds, best_step, stopped = 0, 0.0, None, False
+    start, seconds, best_step, stopped, out_of_time = 0, 0.0, None, False, False
     if resume:
         meta = checkpoint.load(out, generator.unet, optimizer, lr_sched)
         start, seconds, best_step = meta["step"], meta["train_seconds"], meta.get("best_step")
@@ -295,10 +295,15 @@ def train_dpo(
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
             say(f"step {step + 1}/{cfg.max_steps}  loss {record['loss']:.4f}  "
                 f"implicit_acc {record['implicit_acc']:.3f}  lr {lr:.2e}")  # fmt: skip
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.max_steps or stopped:
+        out_of_time = any_process(0 < cfg.time_limit_min < seconds / 60, accelerator)
+        last = step + 1 == cfg.max_steps or stopped or out_of_time
+        if (step + 1) % cfg.checkpoint_every == 0 or last:
             save_state(step + 1)
         if stopped:
             say(f"the guard stopped the run at step {step + 1} (best: step {best_step})")
+            break
+        if out_of_time:
+            say(f"time limit: stopped after step {step + 1} ({seconds / 60:.1f} min of training)")
             break
     generator.unet.eval()
     final_step = history[-1]["step"] if history else start
@@ -308,6 +313,7 @@ def train_dpo(
     if not main:
         return {}
     metrics = _metrics(cfg, out, generator, data, final_step, seconds, best_step, stopped, guard)
+    metrics["stopped_by_time"] = out_of_time
     if cfg.sample_prompts:
         prompts = (data.heldout_prompts or data.prompts)[: cfg.sample_prompts]
         save_samples(generator, prompts, cfg, out / "samples.png")

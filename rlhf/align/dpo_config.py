@@ -4,8 +4,8 @@ Fields, by group:
 - model: model (the SD folder), lora_rank, lora_alpha;
 - data: pairs (store or export file), data_batch, ties, tie_weight, both_bad, include_gold,
   exclude_flagged, flag_kappa, rater_weights, heldout_frac, max_pairs, encode_batch_size, seed;
-- training: beta, lr, lr_schedule, warmup_steps, max_steps, batch_size, grad_accum, grad_clip,
-  weight_decay, mixed_precision, log_every, checkpoint_every, eval_pairs;
+- training: beta, lr, lr_schedule, warmup_steps, max_steps, time_limit_min, batch_size,
+  grad_accum, grad_clip, weight_decay, mixed_precision, log_every, checkpoint_every, eval_pairs;
 - samples: sample_prompts, sample_seeds, sample_steps, sample_guidance;
 - guard: the `guard_*` fields of `rlhf.align.guard.GuardConfig` (inherited). With guard_every > 0
   and no guard_prompts file, the guard samples the held-out split's prompts.
@@ -71,6 +71,9 @@ class DPOConfig(GuardConfig):
     lr_schedule: str = hfield("constant", "constant (after warmup) or cosine (decay to 0).")
     warmup_steps: int = hfield(10, "Linear learning-rate warmup, in optimizer steps.")
     max_steps: int = hfield(300, "Optimizer steps (each of batch_size x grad_accum pairs).")
+    time_limit_min: float = hfield(0.0, "Stop after the step that passes this many minutes "
+                                   "of training steps, resumed sessions included (0: no "
+                                   "limit).")  # fmt: skip
     batch_size: int = hfield(16, "Pairs per forward pass (each pair: winner and loser).")
     grad_accum: int = hfield(1, "Forward passes whose gradients add up to one optimizer step.")
     grad_clip: float = hfield(1.0, "Clip the gradient norm to this (0: off).")
@@ -119,6 +122,7 @@ class DPOConfig(GuardConfig):
             (self.beta > 0, f"beta must be > 0, got {self.beta}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
+            (self.time_limit_min >= 0, f"time_limit_min must be >= 0, got {self.time_limit_min}"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),

@@ -44,3 +44,12 @@ def gather_objects(accelerator: Any, obj: Any) -> list[Any]:
     from accelerate.utils import gather_object
 
     return gather_object([obj])
+
+
+def any_process(flag: bool, accelerator: Any) -> bool:
+    """True when `flag` is true on any process: a decision every process must take together
+    (a stop on time, which each process measures on its own clock)."""
+    if accelerator.num_processes == 1:
+        return flag
+    local = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(local, reduction="sum").item() > 0)

@@ -258,6 +258,16 @@ def test_resume_continues_where_the_run_stopped(sd_folder, small_db, tmp_path):
         dpo.train_dpo(cfg(4), tmp_path / "fresh", resume=True, log=None)
 
 
+def test_a_time_limit_stops_after_the_step_that_passes_it(sd_folder, small_db, tmp_path):
+    cfg = micro(model=str(sd_folder), pairs=str(small_db), max_steps=50, sample_prompts=0,
+                time_limit_min=1e-9)  # fmt: skip
+    metrics = dpo.train_dpo(cfg, tmp_path / "run", log=None)
+    assert metrics["steps"] == 1 and metrics["stopped_by_time"]
+    assert json.loads((tmp_path / "run/checkpoint/state.json").read_text())["step"] == 1
+    assert not dpo.train_dpo(micro(model=str(sd_folder), pairs=str(small_db), sample_prompts=0),
+                             tmp_path / "full", log=None)["stopped_by_time"]  # fmt: skip
+
+
 def test_the_guard_keeps_the_best_adapters_and_stops_the_run(
     sd_folder, small_db, tmp_path, monkeypatch
 ):
