@@ -1,19 +1,23 @@
 """Does Diffusion-DPO move a policy? A clean synthetic preference, so the trainer is measured alone.
 
-    python benchmarks/dpo_trainer.py [--minutes 15] [--out runs/bench/dpo_light] [KEY=VALUE ...]
+    python benchmarks/dpo_trainer.py [--minutes 15] [--out runs/bench/dpo_left] [KEY=VALUE ...]
 
-1. Data (once, kept in OUT/data): 200 training prompts of the world (1-2 objects, seed 41) with
-   the background left open ("a large red circle, striped style": the world's caption minus its
-   "on a ... background"), 4 images each from the base generator (`artalign label batch`, pair
-   tasks, DDIM eta 0, 20 steps, guidance 3), every pair judged once by the simulated rater of
-   benchmarks/raters/light_lover.yaml through `artalign label simulate`: lighter background
-   wins (white > beige > gray > black, as the oracle reads it), the same background is a tie.
+1. Data (once, kept in OUT/data): 200 one-object training prompts of the world (seed 41) with
+   the position left open ("a large red circle on a white background, striped style": the
+   world's caption minus its "in the ..."), 4 images each from the base generator (`artalign
+   label batch`, pair tasks, DDIM eta 0, 20 steps, guidance 3), every pair judged once by the
+   simulated rater of benchmarks/raters/left_lover.yaml through `artalign label simulate`: the
+   object further left wins (as the oracle reads its column), the same column is a tie.
+   Why position and not, say, a light background: the base generator draws the background a
+   prompt names, and gray for every prompt that names none (48 of 48 images), so backgrounds
+   never differ within a prompt; an unstated position does (47% of a prompt's images are off
+   its most common column), so there is something to prefer.
 2. `artalign align dpo --preset quick` on that store for at most --minutes of training steps.
-3. Held-out evaluation: 50 held-out prompts (seed 42, minus training ones, background open) x 4
+3. Held-out evaluation: 50 held-out prompts (seed 42, minus training ones, position open) x 4
    fresh seeds, base (adapters off) and aligned with the same seeds and the labelling sampler:
-   - the share of images whose background the oracle reads as light (white or beige), base ->
-     aligned, with 95% CIs over prompts — target: + 20 points or more;
-   - the raters' mean background utility, and the oracle fidelity of what the prompt does state.
+   - the share of images whose object the oracle reads in the left column, base -> aligned,
+     with 95% CIs over prompts — target: + 20 points or more;
+   - the raters' mean utility, and the oracle fidelity of what the prompt does state.
 Prints a table; writes OUT/metrics.json and OUT/grid.png (base row above aligned row).
 """
 
@@ -34,20 +38,20 @@ from evaluation.stats import mean_figure
 
 SEEDS_PER_PROMPT = 4
 SAMPLER = {"steps": 20, "guidance": 3.0, "eta": 0.0}
-LIGHT = ("white", "beige")
-PROFILE = REPO / "benchmarks/raters/light_lover.yaml"
+PROFILE = REPO / "benchmarks/raters/left_lover.yaml"
+POSITION = re.compile(r" in the (?:center|(?:top|middle|bottom) (?:left|center|right))")
 
 
-def open_background(prompt: str) -> str:
-    """The world's caption without its background phrase: the generator picks the background."""
-    return re.sub(r" on an? [\w-]+ background", "", prompt)
+def open_position(prompt: str) -> str:
+    """The world's caption without its position phrase: the generator picks the place."""
+    return POSITION.sub("", prompt)
 
 
 def world_prompts(out: Path, n: int, seed: int) -> list[str]:
     raw = out.with_suffix(".raw.txt")
     artalign("data", "prompts", "--out", str(raw), "--n", str(n), "--seed", str(seed),
-             "--objects", "1-2")  # fmt: skip
-    prompts = list(dict.fromkeys(open_background(p) for p in read_lines(raw)))
+             "--objects", "1")  # fmt: skip
+    prompts = list(dict.fromkeys(open_position(p) for p in read_lines(raw)))
     raw.unlink()
     return prompts
 
@@ -68,7 +72,7 @@ def make_data(folder: Path, model: Path, oracle: Path) -> dict:
     artalign("label", "batch", "--db", str(db), "--prompts", str(tmp / "prompts.txt"),
              "--model", str(model), "--k", "4", "--kinds", "pair", "--overlap", "1",
              "--steps", str(SAMPLER["steps"]), "--guidance", str(SAMPLER["guidance"]),
-             "--batch-name", "light", "--batch-size", "64")  # fmt: skip
+             "--batch-name", "left", "--batch-size", "64")  # fmt: skip
     artalign("label", "simulate", "--db", str(db), "--profile", str(PROFILE),
              "--oracle", str(oracle), "--n", "100000")  # fmt: skip
     notes = {"train_prompts": len(train), "heldout_prompts": min(50, len(heldout)),
@@ -93,17 +97,17 @@ def evaluate(args: argparse.Namespace, run: Path) -> dict:
     result: dict = {"images": len(flat), "prompts": len(prompts)}
     for name, px in (("base", base), ("aligned", aligned)):
         readings = read_images(oracle, px)
-        light = np.array([r.background in LIGHT for r in readings], dtype=np.float64)
+        cols = [r.objects[0]["col"] if r.objects else None for r in readings]
+        left = np.array([c == 0 for c in cols], dtype=np.float64)
         utility = np.array([taste(r, profile) for r in readings])
-        backgrounds = [r.background for r in readings]
         result[name] = {
-            "light_share": mean_figure(light, groups=flat).to_dict(),
-            "background_utility": mean_figure(utility, groups=flat).to_dict(),
-            "backgrounds": {b: backgrounds.count(b) / len(backgrounds) for b in set(backgrounds)},
+            "left_share": mean_figure(left, groups=flat).to_dict(),
+            "utility": mean_figure(utility, groups=flat).to_dict(),
+            "columns": {str(c): cols.count(c) / len(cols) for c in set(cols)},
             "fidelity": mean_figure(oracle_fidelity(oracle, px, flat), groups=flat).to_dict(),
         }  # fmt: skip
-    result["light_points"] = 100 * (result["aligned"]["light_share"]["value"]
-                                    - result["base"]["light_share"]["value"])  # fmt: skip
+    result["left_points"] = 100 * (result["aligned"]["left_share"]["value"]
+                                   - result["base"]["left_share"]["value"])  # fmt: skip
     before_after_grid(base, aligned, SEEDS_PER_PROMPT, args.out / "grid.png")
     return result
 
@@ -111,7 +115,7 @@ def evaluate(args: argparse.Namespace, run: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=15.0)
-    p.add_argument("--out", type=Path, default=REPO / "runs/bench/dpo_light")
+    p.add_argument("--out", type=Path, default=REPO / "runs/bench/dpo_left")
     p.add_argument("--model", type=Path, default=REPO / "runs/demo/generator")
     p.add_argument("--oracle", type=Path, default=REPO / "runs/demo/oracle")
     p.add_argument("--eval-only", action="store_true", help="Evaluate an existing OUT/run.")
@@ -138,11 +142,11 @@ def main() -> None:
         return f"{f['value']:.3f} [{f['ci'][0]:.3f}, {f['ci'][1]:.3f}]"
 
     rows = [
-        ("light background share, base", fig(b["light_share"])),
-        ("light background share, aligned", fig(a["light_share"])),
-        ("change (target >= +20 points)", f"{result['light_points']:+.1f} points"),
-        ("background utility base -> aligned",
-         f"{b['background_utility']['value']:.3f} -> {a['background_utility']['value']:.3f}"),
+        ("object in the left column, base", fig(b["left_share"])),
+        ("object in the left column, aligned", fig(a["left_share"])),
+        ("change (target >= +20 points)", f"{result['left_points']:+.1f} points"),
+        ("rater utility base -> aligned",
+         f"{b['utility']['value']:.3f} -> {a['utility']['value']:.3f}"),
         ("oracle fidelity base -> aligned",
          f"{b['fidelity']['value']:.3f} -> {a['fidelity']['value']:.3f}"),
         ("DPO steps / training minutes / held-out implicit acc",
