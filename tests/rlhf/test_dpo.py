@@ -222,6 +222,19 @@ def test_bad_data_is_refused_with_a_clear_error(sd_folder, make_store, tmp_path)
         load_dpo_data(tmp_path / "x.jsonl", gen, micro())
 
 
+def test_rater_policy_is_fitted_on_the_training_prompts(gen_and_data):
+    from rlhf.reward.data import fit_rater_policy
+    from tests.rlhf.test_reward_rater_policy import policy_data
+
+    gen, _ = gen_and_data
+    cfg = micro(heldout_frac=0.6)  # 8 training prompts of 20, as the reward model's test
+    train_p = split_by_prompt(policy_data(set()), val=0.0, test=cfg.heldout_frac, seed=cfg.seed)[0]
+    data = policy_data(set(train_p.prompts()))  # c errs on held-out prompts only, d on training
+    assert "c" in fit_rater_policy(data, "flagged").excluded  # what all prompts would say
+    built = build_dpo_data(data, gen, cfg)
+    assert built.summary["excluded_raters"] == ["d"]
+
+
 # ----------------------------------------------------------------------------- runs
 @pytest.fixture
 def small_db(make_store):
