@@ -2,6 +2,7 @@
 
     python benchmarks/ddpo_trainer.py --reward compressibility [--minutes 15] [KEY=VALUE ...]
     python benchmarks/ddpo_trainer.py --reward oracle_fidelity [--minutes 15] [KEY=VALUE ...]
+    python benchmarks/ddpo_trainer.py --reward incompressibility ...   # the control
 
 1. Prompts (once, kept in --prompts-dir): 200 training prompts of the world (1-2 objects,
    `artalign data prompts --seed 31`) and 50 held-out prompts (seed 32, minus training ones).
@@ -38,7 +39,9 @@ from align_eval import (
 from bench_utils import REPO, artalign
 
 SEEDS_PER_PROMPT = 4
-TARGETS = {"compressibility": ("reward gain", 1.0), "oracle_fidelity": ("fidelity points", 3.0)}
+# incompressibility is the control: the same trainer must move the same figure the other way
+TARGETS = {"compressibility": ("reward gain", 1.0), "oracle_fidelity": ("fidelity points", 3.0),
+           "incompressibility": ("reward gain", None)}  # fmt: skip
 
 
 def make_prompts(folder: Path) -> tuple[Path, Path]:

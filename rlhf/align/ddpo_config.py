@@ -8,8 +8,10 @@ Fields, by group (the guard's fields, prefixed `guard_`, come from `GuardConfig`
 - training: epochs, inner_epochs, train_batch_size, timestep_fraction, lr, weight_decay,
   max_grad_norm, clip_range, adv_clip_max, per_prompt_stats, stat_buffer, stat_min_count,
   kl_coef, mixed_precision, seed, checkpoint_every, time_limit_min.
-Defaults follow kvablack/ddpo-pytorch (PPO clip range 1e-4, advantage clip 5, per-prompt stat
-tracking, LoRA, DDIM with η = 1) scaled to the 32-pixel embedded default.
+Defaults follow kvablack/ddpo-pytorch (PPO clip range 1e-4 on per-dimension log-probs, lr 3e-4,
+advantage clip 5, per-prompt stat tracking, LoRA, DDIM with η = 1), which the `sd15` preset
+keeps; the `quick` preset takes 10x the step size and 100x the trust region, tuned for the tiny
+32-pixel default, whose CPU budget is a few hundred optimizer steps.
 """
 
 from __future__ import annotations
@@ -75,7 +77,10 @@ class DDPOConfig(GuardConfig):
                   "train_batch_size": 2, "lora_rank": 2, "lora_alpha": 2.0,
                   "guard_n_prompts": 2, "guard_seeds_per_prompt": 1, "guard_steps": 3,
                   "guard_n_reference": 8},
-        "quick": {},
+        # tuned for the tiny generator on a CPU budget (README, "Do the trainers move a
+        # policy?"): ddpo-pytorch's lr 3e-4 and clip range 1e-4 moved compressibility by 0.05
+        # base standard deviations in 5 minutes, these by 0.83
+        "quick": {"lr": 3e-3, "clip_range": 1e-2},
         "sd15": {"model": "", "prompts": "", "lora_rank": 4, "lora_alpha": 4.0, "steps": 50,
                  "guidance": 5.0, "prompts_per_epoch": 32, "images_per_prompt": 8,
                  "sample_batch_size": 8, "train_batch_size": 4, "epochs": 100,
