@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -119,6 +120,14 @@ def test_generator_batch_with_tiny_sd(tmp_path, tiny_sd):
     assert rec.model == str(tiny_sd) and rec.settings["steps"] == 2 and rec.width == 32
     png = Image.open(io.BytesIO(rec.path.read_bytes()))
     assert json.loads(png.text["settings"])["guidance"] == 2.0 and png.text["seed"] == str(rec.seed)
-    # the stored image is what the generator makes for that prompt and seed
-    again = source._gen.sample([png.text["prompt"]], [rec.seed], steps=2, guidance=2.0).images[0]
-    assert list(again.getdata()) == list(png.convert("RGB").getdata())
+    # the stored image is what the generator makes for that prompt and seed: regenerated alone
+    # rather than in a batch of 4, CPU kernels may round a pixel by one level, never more, while
+    # another seed differs by far more
+    prompt = png.text["prompt"]
+    again, other = (
+        np.asarray(source._gen.sample([prompt], [s], steps=2, guidance=2.0).images[0], dtype=int)
+        for s in (rec.seed, rec.seed + 100)
+    )
+    stored = np.asarray(png.convert("RGB"), dtype=int)
+    assert np.abs(again - stored).max() <= 1
+    assert np.abs(other - stored).mean() > 10 * np.abs(again - stored).mean() + 1
