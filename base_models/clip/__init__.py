@@ -9,6 +9,10 @@ Importing this package registers artalign's model configs with open_clip, so
   ResNet 71% at 0.14 s/step).
 - artalign-vit-tiny: the same text tower with a 4-layer ViT (patch 4), for comparison.
 - artalign-micro: a minute ResNet CLIP for tests.
+
+Training (train.py) is LiT-style in the quick and gpu presets: the image tower is first trained
+with supervision on the data set's attribute records (pretrain.py, labels.py), then locked while
+the text tower learns to match it (lit.py) with UniCL positives (positives.py).
 """
 
 from base_models.clip.config import ClipConfig

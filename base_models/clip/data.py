@@ -39,6 +39,8 @@ class PairSet:
     flippable: torch.Tensor
     ids: list[str]
     texts: list[str]
+    flip_texts: list[str]  # the caption of the flipped image (the caption itself if unflippable)
+    attrs: list[dict[str, Any]]  # each item's attribute record ({} for data without one)
     source_size: int  # side of the first image as stored, before resizing to the model's
 
     def __len__(self) -> int:
@@ -84,6 +86,8 @@ def load_pairs(
         flippable=torch.tensor(flippable, dtype=torch.bool),
         ids=[r.id for r in records],
         texts=texts,
+        flip_texts=flipped,
+        attrs=[r.attrs for r in records],
         source_size=source_size,
     )
 
@@ -111,24 +115,36 @@ class BatchMaker:
         self, index: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 3, S, S) float32 and tokens (B, T) int64 of the items in `index`."""
+        x, tokens, _ = self.views(index, generator)
+        return x, tokens
+
+    def views(
+        self, index: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As __call__, plus each sample's view row: index, or index + N where flipped."""
         p = self.pairs
         images = p.images[index]  # (B, 3, S, S) uint8
         tokens = p.tokens[index]
+        rows = index.clone()
         if self.hflip > 0:
             flip = (torch.rand(len(index), generator=generator) < self.hflip) & p.flippable[index]
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
             tokens = torch.where(flip.view(-1, 1), p.flip_tokens[index], tokens)
+            rows = rows + flip.long() * len(p)
         if self.max_shift > 0:
-            images = self._shift(images, generator)
+            images = shift_images(images, self.max_shift, generator)
         x = (images.float() - self.mean) / self.std
-        return x, tokens.long()
+        return x, tokens.long(), rows
 
-    def _shift(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Translate each image by up to max_shift pixels, repeating the edge pixels."""
-        m, (b, _, s, _) = self.max_shift, images.shape
-        padded = torch.nn.functional.pad(images.float(), (m, m, m, m), mode="replicate")
-        dy, dx = torch.randint(0, 2 * m + 1, (2, b), generator=generator)
-        rows = (dy.view(b, 1) + torch.arange(s)).view(b, 1, s, 1).expand(b, 3, s, s + 2 * m)
-        out = padded.gather(2, rows)
-        cols = (dx.view(b, 1) + torch.arange(s)).view(b, 1, 1, s).expand(b, 3, s, s)
-        return out.gather(3, cols).to(images.dtype)
+
+def shift_images(
+    images: torch.Tensor, max_shift: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Translate each image (B, C, S, S) by up to max_shift pixels, repeating the edge pixels."""
+    m, (b, c, s, _) = max_shift, images.shape
+    padded = torch.nn.functional.pad(images.float(), (m, m, m, m), mode="replicate")
+    dy, dx = torch.randint(0, 2 * m + 1, (2, b), generator=generator)
+    rows = (dy.view(b, 1) + torch.arange(s)).view(b, 1, s, 1).expand(b, c, s, s + 2 * m)
+    out = padded.gather(2, rows)
+    cols = (dx.view(b, 1) + torch.arange(s)).view(b, 1, 1, s).expand(b, c, s, s)
+    return out.gather(3, cols).to(images.dtype)

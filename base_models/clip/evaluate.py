@@ -40,6 +40,7 @@ from base_models.io_utils import write_json
 from base_models.world.attributes import (
     BACKGROUND_NAMES,
     COLOUR_NAMES,
+    HELDOUT_PAIRS,
     SHAPES,
     SIZE_NAMES,
     STYLES,
@@ -51,6 +52,7 @@ from base_models.world.captions import (
     BACKGROUND_WORDS,
     STYLE_WORDS,
     TEMPLATES,
+    canonical_caption,
     caption,
     object_phrase,
 )
@@ -59,7 +61,7 @@ from base_models.world.sampling import SceneSampler
 EVAL_SEED = 3_000_017  # distinct from data make's defaults and the oracle's stream
 PROMPTS_PER_CLASS = 64
 PROMPTS_PER_COMBO = 2
-ATTRIBUTES = ("colour", "shape", "style")
+ATTRIBUTES = ("colour", "shape", "style", "size")
 SINGLE_OBJECT_TEMPLATES = tuple(t for t in TEMPLATES if "{count}" not in t)
 
 
@@ -114,6 +116,8 @@ def class_prompts(attr: str, value: str, k: int, seed: int = 0) -> list[str]:
             obj = ObjectSpec(obj.shape, value, obj.size, obj.row, obj.col)
         elif attr == "shape":
             obj = ObjectSpec(value, obj.colour, obj.size, obj.row, obj.col)
+        elif attr == "size":
+            obj = ObjectSpec(obj.shape, obj.colour, value, obj.row, obj.col)
         style = value if attr == "style" else scene.style
         prompts.append(caption(SceneSpec([obj], scene.background, style), rng))
     return prompts
@@ -124,6 +128,8 @@ def _classes(attr: str, labels: Sequence[str]) -> tuple[str, ...]:
         return COLOUR_NAMES
     if attr == "style":
         return STYLES
+    if attr == "size":
+        return SIZE_NAMES
     return SHAPES + ((UNSAFE_SHAPE,) if UNSAFE_SHAPE in labels else ())
 
 
@@ -148,20 +154,26 @@ def caption_space(
     """Every single-object description: colour x shape x size x background x style.
 
     Each combination is written `per_combo` times (random templates and synonyms). Returns the
-    prompts and, per attribute, each prompt's class index (into COLOUR_NAMES, `shapes`, STYLES).
+    prompts and, per attribute, each prompt's class index (into COLOUR_NAMES, `shapes`, STYLES,
+    SIZE_NAMES).
     """
     rng = np.random.default_rng(seed)
     prompts: list[str] = []
     index: dict[str, list[int]] = {attr: [] for attr in ATTRIBUTES}
     combos = itertools.product(
-        enumerate(COLOUR_NAMES), enumerate(shapes), SIZE_NAMES, BACKGROUND_NAMES, enumerate(STYLES)
+        enumerate(COLOUR_NAMES),
+        enumerate(shapes),
+        enumerate(SIZE_NAMES),
+        BACKGROUND_NAMES,
+        enumerate(STYLES),
     )
-    for (ci, colour), (si, shape), size, bg, (ti, style) in combos:
+    for (ci, colour), (si, shape), (zi, size), bg, (ti, style) in combos:
         for _ in range(per_combo):
             prompts.append(describe(colour, shape, size, bg, style, rng))
             index["colour"].append(ci)
             index["shape"].append(si)
             index["style"].append(ti)
+            index["size"].append(zi)
     return prompts, {k: torch.tensor(v) for k, v in index.items()}
 
 
@@ -220,6 +232,59 @@ def zero_shot(
     return metrics
 
 
+def binding_items(
+    n: int, size: int, seed: int = EVAL_SEED + 1
+) -> list[tuple[Image.Image, list[str]]]:
+    """`n` two-object images, each with [true caption, colours swapped, shapes swapped].
+
+    ARO-style (Yuksekgonul et al. 2023, arXiv 2210.01936): the two objects differ in colour,
+    shape and size, so each swap changes what the caption asserts; captions name no positions
+    (binding, not place, must decide) and every composition, swapped or not, is one the training
+    split shows. Canonical wording, objects in reading order.
+    """
+    from base_models.world.render import render_scene
+
+    sampler = SceneSampler(split="train", min_objects=2, max_objects=2, unsafe_share=0.0)
+    rng = np.random.default_rng(seed)
+    items: list[tuple[Image.Image, list[str]]] = []
+    while len(items) < n:
+        scene, jitter = sampler.sample(rng)
+        a, b = sorted(scene.objects, key=lambda o: (o.row, o.col))
+        if a.colour == b.colour or a.shape == b.shape or a.size == b.size:
+            continue
+        if {(b.colour, a.shape), (a.colour, b.shape)} & HELDOUT_PAIRS:
+            continue
+        swaps = [
+            (a, b),
+            (ObjectSpec(a.shape, b.colour, a.size, a.row, a.col),
+             ObjectSpec(b.shape, a.colour, b.size, b.row, b.col)),
+            (ObjectSpec(b.shape, a.colour, a.size, a.row, a.col),
+             ObjectSpec(a.shape, b.colour, b.size, b.row, b.col)),
+        ]  # fmt: skip
+        texts = [
+            canonical_caption(SceneSpec(list(pair), scene.background, scene.style), False)
+            for pair in swaps
+        ]
+        items.append((render_scene(scene, size, jitter), texts))
+    return items
+
+
+@torch.no_grad()
+def binding(
+    model: torch.nn.Module, tokenizer: Any, preprocess: Any, n: int, size: int
+) -> dict[str, Any]:
+    """Share of two-object images whose true caption beats the colour- / shape-swapped one."""
+    items = binding_items(n, size)
+    image_emb = embed_images(model, [im for im, _ in items], preprocess)
+    text_emb = embed_texts(model, tokenizer, [t for _, texts in items for t in texts])
+    sims = (image_emb.unsqueeze(1) * text_emb.view(len(items), 3, -1)).sum(-1)  # (n, 3)
+    return {
+        "binding_n": len(items),
+        "binding_colour_swap": (sims[:, 0] > sims[:, 1]).float().mean().item(),
+        "binding_shape_swap": (sims[:, 0] > sims[:, 2]).float().mean().item(),
+    }
+
+
 def retrieval(image_emb: torch.Tensor, text_emb: torch.Tensor, chunk: int = 1024) -> dict[str, Any]:
     """Image->text and text->image recall@1 and @5; pair i is (image i, caption i)."""
     n = len(image_emb)
@@ -244,8 +309,10 @@ def eval_clip(
     n: int = 1000,
     seed: int = EVAL_SEED,
     size: int | None = None,
+    n_binding: int = 500,
 ) -> dict:
-    """Zero-shot colour/shape/style accuracy and retrieval R@1/R@5; writes out/metrics.json.
+    """Zero-shot colour/shape/style/size accuracy, retrieval R@1/R@5 and the binding probe
+    (`n_binding` two-object images; 0 skips it); writes out/metrics.json.
 
     `model` is a local CLIP folder, or an open_clip config name with `pretrained` a local
     .safetensors file (nothing is downloaded). Without `data`, `n` held-out single-object images
@@ -280,5 +347,7 @@ def eval_clip(
     }
     metrics.update(zero_shot(net, tokenizer, image_emb, items))
     metrics.update(retrieval(image_emb, text_emb))
+    if n_binding > 0:
+        metrics.update(binding(net, tokenizer, preprocess, n_binding, size))
     write_json(Path(out) / "metrics.json", metrics)
     return metrics

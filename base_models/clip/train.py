@@ -1,10 +1,17 @@
-"""`artalign base train-clip`: contrastive training of a tiny open_clip CLIP.
+"""`artalign base train-clip`: training a tiny open_clip CLIP, LiT-style by default.
 
-The loop is the plain one: a batch of (image, caption) pairs -> both towers -> open_clip's loss
-(ClipLoss = symmetric InfoNCE with a learnable temperature, or SigLipLoss) -> AdamW, linear warmup
-then cosine decay. Accelerate supplies the device, mixed precision and multi-process runs
-(`accelerate launch`); each process embeds its slice of the global batch and the loss gathers
-the features, so every pair still sees the whole batch as negatives.
+Two stages (Zhai et al. 2022, LiT, arXiv 2111.07991):
+1. pretrain_steps > 0: the image tower learns the data's attribute labels with supervision
+   (`pretrain.py`; the training split's records, never the oracle);
+2. contrastive: a batch of (image, caption) pairs -> both towers -> CLIP's loss (symmetric
+   InfoNCE with a learnable temperature, or SigLIP's) -> AdamW, linear warmup then cosine decay.
+   lock_image=true freezes the image tower and embeds each image once (`lit.py`), so a step runs
+   only the text tower; positives=unicl counts every caption that is true of an image as its
+   positive (`positives.py`, UniCL). With pretrain_steps=0, lock_image=false and positives=pair
+   this is plain CLIP training with open_clip's ClipLoss / SigLipLoss.
+Accelerate supplies the device, mixed precision and multi-process runs (`accelerate launch`);
+each process embeds its slice of the global batch and the loss gathers the features, so every
+pair still sees the whole batch as negatives.
 
 Out folder:
     open_clip_config.json + open_clip_model.safetensors   the model, in open_clip's format
@@ -31,7 +38,10 @@ from tqdm import tqdm
 from base_models.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from base_models.clip.config import ClipConfig
 from base_models.clip.data import BatchMaker, PairSet, load_pairs
+from base_models.clip.lit import image_views, view_batch, view_keys
 from base_models.clip.model_io import model_config, preprocess_config, save_clip
+from base_models.clip.positives import contrastive_loss
+from base_models.clip.pretrain import pretrain_image_tower
 from base_models.errors import ArtalignError
 from base_models.io_utils import write_json
 from base_models.train_utils import EpochOrder, check_out, lr_factor, make_accelerator
@@ -81,6 +91,24 @@ def _model_cfg(cfg: ClipConfig) -> dict[str, Any]:
     return model_cfg
 
 
+def _gather(features: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:
+    """All processes' features in rank order, with gradients to this process's own."""
+    if accelerator.num_processes == 1:
+        return features
+    import torch.distributed.nn
+
+    return torch.cat(torch.distributed.nn.all_gather(features))
+
+
+def _masked_loss(
+    image: torch.Tensor, text: torch.Tensor, outputs: tuple, keys: Any, rows: torch.Tensor
+) -> torch.Tensor:
+    """Contrastive loss over the global batch; positives from `keys` (None: the identity)."""
+    positives = torch.eye(len(rows), dtype=torch.bool) if keys is None else keys.mask(rows, rows)
+    bias = outputs[3] if len(outputs) > 3 else None
+    return contrastive_loss(image, text, positives.to(image.device), outputs[2], bias)
+
+
 def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool = False) -> dict:
     """Train a CLIP on the captioned images at `data`; write the model and metrics to `out`.
 
@@ -111,6 +139,12 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     batches = BatchMaker(pairs, pp["mean"], pp["std"], hflip=cfg.hflip, max_shift=cfg.max_shift)
 
+    stages: dict[str, Any] = {}
+    if cfg.pretrain_steps and not resume:
+        stages = pretrain_image_tower(model.visual, model_cfg["embed_dim"], pairs, batches.mean,
+                                      batches.std, cfg, accelerator)  # fmt: skip
+    if cfg.lock_image:
+        model.visual.requires_grad_(False)
     # fused: one kernel for all parameters; on a CPU it is ~4x faster than the per-tensor loop,
     # which matters because the 49408-row token embedding is most of the parameters.
     optimizer = torch.optim.AdamW(
@@ -129,9 +163,11 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
     raw = accelerator.unwrap_model(model)
     loss_fn = _loss_fn(cfg, accelerator)
     start = 0
+    extra = {"model_cfg": model_cfg, "config": cfg.to_dict(), "data": str(data)}
     if resume:
         meta, _ = load_checkpoint(out, raw, optimizer, scheduler)
         start = int(meta["step"])
+        stages = meta.get("stages", {})
         if meta.get("model_cfg") != model_cfg:
             raise ArtalignError(
                 f"--resume: {out} was trained with another model config; resume with the same"
@@ -139,21 +175,45 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
     out.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         cfg.save_yaml(out / "train_config.yaml")
+        if cfg.pretrain_steps and not resume:  # stage 1 is never repeated on --resume
+            save_checkpoint(out, raw, optimizer, scheduler, 0, {**extra, "stages": stages})
+    extra["stages"] = stages
+    keys = view_keys(pairs, cfg.positives == "unicl") if cfg.positives == "unicl" else None
+    locked = image_views(raw.visual, pairs, batches.mean, batches.std, accelerator.device) \
+        if cfg.lock_image else None  # fmt: skip
 
     per_process = cfg.batch_size // accelerator.num_processes
     rank = accelerator.process_index
-    extra = {"model_cfg": model_cfg, "config": cfg.to_dict(), "data": str(data)}
     losses: list[float] = []
     model.train()
     t0 = time.perf_counter()
     bar = tqdm(range(start, total), initial=start, total=total, desc="clip", unit="step",
                disable=not accelerator.is_local_main_process, mininterval=1.0)  # fmt: skip
     for step in bar:
-        index = order(step)[rank * per_process : (rank + 1) * per_process]
-        aug = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + rank)
-        images, tokens = batches(index, aug)
-        outputs = model(images.to(accelerator.device), tokens.to(accelerator.device))
-        loss = loss_fn(*outputs)  # (image_features, text_features, logit_scale[, logit_bias])
+        index = order(step)
+        mine = slice(rank * per_process, (rank + 1) * per_process)
+        if (
+            locked is not None
+        ):  # LiT: flips drawn for the global batch, each process embeds its slice
+            aug = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729)
+            rows, tokens = view_batch(pairs, index, cfg.hflip, aug)
+            outputs = model(None, tokens[mine].to(accelerator.device))
+            image_all = locked[rows].to(accelerator.device)
+            text_all = _gather(outputs[1], accelerator)
+            loss = _masked_loss(image_all, text_all, outputs, keys, rows)
+        else:
+            aug = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + rank)
+            images, tokens, rows = batches.views(index[mine], aug)
+            outputs = model(images.to(accelerator.device), tokens.to(accelerator.device))
+            if keys is None:  # (image_features, text_features, logit_scale[, logit_bias])
+                loss = loss_fn(*outputs)
+            else:
+                image_all, text_all = (
+                    _gather(outputs[0], accelerator),
+                    _gather(outputs[1], accelerator),
+                )
+                rows_all = accelerator.gather(rows.to(accelerator.device)).cpu()
+                loss = _masked_loss(image_all, text_all, outputs, keys, rows_all)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if cfg.grad_clip > 0:
@@ -179,7 +239,9 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
     metrics: dict[str, Any] = {}
     if accelerator.is_main_process:
         save_checkpoint(out, raw, optimizer, scheduler, total, extra)
-        notes = {"config": cfg.model, "loss": cfg.loss, "data_image_size": pairs.source_size}
+        notes = {"config": cfg.model, "loss": cfg.loss, "data_image_size": pairs.source_size,
+                 "lock_image": cfg.lock_image, "positives": cfg.positives,
+                 "pretrain_steps": cfg.pretrain_steps}  # fmt: skip
         save_clip(raw, model_cfg, out, notes)
         steps_run = total - start
         tail = losses[-min(len(losses), max(1, steps_per_epoch)) :]
@@ -193,6 +255,9 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
             "batch_size": cfg.batch_size,
             "final_loss": sum(tail) / len(tail) if tail else None,
             "logit_scale": float(raw.logit_scale.detach().exp()),
+            **stages,
+            "lock_image": cfg.lock_image,
+            "positives": cfg.positives,
             "train_seconds": round(seconds, 2),
             "steps_per_second": round(steps_run / seconds, 4) if seconds > 0 else None,
             "images_per_second": round(steps_run * cfg.batch_size / seconds, 1)
@@ -207,7 +272,11 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
             from base_models.clip.evaluate import eval_clip
 
             raw.eval()
-            metrics.update(eval_clip(str(out), out, n=cfg.eval_n, size=pairs.source_size))
+            metrics.update(
+                eval_clip(
+                    str(out), out, n=cfg.eval_n, size=pairs.source_size, n_binding=cfg.eval_n // 2
+                )
+            )
         write_json(out / "metrics.json", metrics)
     accelerator.wait_for_everyone()
     return metrics
