@@ -17,7 +17,8 @@ class ClipConfig(BaseConfig):
     """Training a tiny open_clip CLIP on captioned images.
 
     Model: model (a registered open_clip config name), embed_dim.
-    Stages (LiT): pretrain_steps, pretrain_batch_size, pretrain_lr, lock_image, positives.
+    Stages (LiT): pretrain_steps, pretrain_batch_size, pretrain_lr, lock_image, positives,
+    swap_negatives.
     Training: epochs / max_steps, batch_size, lr, warmup_steps, weight_decay, grad_clip, loss,
     mixed_precision, seed. Data: max_items, hflip, max_shift (caption-safe augmentation).
     Bookkeeping: checkpoint_every, log_every, eval_n.
@@ -74,6 +75,11 @@ class ClipConfig(BaseConfig):
         "pair",
         "pair: each image's own caption is its only positive (CLIP); unicl: every caption that "
         "is true of an image is a positive (UniCL; captions of the same scene, or the same text).",
+    )
+    swap_negatives: bool = hfield(
+        False,
+        "With lock_image: each image also meets its caption with two objects' colours swapped "
+        "as a hard negative (NegCLIP), for attribute binding; costs one more text pass a step.",
     )
     # --- data
     max_items: int = hfield(0, "Use only the first N items of the data set; 0 uses all.")
@@ -157,6 +163,7 @@ class ClipConfig(BaseConfig):
             (self.pretrain_steps >= 0, "pretrain_steps must be >= 0 (0 skips stage 1)"),
             (self.pretrain_batch_size >= 1, "pretrain_batch_size must be >= 1"),
             (self.pretrain_lr > 0, "pretrain_lr must be > 0"),
+            (self.lock_image or not self.swap_negatives, "swap_negatives needs lock_image=true"),
         ]
         for ok, message in checks:
             if not ok:

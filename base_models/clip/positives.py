@@ -31,7 +31,8 @@ def names_position(text: str) -> bool:
     return any(p in text for p in _POSITION_PHRASES)
 
 
-def _scene(attrs: dict[str, Any] | None) -> SceneSpec | None:
+def scene_of(attrs: dict[str, Any] | None) -> SceneSpec | None:
+    """The scene of a procedural attribute record, or None (no record, or not a scene)."""
     if not attrs or not isinstance(attrs.get("objects"), list):
         return None
     try:
@@ -44,7 +45,7 @@ def meaning_keys(texts: Sequence[str], attrs: Sequence[dict[str, Any] | None]) -
     """Per item, what its caption asserts (see the module docstring)."""
     keys = []
     for text, rec in zip(texts, attrs, strict=True):
-        scene = _scene(rec)
+        scene = scene_of(rec)
         keys.append(text if scene is None else canonical_caption(scene, names_position(text)))
     return keys
 
@@ -53,7 +54,7 @@ def image_keys(texts: Sequence[str], attrs: Sequence[dict[str, Any] | None]) -> 
     """Per item, every meaning key its image satisfies."""
     keys = []
     for text, rec in zip(texts, attrs, strict=True):
-        scene = _scene(rec)
+        scene = scene_of(rec)
         if scene is None:
             keys.append({text})
         else:
@@ -89,6 +90,8 @@ def contrastive_loss(
     positives: torch.Tensor,
     logit_scale: torch.Tensor,
     logit_bias: torch.Tensor | None = None,
+    negatives: torch.Tensor | None = None,
+    has_negative: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CLIP's or SigLIP's loss with a positive mask instead of the identity.
 
@@ -97,12 +100,28 @@ def contrastive_loss(
     Softmax (no bias): symmetric cross-entropy against the positives, uniform over each row's
     (UniCL). Sigmoid (with a bias, SigLIP): every pair a binary label, summed per image.
     With the identity mask both equal open_clip's ClipLoss and SigLipLoss.
+    negatives: (B, D) features of one hard-negative caption per image (row i is image i's own,
+    e.g. its caption with colours swapped), used where has_negative (B,) is True: one more
+    column of image i's softmax, or one more negative pair for the sigmoid.
     """
     logits = logit_scale * image @ text.T
     pos = positives.float()
+    hard = None
+    if negatives is not None:
+        valid = torch.ones(len(image), dtype=torch.bool, device=image.device)
+        valid = valid if has_negative is None else has_negative.to(image.device)
+        hard = (logit_scale * (image * negatives).sum(-1), valid)
     if logit_bias is not None:
         labels = 2 * pos - 1
-        return -torch.nn.functional.logsigmoid(labels * (logits + logit_bias)).sum() / len(image)
-    i2t = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+        loss = -torch.nn.functional.logsigmoid(labels * (logits + logit_bias)).sum()
+        if hard is not None:
+            loss = loss - torch.nn.functional.logsigmoid(-(hard[0] + logit_bias))[hard[1]].sum()
+        return loss / len(image)
+    i2t_logits = logits
+    if hard is not None:
+        extra = hard[0].masked_fill(~hard[1], float("-inf")).unsqueeze(1)
+        i2t_logits = torch.cat([logits, extra], dim=1)
+    i2t_logp = i2t_logits.log_softmax(1)[:, : logits.shape[1]]
+    i2t = -(pos / pos.sum(1, keepdim=True) * i2t_logp).sum(1).mean()
     t2i = -(pos / pos.sum(0, keepdim=True) * logits.log_softmax(0)).sum(0).mean()
     return (i2t + t2i) / 2

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from base_models.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from base_models.clip.config import ClipConfig
 from base_models.clip.data import BatchMaker, PairSet, load_pairs
-from base_models.clip.lit import image_views, view_batch, view_keys
+from base_models.clip.lit import image_views, negative_views, view_batch, view_keys
 from base_models.clip.model_io import model_config, preprocess_config, save_clip
 from base_models.clip.positives import contrastive_loss
 from base_models.clip.pretrain import pretrain_image_tower
@@ -101,12 +101,19 @@ def _gather(features: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:
 
 
 def _masked_loss(
-    image: torch.Tensor, text: torch.Tensor, outputs: tuple, keys: Any, rows: torch.Tensor
+    image: torch.Tensor,
+    text: torch.Tensor,
+    outputs: tuple,
+    keys: Any,
+    rows: torch.Tensor,
+    negatives: torch.Tensor | None = None,
+    has_negative: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Contrastive loss over the global batch; positives from `keys` (None: the identity)."""
     positives = torch.eye(len(rows), dtype=torch.bool) if keys is None else keys.mask(rows, rows)
     bias = outputs[3] if len(outputs) > 3 else None
-    return contrastive_loss(image, text, positives.to(image.device), outputs[2], bias)
+    return contrastive_loss(image, text, positives.to(image.device), outputs[2], bias,
+                            negatives, has_negative)  # fmt: skip
 
 
 def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool = False) -> dict:
@@ -179,6 +186,7 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
             save_checkpoint(out, raw, optimizer, scheduler, 0, {**extra, "stages": stages})
     extra["stages"] = stages
     keys = view_keys(pairs, cfg.positives == "unicl") if cfg.positives == "unicl" else None
+    hard = negative_views(pairs, tokenizer, cfg.seed) if cfg.swap_negatives else None
     locked = image_views(raw.visual, pairs, batches.mean, batches.std, accelerator.device) \
         if cfg.lock_image else None  # fmt: skip
 
@@ -200,7 +208,12 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
             outputs = model(None, tokens[mine].to(accelerator.device))
             image_all = locked[rows].to(accelerator.device)
             text_all = _gather(outputs[1], accelerator)
-            loss = _masked_loss(image_all, text_all, outputs, keys, rows)
+            negatives = has_negative = None
+            if hard is not None:
+                neg_tokens = hard[0][rows[mine]].long().to(accelerator.device)
+                negatives = _gather(model(None, neg_tokens)[1], accelerator)
+                has_negative = hard[1][rows]
+            loss = _masked_loss(image_all, text_all, outputs, keys, rows, negatives, has_negative)
         else:
             aug = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + rank)
             images, tokens, rows = batches.views(index[mine], aug)

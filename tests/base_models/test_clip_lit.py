@@ -20,6 +20,7 @@ from base_models.clip.labels import (  # noqa: E402
     flip_cells,
     head_sizes,
 )
+from base_models.clip.lit import swapped_caption  # noqa: E402
 from base_models.clip.positives import (  # noqa: E402
     KeyIndex,
     contrastive_loss,
@@ -225,3 +226,38 @@ def test_binding_probe_swaps_what_it_says():
     metrics = binding(model, tok, image_transform(32, is_train=False), 5, 32)
     assert metrics["binding_n"] == 5
     assert 0.0 <= metrics["binding_colour_swap"] <= 1.0
+
+
+def test_swapped_caption_exchanges_two_colours_and_nothing_else():
+    rec = _scene(("star", "red", "large", 0, 0), ("circle", "blue", "small", 2, 1))
+    swapped = swapped_caption("a large red star and a small blue circle", rec, 0)
+    assert swapped == "a large blue star and a small red circle on a white background, flat style"
+    placed = swapped_caption("a large red star in the top left and a small blue circle", rec, 0)
+    assert "in the top left" in placed and "a large blue star" in placed
+    same = _scene(("star", "red", "large", 0, 0), ("circle", "red", "small", 2, 1))
+    assert swapped_caption("two red things", same, 0) is None  # nothing to swap
+    assert swapped_caption("a cat", {}, 0) is None
+
+
+def test_hard_negative_joins_only_its_own_images_softmax():
+    torch.manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    neg = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    eye, scale = torch.eye(4, dtype=torch.bool), torch.tensor(10.0)
+    plain = contrastive_loss(img, txt, eye, scale)
+    none = torch.zeros(4, dtype=torch.bool)
+    assert torch.allclose(contrastive_loss(img, txt, eye, scale, None, neg, none), plain)
+    assert contrastive_loss(img, txt, eye, scale, None, neg, ~none) > plain
+    neg_t = neg.clone().requires_grad_(True)
+    contrastive_loss(img, txt, eye, scale, None, neg_t, ~none).backward()
+    assert float(neg_t.grad[0] @ img[0]) > 0  # the loss wants the swapped caption away
+    sig = contrastive_loss(img, txt, eye, scale, torch.tensor(-2.0), neg, ~none)
+    assert sig > contrastive_loss(img, txt, eye, scale, torch.tensor(-2.0))
+
+
+def test_swap_negatives_train_and_need_a_locked_tower(data, tmp_path):
+    metrics = train_clip(micro_cfg(**LIT, swap_negatives=True, max_steps=2), data, tmp_path / "m")
+    assert metrics["steps"] == 2 and "binding_colour_swap" in metrics
+    with pytest.raises(ArtalignError, match="swap_negatives needs lock_image"):
+        micro_cfg(swap_negatives=True).validate()
