@@ -36,7 +36,10 @@ from base_models.world.attributes import ALL_SHAPES, COLOUR_NAMES, ObjectSpec, S
 from base_models.world.captions import canonical_caption  # noqa: E402
 from base_models.world.dataset import DataConfig, make_dataset  # noqa: E402
 
-LIT = {"pretrain_steps": 3, "pretrain_batch_size": 8, "lock_image": True, "positives": "unicl"}
+# The quick preset's stage keys at micro size; pretrain_batch_size and pretrain_lr keep their
+# defaults (the batch is capped at the data set's 16 items), so a defect of a default shows here.
+QUICK = ClipConfig.PRESETS["quick"]
+LIT = {k: QUICK[k] for k in ("lock_image", "positives")} | {"pretrain_steps": 3}
 
 
 def micro_cfg(**overrides) -> ClipConfig:
