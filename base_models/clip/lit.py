@@ -47,15 +47,8 @@ def image_views(
     return torch.cat(out)
 
 
-def view_keys(pairs: PairSet, unicl: bool) -> KeyIndex:
-    """Meaning keys of the 2N views (flipped views: mirrored caption and attributes).
-
-    Without UniCL every view's caption is its own key, so the mask is the identity.
-    """
-    n = len(pairs)
-    if not unicl:
-        ids = [str(i) for i in range(2 * n)]
-        return KeyIndex(ids, [{k} for k in ids])
+def view_keys(pairs: PairSet) -> KeyIndex:
+    """UniCL meaning keys of the 2N views (flipped views: mirrored caption and attributes)."""
     texts, attrs = _views(pairs)
     return KeyIndex(meaning_keys(texts, attrs), image_keys(texts, attrs))
 
@@ -77,12 +70,6 @@ def view_batch(
     rows = index + flip.long() * len(pairs)
     tokens = torch.where(flip.view(-1, 1), pairs.flip_tokens[index], pairs.tokens[index])
     return rows, tokens.long()
-
-
-def text_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
-    """Everything but the image tower: token and positional embeddings, the text transformer,
-    its final norm and projection, the logit scale (and bias)."""
-    return [(n, p) for n, p in model.named_parameters() if not n.startswith("visual.")]
 
 
 def swapped_caption(text: str, attrs: dict[str, Any] | None, seed: int) -> str | None:

@@ -185,7 +185,7 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
         if cfg.pretrain_steps and not resume:  # stage 1 is never repeated on --resume
             save_checkpoint(out, raw, optimizer, scheduler, 0, {**extra, "stages": stages})
     extra["stages"] = stages
-    keys = view_keys(pairs, cfg.positives == "unicl") if cfg.positives == "unicl" else None
+    keys = view_keys(pairs) if cfg.positives == "unicl" else None
     hard = negative_views(pairs, tokenizer, cfg.seed) if cfg.swap_negatives else None
     locked = image_views(raw.visual, pairs, batches.mean, batches.std, accelerator.device) \
         if cfg.lock_image else None  # fmt: skip
