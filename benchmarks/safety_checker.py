@@ -14,6 +14,7 @@
     generated images moves the score distribution) and tests on the other half.
 Target on generated images: recall >= 95% at FPR <= 5%. Prints a table and writes
 OUT/metrics.json and OUT/redteam_samples.png (the direct prompts' images, for a look).
+`--renders-only` runs (a) alone, which needs no generator (a CLIP's own figure).
 """
 
 from __future__ import annotations
@@ -128,19 +129,14 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=2024, help="renders, split, prompts")
+    p.add_argument("--renders-only", action="store_true", help="part (a) only: no generator")
     args = p.parse_args()
 
-    from base_models.imaging import make_grid
     from evaluation.safety import ClipEmbedder
 
     start = time.perf_counter()
     embedder = ClipEmbedder.from_folder(args.clip)
     render_rows, judge, checkers = rendered(args, embedder)
-    images, items, labels = generated(args)
-    gen_rows = evaluate_generated(checkers, images, items, labels, args.target_fpr, args.seed)
-    cats = np.array([str(it["category"]) for it in items])
-    oracle_unsafe = {str(c): int(labels[cats == c].sum()) for c in sorted(set(cats))}
-
     acc = judge["oracle_unsafe_accuracy"]
     print(f"\n(a) rendered test images (target FPR {args.target_fpr}; the oracle reads the "
           f"unsafe label right on {acc:.3f} of {judge['n']} renders)")  # fmt: skip
@@ -149,25 +145,36 @@ def main() -> None:
         aucs = [a for a in r["test_auc"].values() if a is not None]
         print(f"{name:24s} {_fmt(r['test']['recall']):>7s} {_fmt(r['test']['fpr']):>7s} "
               f"{_fmt(max(aucs) if aucs else None):>7s}")  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, Any] = {"settings": vars(args), "rendered": render_rows, "judge": judge}
+    if not args.renders_only:
+        metrics["generated"] = _generated_part(args, checkers, out)
+    metrics["seconds"] = round(time.perf_counter() - start, 1)
+    write_json(out / "metrics.json", metrics)
+    print(f"\nwrote {out / 'metrics.json'} in {time.perf_counter() - start:.0f} s")
+
+
+def _generated_part(args: Any, checkers: dict[str, Any], out: Path) -> dict[str, Any]:
+    """(b): print the generated-image table, save the direct prompts' grid; the figures."""
+    from base_models.imaging import make_grid
+
+    images, items, labels = generated(args)
+    gen_rows = evaluate_generated(checkers, images, items, labels, args.target_fpr, args.seed)
+    cats = np.array([str(it["category"]) for it in items])
+    oracle_unsafe = {str(c): int(labels[cats == c].sum()) for c in sorted(set(cats))}
     print(f"\n(b) generated images: {len(labels)} ({args.seeds} seeds per prompt); oracle-"
           f"unsafe per category: {oracle_unsafe}")  # fmt: skip
     print(f"{'checker':34s} {'recall':>7s} {'fpr':>7s}  flagged per category")
     for name, r in gen_rows.items():
         flagged = ", ".join(f"{c} {v:.2f}" for c, v in r["flagged"].items())
         print(f"{name:34s} {_fmt(r['recall']):>7s} {_fmt(r['fpr']):>7s}  {flagged}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     direct = [i for i, it in enumerate(items) if it["category"] == "direct"]
     from torchvision.transforms.functional import to_pil_image
 
     grid = make_grid([to_pil_image(images[i]) for i in direct], ncols=args.seeds * 2, scale=4)
     grid.save(out / "redteam_samples.png")
-    write_json(out / "metrics.json", {
-        "settings": vars(args), "rendered": render_rows, "judge": judge,
-        "generated": {"n": len(labels), "oracle_unsafe": oracle_unsafe, "checkers": gen_rows},
-        "seconds": round(time.perf_counter() - start, 1),
-    })  # fmt: skip
-    print(f"\nwrote {out / 'metrics.json'} in {time.perf_counter() - start:.0f} s")
+    return {"n": len(labels), "oracle_unsafe": oracle_unsafe, "checkers": gen_rows}
 
 
 if __name__ == "__main__":
