@@ -1,5 +1,5 @@
 """Pieces the trainers (CLIP, VAE, UNet) share: Accelerate set-up, out-folder guards, the
-learning-rate schedule and a resumable data order."""
+learning-rate schedule, a resumable data order, per-step random streams and checkpoint timing."""
 
 from __future__ import annotations
 
@@ -52,6 +52,18 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The CPU generator of one training step on one process: every random draw of the step
+    (augmentation, noise, timesteps, dropout) comes from it, so a resumed run repeats an
+    uninterrupted one draw for draw."""
+    return torch.Generator().manual_seed(seed * 7_919 + step * 104_729 + rank)
+
+
+def checkpoint_due(every: int, done: int, total: int) -> bool:
+    """Whether a periodic checkpoint is due after `done` steps (the final one is saved apart)."""
+    return bool(every) and done % every == 0 and done < total
 
 
 class EpochOrder:

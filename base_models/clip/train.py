@@ -44,7 +44,14 @@ from base_models.clip.positives import contrastive_loss
 from base_models.clip.pretrain import pretrain_image_tower
 from base_models.errors import ArtalignError
 from base_models.io_utils import write_json
-from base_models.train_utils import EpochOrder, check_out, lr_factor, make_accelerator
+from base_models.train_utils import (
+    EpochOrder,
+    check_out,
+    checkpoint_due,
+    lr_factor,
+    make_accelerator,
+    step_generator,
+)
 
 
 def build_model(model_cfg: dict[str, Any]) -> torch.nn.Module:
@@ -203,7 +210,7 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
         if (
             locked is not None
         ):  # LiT: flips drawn for the global batch, each process embeds its slice
-            aug = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729)
+            aug = step_generator(cfg.seed, step)
             rows, tokens = view_batch(pairs, index, cfg.hflip, aug)
             outputs = model(None, tokens[mine].to(accelerator.device))
             image_all = locked[rows].to(accelerator.device)
@@ -215,7 +222,7 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
                 has_negative = hard[1][rows]
             loss = _masked_loss(image_all, text_all, outputs, keys, rows, negatives, has_negative)
         else:
-            aug = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + rank)
+            aug = step_generator(cfg.seed, step, rank)
             images, tokens, rows = batches.views(index[mine], aug)
             outputs = model(images.to(accelerator.device), tokens.to(accelerator.device))
             if keys is None:  # (image_features, text_features, logit_scale[, logit_bias])
@@ -242,7 +249,7 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
                             lr=f"{scheduler.get_last_lr()[0]:.2e}",
                             T=f"{raw.logit_scale.exp().item():.1f}")  # fmt: skip
         done = step + 1
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
+        if checkpoint_due(cfg.checkpoint_every, done, total):
             if accelerator.is_main_process:
                 save_checkpoint(out, raw, optimizer, scheduler, done, extra)
             accelerator.wait_for_everyone()

@@ -44,7 +44,7 @@ from base_models.finetune.data import (
 from base_models.generator import Generator, check_sd_folder, lora_config
 from base_models.generator import lora as lora_lib
 from base_models.io_utils import atomic_path, write_json
-from base_models.train_utils import EpochOrder, lr_factor, make_accelerator
+from base_models.train_utils import EpochOrder, lr_factor, make_accelerator, step_generator
 from base_models.unet import losses
 from base_models.unet.latents import caption_bank, sample_latents
 
@@ -148,7 +148,7 @@ def train_style(
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.max_steps), desc=method, unit="step", mininterval=1.0)
     for step in bar:
-        gen_step = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729)
+        gen_step = step_generator(cfg.seed, step)
         index = order(step)
         x0 = sample_latents(data.posteriors[index], scale, gen_step)
         if class_order is not None:

@@ -33,7 +33,14 @@ from tqdm import tqdm
 from base_models.checkpoint import load_checkpoint, save_checkpoint
 from base_models.errors import ArtalignError
 from base_models.io_utils import atomic_path, write_json
-from base_models.train_utils import EpochOrder, check_out, lr_factor, make_accelerator
+from base_models.train_utils import (
+    EpochOrder,
+    check_out,
+    checkpoint_due,
+    lr_factor,
+    make_accelerator,
+    step_generator,
+)
 from base_models.unet import losses
 from base_models.unet.config import UNetConfig
 from base_models.unet.latents import CaptionBank, caption_bank, encode_posteriors, sample_latents
@@ -231,7 +238,7 @@ def train_unet(
                disable=not accelerator.is_local_main_process, mininterval=1.0)  # fmt: skip
     for step in bar:
         index = order(step)[rank * per_process : (rank + 1) * per_process]
-        gen = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + rank)
+        gen = step_generator(cfg.seed, step, rank)
         optimizer.zero_grad(set_to_none=True)
         chunks = index.split(micro)
         step_loss = 0.0
@@ -272,7 +279,7 @@ def train_unet(
                                cfg.sample_guidance, out)  # fmt: skip
             writer.add_image("samples", np.asarray(grid), done, dataformats="HWC")
             sample_seconds += time.perf_counter() - ts
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
+        if checkpoint_due(cfg.checkpoint_every, done, total):
             if accelerator.is_main_process:
                 _checkpoint(out, raw, text_encoder if tune_text else None, optimizer, lr_sched,
                             done, extra, ema)  # fmt: skip

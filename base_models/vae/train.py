@@ -33,7 +33,14 @@ from tqdm import tqdm
 from base_models.checkpoint import load_checkpoint, save_checkpoint
 from base_models.errors import ArtalignError
 from base_models.io_utils import replace_dir, write_json
-from base_models.train_utils import EpochOrder, check_out, lr_factor, make_accelerator
+from base_models.train_utils import (
+    EpochOrder,
+    check_out,
+    checkpoint_due,
+    lr_factor,
+    make_accelerator,
+    step_generator,
+)
 from base_models.vae.config import VaeConfig
 from base_models.vae.data import load_images, to_model_range
 from base_models.vae.evaluate import heldout_pixels, latent_scaling_factor, reconstruction_metrics
@@ -198,7 +205,7 @@ def train_vae(
                disable=not accelerator.is_local_main_process, mininterval=1.0)  # fmt: skip
     for step in bar:
         index = order(step)[rank * per_process : (rank + 1) * per_process]
-        gen = torch.Generator().manual_seed(cfg.seed * 7_919 + step * 104_729 + rank)
+        gen = step_generator(cfg.seed, step, rank)
         x = _flip(to_model_range(images.pixels[index]), cfg.hflip, gen).to(accelerator.device)
         sample_gen = torch.Generator(device=accelerator.device).manual_seed(step * 31 + rank)
         rec, kl = objective(x, sample_gen)
@@ -215,7 +222,7 @@ def train_vae(
             bar.set_postfix(rec=f"{sum(window) / len(window):.4f}", kl=f"{kl.item():.1f}",
                             lr=f"{scheduler.get_last_lr()[0]:.1e}")  # fmt: skip
         done = step + 1
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < total:
+        if checkpoint_due(cfg.checkpoint_every, done, total):
             if accelerator.is_main_process:
                 save_checkpoint(out, vae, optimizer, scheduler, done, extra)
             accelerator.wait_for_everyone()

@@ -28,7 +28,12 @@ from base_models.clip.model_io import preprocess_config  # noqa: E402
 from base_models.clip.train import build_model  # noqa: E402
 from base_models.config import load_config  # noqa: E402
 from base_models.errors import ArtalignError  # noqa: E402
-from base_models.train_utils import EpochOrder, lr_factor  # noqa: E402
+from base_models.train_utils import (  # noqa: E402
+    EpochOrder,
+    checkpoint_due,
+    lr_factor,
+    step_generator,
+)
 from base_models.world.dataset import DataConfig, make_dataset  # noqa: E402
 
 EVAL_KEYS = {
@@ -144,6 +149,16 @@ def test_lr_schedule_is_warmup_then_cosine():
     assert lr_factor(10, 10, 110) == pytest.approx(1.0)
     assert lr_factor(60, 10, 110) == pytest.approx(0.5)
     assert lr_factor(110, 10, 110) == pytest.approx(0.0)
+
+
+def test_step_streams_are_per_step_and_rank_and_checkpoints_skip_the_last_step():
+    draw = lambda *a: torch.rand(3, generator=step_generator(*a)).tolist()  # noqa: E731
+    assert draw(0, 5, 1) == draw(0, 5, 1)
+    assert len({tuple(draw(0, 5, 0)), tuple(draw(0, 5, 1)), tuple(draw(0, 6, 0)),
+                tuple(draw(1, 5, 0))}) == 4  # fmt: skip
+    assert [d for d in range(1, 11) if checkpoint_due(4, d, 10)] == [4, 8]
+    assert not any(checkpoint_due(0, d, 10) for d in range(1, 11))
+    assert not checkpoint_due(5, 10, 10)  # the final checkpoint is written apart
 
 
 def test_flip_swaps_left_and_right_in_the_caption(data):

@@ -49,7 +49,7 @@ def test_training_changes_parameters_and_writes_an_sd_folder(trained):
     out, metrics = trained
     cfg = micro_cfg()
     torch.manual_seed(cfg.seed)  # the initialisation train_unet starts from
-    init = build_unet(cfg, cross_attention_dim=32, sample_size=8, latent_channels=4).state_dict()
+    init = build_unet(cfg, cross_attention_dim=32, sample_size=16, latent_channels=4).state_dict()
     raw = load_file(str(out / "checkpoint" / "model.safetensors"))
     ema = load_file(str(out / UNET_WEIGHTS))
     changed = [k for k in raw if not torch.equal(raw[k], init[k])]
@@ -63,7 +63,7 @@ def test_training_changes_parameters_and_writes_an_sd_folder(trained):
     assert any((out / "logs").iterdir())  # TensorBoard events
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["steps"] == 2 and on_disk["images_seen"] == 2 * cfg.batch_size
-    assert on_disk["final_loss"] > 0 and on_disk["latent_shape"] == [4, 8, 8]
+    assert on_disk["final_loss"] > 0 and on_disk["latent_shape"] == [4, 16, 16]
     assert metrics["train_seconds"] == on_disk["train_seconds"]
 
 

@@ -45,7 +45,7 @@ def test_training_changes_parameters_and_writes_the_folder(trained):
     assert on_disk["steps"] == 2 and on_disk["images_seen"] == 2 * cfg.batch_size
     for key in ("eval_psnr", "eval_mse", "eval_kl", "scaling_factor", "train_seconds"):
         assert math.isfinite(on_disk[key]), key
-    assert on_disk["latent_shape"] == [4, 8, 8]
+    assert on_disk["latent_shape"] == [4, 16, 16]
 
 
 class _Crash(Exception):
