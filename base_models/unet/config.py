@@ -48,7 +48,7 @@ class UNetConfig(BaseConfig):
     )
     # --- training
     max_steps: int = hfield(
-        1400, "Optimizer steps in total (quick: ~18 min at ~0.75 s/step on 2 CPU cores)."
+        1400, "Optimizer steps in total (quick: ~19 min at ~0.81 s/step on 2 CPU cores)."
     )
     batch_size: int = hfield(64, "Latents per optimizer step, all processes and micro-batches.")
     grad_accum: int = hfield(1, "Micro-batches per optimizer step (gradient accumulation).")
