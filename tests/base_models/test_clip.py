@@ -35,6 +35,7 @@ from base_models.train_utils import (  # noqa: E402
     step_generator,
 )
 from base_models.world.dataset import DataConfig, make_dataset  # noqa: E402
+from tests.base_models.crash import stop_after_checkpoint  # noqa: E402
 
 EVAL_KEYS = {
     "eval_n",
@@ -89,10 +90,6 @@ def test_training_changes_parameters_and_writes_the_folder(trained):
     assert on_disk["steps"] == 2 and set(on_disk) >= EVAL_KEYS
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_continues_exactly(data, tmp_path, monkeypatch):
     """A run stopped after step 2 and resumed ends where an uninterrupted run ends:
     the optimizer state, scheduler, RNG and batch sampler all come back."""
@@ -102,18 +99,8 @@ def test_resume_continues_exactly(data, tmp_path, monkeypatch):
     straight = tmp_path / "straight"
     train_clip(cfg, data, straight)
 
-    save = train_module.save_checkpoint
-
-    def save_then_crash(out, model, optimizer, scheduler, step, *args):
-        save(out, model, optimizer, scheduler, step, *args)
-        if step == 2:
-            raise _Crash
-
     split = tmp_path / "split"
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
-    with pytest.raises(_Crash):
-        train_clip(cfg, data, split)
-    monkeypatch.setattr(train_module, "save_checkpoint", save)
+    stop_after_checkpoint(monkeypatch, train_module, lambda: train_clip(cfg, data, split), step=2)
     assert json.loads((split / "checkpoint" / "state.json").read_text())["step"] == 2
     assert not (split / WEIGHTS_FILE).exists()
 

@@ -35,6 +35,7 @@ from base_models.errors import ArtalignError  # noqa: E402
 from base_models.world.attributes import ALL_SHAPES, COLOUR_NAMES, ObjectSpec, SceneSpec  # noqa: E402
 from base_models.world.captions import canonical_caption  # noqa: E402
 from base_models.world.dataset import DataConfig, make_dataset  # noqa: E402
+from tests.base_models.crash import stop_after_checkpoint  # noqa: E402
 
 # The quick preset's stage keys at micro size; pretrain_batch_size and pretrain_lr keep their
 # defaults (the batch is capped at the data set's 16 items), so a defect of a default shows here.
@@ -180,10 +181,6 @@ def test_lit_run_locks_the_pretrained_image_tower(data, tmp_path, monkeypatch):
     assert {"binding_colour_swap", "binding_shape_swap", "zero_shot_size"} <= set(metrics)
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_lit_resume_continues_exactly_and_skips_stage_one(data, tmp_path, monkeypatch):
     """Stopped after contrastive step 2 and resumed, a LiT run ends where a straight one ends,
     and stage 1 (saved as the step-0 checkpoint) is not run again."""
@@ -192,18 +189,8 @@ def test_lit_resume_continues_exactly_and_skips_stage_one(data, tmp_path, monkey
     cfg = micro_cfg(**LIT, max_steps=4, eval_n=0)
     straight = tmp_path / "straight"
     train_clip(cfg, data, straight)
-    save = train_module.save_checkpoint
-
-    def save_then_crash(out, model, optimizer, scheduler, step, *args):
-        save(out, model, optimizer, scheduler, step, *args)
-        if step == 2:
-            raise _Crash
-
     split = tmp_path / "split"
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
-    with pytest.raises(_Crash):
-        train_clip(cfg, data, split)
-    monkeypatch.setattr(train_module, "save_checkpoint", save)
+    stop_after_checkpoint(monkeypatch, train_module, lambda: train_clip(cfg, data, split), step=2)
     monkeypatch.setattr(train_module, "pretrain_image_tower", _fail)
     metrics = train_clip(cfg, data, split, resume=True)
     assert metrics["steps_this_run"] == 2 and metrics["pretrain_steps"] == 3

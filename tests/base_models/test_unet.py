@@ -13,6 +13,7 @@ from base_models.config import load_config
 from base_models.errors import ArtalignError
 from base_models.unet import UNetConfig, losses, train_unet
 from base_models.unet.model import build_unet, noise_scheduler
+from tests.base_models.crash import stop_after_checkpoint
 
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 
@@ -83,26 +84,13 @@ def test_plain_stable_diffusion_pipeline_loads_and_samples(trained, parts):
     assert image.size == (32, 32)
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_from_step_1_matches_an_uninterrupted_run(trained, parts, tmp_path, monkeypatch):
     """Weights, EMA, optimizer moments and the step all come back from the step-1 checkpoint."""
-    import base_models.checkpoint as ckpt
+    import base_models.unet.train as train_module
 
     straight, _ = trained
-    save = ckpt.save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        save(*args, **kwargs)
-        raise _Crash
-
     split = tmp_path / "split"
-    monkeypatch.setattr("base_models.unet.train.save_checkpoint", save_then_crash)
-    with pytest.raises(_Crash):
-        _train(parts, split)
-    monkeypatch.setattr("base_models.unet.train.save_checkpoint", save)
+    stop_after_checkpoint(monkeypatch, train_module, lambda: _train(parts, split))
     assert json.loads((split / "checkpoint" / "state.json").read_text())["step"] == 1
     assert not (split / "model_index.json").exists()
 

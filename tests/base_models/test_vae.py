@@ -16,6 +16,7 @@ from base_models.config import load_config
 from base_models.errors import ArtalignError
 from base_models.vae import VAE_DIR, VaeConfig, build_vae, load_vae, train_vae
 from base_models.vae.evaluate import heldout_pixels, latent_scaling_factor, reconstruction_metrics
+from tests.base_models.crash import stop_after_checkpoint
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -48,27 +49,15 @@ def test_training_changes_parameters_and_writes_the_folder(trained):
     assert on_disk["latent_shape"] == [4, 16, 16]
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_from_step_1_matches_an_uninterrupted_run(
     trained, micro_data, tmp_path, monkeypatch
 ):
     import base_models.vae.train as train_module
 
     straight, _ = trained
-    save = train_module.save_checkpoint
-
-    def save_then_crash(out, model, optimizer, scheduler, step, *args):
-        save(out, model, optimizer, scheduler, step, *args)
-        raise _Crash
-
     split = tmp_path / "split"
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
-    with pytest.raises(_Crash):
-        train_vae(micro_cfg(), micro_data, split)
-    monkeypatch.setattr(train_module, "save_checkpoint", save)
+    run = lambda: train_vae(micro_cfg(), micro_data, split)  # noqa: E731
+    stop_after_checkpoint(monkeypatch, train_module, run)
     assert json.loads((split / "checkpoint" / "state.json").read_text())["step"] == 1
 
     metrics = train_vae(micro_cfg(), micro_data, split, resume=True)
