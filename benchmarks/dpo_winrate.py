@@ -75,9 +75,9 @@ def main() -> None:
     from base_models.generator import Generator, SampleOutput
     from base_models.imaging import make_grid
     from base_models.oracle import AttributeOracle
+    from base_models.world.raters import load_profile
     from evaluation.preference import rater_winrate
     from evaluation.stats import mean_figure
-    from labeling_app.raters import load_profile
     from rlhf.align.dpo import train_dpo
     from rlhf.align.dpo_config import DPOConfig
 

@@ -17,11 +17,11 @@ from base_models.cli_main import main
 from base_models.oracle import AttributeOracle, OracleReading
 from base_models.world.attributes import SceneSpec
 from base_models.world.captions import canonical_caption
+from base_models.world.raters import RaterProfile, utility
 from base_models.world.render import render_scene
 from base_models.world.sampling import SceneSampler
 from labeling_app import simulate as simulate_module
 from labeling_app.agreement import agreement_report
-from labeling_app.raters import RaterProfile, utility
 from labeling_app.simulate import default_metrics_path, rater_names, simulate
 from labeling_app.store import SYSTEM, Store
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from base_models.world.raters import RaterProfile, sample_pair, sample_ranking, utility
 from labeling_app.batch import BatchPlan, ProceduralSource, make_batch
-from labeling_app.raters import RaterProfile, sample_pair, sample_ranking, utility
 from labeling_app.store import Store
 
 # prompts that leave the background open, so the images' backgrounds vary at random
@@ -56,7 +56,7 @@ def truth_judge(
 ) -> int:
     """Judge every task of a procedural batch once per rater by its images' true attributes.
 
-    The utility is `labeling_app.raters.utility` of the scene record each procedural image
+    The utility is `base_models.world.raters.utility` of the scene record each procedural image
     stores in its settings; answers are sampled as the simulated raters do, and the raters
     named in `spammers` answer at random. Gold tasks are judged too. Returns the count.
     """

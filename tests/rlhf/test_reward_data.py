@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from base_models.errors import ArtalignError
+from base_models.world.raters import RaterProfile
 from labeling_app.batch import BatchPlan, ProceduralSource, make_batch
 from labeling_app.exchange import export_pickapic
 from labeling_app.exchange_rankings import export_rankings
-from labeling_app.raters import RaterProfile
 from labeling_app.store import SYSTEM, Store
 from rlhf.reward.data import split_by_prompt
 from rlhf.reward.loaders import load_from_store, load_pickapic, load_preferences, load_rankings

@@ -12,9 +12,9 @@ import pytest
 
 from base_models.errors import ArtalignError
 from base_models.oracle import OracleReading
-from labeling_app import ceiling as ceiling_module
-from labeling_app.ceiling import agreement_ceiling, rank_pair_marginals
-from labeling_app.raters import (
+from base_models.world import rater_ceiling as ceiling_module
+from base_models.world.rater_ceiling import agreement_ceiling, rank_pair_marginals
+from base_models.world.raters import (
     RaterProfile,
     load_profile,
     pair_probabilities,
