@@ -47,7 +47,7 @@ def evaluate(args: argparse.Namespace, lora: Path) -> dict:
     from base_models.generator.evaluate import clip_fid
     from base_models.imaging import make_grid, to_pil
     from base_models.oracle import AttributeOracle
-    from base_models.world.raters import load_profile
+    from base_models.raters import load_profile
     from evaluation.preference import rater_utilities, rater_winrate, reward_winrate
     from rlhf.align.guard import load_reference, read_prompts
     from rlhf.reward.baselines import clip_score_fn

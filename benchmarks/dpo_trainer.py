@@ -87,7 +87,7 @@ def make_data(folder: Path, model: Path, oracle: Path) -> dict:
 def evaluate(args: argparse.Namespace, run: Path) -> dict:
     from base_models.oracle import AttributeOracle
     from base_models.oracle.reading import read_images
-    from base_models.world.raters import load_profile, taste
+    from base_models.raters import load_profile, taste
 
     prompts = read_lines(args.out / "data" / "heldout.txt")
     flat, base, aligned = paired_samples(args.model, run / "lora", prompts, SEEDS_PER_PROMPT,

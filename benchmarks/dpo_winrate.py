@@ -75,7 +75,7 @@ def main() -> None:
     from base_models.generator import Generator, SampleOutput
     from base_models.imaging import make_grid
     from base_models.oracle import AttributeOracle
-    from base_models.world.raters import load_profile
+    from base_models.raters import load_profile
     from evaluation.preference import rater_winrate
     from evaluation.stats import mean_figure
     from rlhf.align.dpo import train_dpo

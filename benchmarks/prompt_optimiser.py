@@ -79,7 +79,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     from base_models.oracle import AttributeOracle
     from base_models.oracle.fidelity import fidelity, parse_prompt
     from base_models.oracle.reading import read_images
-    from base_models.world.raters import load_profile
+    from base_models.raters import load_profile
     from evaluation.preference import rater_winrate
     from rlhf.prompt.keep import keeps_intent
     from rlhf.prompt.rewriter import PromptRewriter

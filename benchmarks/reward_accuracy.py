@@ -9,7 +9,7 @@ is not in the prompt, and scoring throughput.
     value prompt fidelity plus large objects and light backgrounds, <= 5,000 judgments (k=4
     rankings; a small batch judged twice, for the two-rater ceiling) on procedural images with
     one attribute wrong at --mistake-rate. Target: held-out accuracy >= 95% of the analytic
-    no-ties ceiling (`base_models.world.rater_ceiling`) and well above the zero-shot CLIP score.
+    no-ties ceiling (`base_models.rater_ceiling`) and well above the zero-shot CLIP score.
 (b) a taste not in the prompt: configs/raters/striped_lover.yaml (striped +0.5, flat -0.1; one
     of six raters a spammer) judging prompts that never name a style; then held-out pairs that
     differ only in style (one scene drawn in two styles, new prompts). Target: accuracy on
@@ -19,7 +19,7 @@ is not in the prompt, and scoring throughput.
 Accuracy is measured twice: on the sampled labels (ties half credit, tau tuned on validation:
 `artalign reward eval`), and as the expected accuracy under the profile's answer distribution,
 which has no label-sampling noise. The main table compares the expected accuracy without
-predicted ties with the no-ties ceiling (`base_models.world.rater_ceiling`: a perfect model that
+predicted ties with the no-ties ceiling (`base_models.rater_ceiling`: a perfect model that
 never predicts a tie either), as a raw ratio and chance-corrected, (model - random) / (ceiling -
 random): random scores alone earn about 0.6 of the ceiling, the corrected figure gives them 0.
 A second table sets the accuracy at the tuned tau against the true upper bound (a perfect model
@@ -74,7 +74,7 @@ def train_and_eval(db: Path, out: Path, sim: Any, args: Any, batch: str | None =
 
 def mistake_breakdown(db: Path, metrics_dir: Path, sim: Any) -> dict[str, Any]:
     """Expected accuracy of the model and the ceiling per kind of mistake in a test pair."""
-    from base_models.world.rater_ceiling import perfect_credit
+    from base_models.rater_ceiling import perfect_credit
     from rlhf.reward.baselines import expected_credit
     from rlhf.reward.evaluate import (
         PairTable,
@@ -112,7 +112,7 @@ def mistake_breakdown(db: Path, metrics_dir: Path, sim: Any) -> dict[str, Any]:
 
 
 def part_a(args: Any, oracle: Any) -> dict[str, Any]:
-    from base_models.world.raters import load_profile
+    from base_models.raters import load_profile
     from rlhf.reward.evaluate import SimulatedRaters
 
     profile = load_profile(HERE / "raters" / "known_noise.yaml")
@@ -132,7 +132,7 @@ def part_a(args: Any, oracle: Any) -> dict[str, Any]:
 
 
 def part_b(args: Any, oracle: Any) -> dict[str, Any]:
-    from base_models.world.raters import load_profile
+    from base_models.raters import load_profile
     from rlhf.reward.evaluate import SimulatedRaters, evaluate_reward
     from rlhf.reward.loaders import load_from_store
 

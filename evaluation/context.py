@@ -114,7 +114,7 @@ class EvalContext:
 
     @cached_property
     def rater_profile(self) -> Any:
-        from base_models.world.raters import load_profile
+        from base_models.raters import load_profile
 
         path = _need(self.rater_profile_path, "a simulated-rater profile", "--rater PROFILE.yaml")
         return load_profile(path)

@@ -2,7 +2,7 @@
 
 A win-rate compares image i of model A with image i of model B (same prompt, same seed), so the
 pairs differ only in the model. Two judges:
-- `rater_winrate`: a simulated rater of a given profile (base_models.world.raters) reads both images
+- `rater_winrate`: a simulated rater of a given profile (base_models.raters) reads both images
   with the oracle and answers with its Bradley–Terry noise and ties; the figure is the expected
   share of wins with ties as half (the exact expectation over the rater's noise, so no sampling
   error beyond the images themselves);
@@ -36,7 +36,7 @@ def _check_pairs(images_a: Any, images_b: Any, prompts: Sequence[str]) -> None:
 
 def rater_pair_credits(u_a: np.ndarray, u_b: np.ndarray, profile: Any) -> np.ndarray:
     """Expected credit of A per pair for an honest rater of `profile`: P(A) + ½·P(tie, both bad)."""
-    from base_models.world.raters import pair_probabilities
+    from base_models.raters import pair_probabilities
 
     out = []
     for a, b in zip(u_a, u_b, strict=True):
@@ -49,7 +49,7 @@ def rater_utilities(oracle: Any, profile: Any, images: Any, prompts: Sequence[st
     """The profile's hidden utility of each (image, prompt), read by the oracle."""
     from base_models.oracle.fidelity import parse_prompt
     from base_models.oracle.reading import read_images
-    from base_models.world.raters import utility
+    from base_models.raters import utility
 
     readings = read_images(oracle, images)
     parsed: dict[str, dict] = {}

@@ -6,7 +6,7 @@
   reward model scores the model's image above the baseline's, ties half;
 - `rater_winrate` (aspect preference): the same judged by a simulated rater reading both images
   with the attribute oracle (`ctx.rater_profile`; without --rater, the default profile
-  `base_models.world.raters.RaterProfile()`: mostly prompt fidelity, mild noise).
+  `base_models.raters.RaterProfile()`: mostly prompt fidelity, mild noise).
 Win-rates read model B from `ctx.other`; the runner passes the baseline's samples there. Every CI
 resamples prompts, each with all its seeds (`evaluation.stats`).
 Each image's reward is computed once per run and kept on the context, so reward_score and
@@ -100,7 +100,7 @@ def rater_winrate(
     ctx: EvalContext, samples: Samples, on: str | None = None, profile: str | None = None
 ) -> dict[str, Figure]:
     """Share of matched pairs a simulated rater prefers the model's image (ties half)."""
-    from base_models.world.raters import RaterProfile, load_profile
+    from base_models.raters import RaterProfile, load_profile
 
     a, b = _pair(ctx, samples, on, "rater_winrate")
     if profile is not None:

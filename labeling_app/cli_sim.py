@@ -46,7 +46,7 @@ def simulate_cmd(
 ) -> None:
     """Judge tasks with simulated raters through the same store API the app uses."""
     from base_models.oracle.model import AttributeOracle
-    from base_models.world.raters import load_profile
+    from base_models.raters import load_profile
     from labeling_app.simulate import simulate
     from labeling_app.store import Store
 

@@ -3,7 +3,7 @@
 `simulate` makes (or reuses) the profile's rater accounts `sim-<profile>-<i>`, then serves them
 tasks in turn exactly as the app does (`store.next_task` -> answer -> `store.submit` with a
 fresh client token), until n judgments are written or no rater has work left. Each image is read
-once by the oracle; the hidden utility and the answer come from `base_models.world.raters`. Which
+once by the oracle; the hidden utility and the answer come from `base_models.raters`. Which
 accounts are spammers is the simulator's secret: it goes to the metrics JSON, never to the store.
 """
 
@@ -21,8 +21,8 @@ from base_models.io_utils import write_json
 from base_models.oracle.fidelity import parse_prompt
 from base_models.oracle.model import AttributeOracle
 from base_models.oracle.reading import read_images
-from base_models.world.rater_ceiling import agreement_ceiling
-from base_models.world.raters import RaterProfile, sample_pair, sample_ranking, utility
+from base_models.rater_ceiling import agreement_ceiling
+from base_models.raters import RaterProfile, sample_pair, sample_ranking, utility
 from labeling_app.store import Store, Task
 
 

@@ -65,7 +65,7 @@ def _simulated(
             raise ArtalignError("--sim-metrics needs --profile and --oracle")
         return None, None
     from base_models.oracle.model import AttributeOracle
-    from base_models.world.raters import load_profile
+    from base_models.raters import load_profile
 
     rater_profile = load_profile(profile)
     if sim_metrics is None:

@@ -132,7 +132,7 @@ class Guard:
 
             self.oracle = AttributeOracle.load(cfg.guard_oracle)
         if cfg.guard_rater:
-            from base_models.world.raters import load_profile
+            from base_models.raters import load_profile
 
             profile = load_profile(cfg.guard_rater)
             self.profile = dataclasses.replace(profile, seed=cfg.guard_rater_seed)

@@ -9,9 +9,9 @@ signature as `RewardModel.score`, so `evaluate` measures them all through one co
 - random: a seeded normal score per image, derived from the image's pixels, so the same image
   gets the same score in every pair (expected accuracy 0.5 on strict pairs).
 - simulated raters: each image's hidden utility as the simulator computes it (the oracle's
-  reading, `base_models.world.raters.utility`), each pair's answer distribution (q_a, q_b, q_tie)
-  from `base_models.world.rater_ceiling`, and from those any scorer's expected credit (the analytic
-  ceiling is `base_models.world.rater_ceiling.perfect_credit` of the same rows). With known spammers
+  reading, `base_models.raters.utility`), each pair's answer distribution (q_a, q_b, q_tie)
+  from `base_models.rater_ceiling`, and from those any scorer's expected credit (the analytic
+  ceiling is `base_models.rater_ceiling.perfect_credit` of the same rows). With known spammers
   (the simulator's metrics) a spammer's judgment is a coin flip (ceiling 0.5) and the others
   are honest raters (spammer share 0); otherwise the profile's mix is used.
 """
@@ -91,14 +91,14 @@ def answer_probabilities(
     """(q_a, q_b, q_tie) of one rater of `profile` for each pair (i < j) of one task.
 
     A pair task has one pair (left = A); a rank task has its k(k-1)/2 implied pairs, from the
-    exact Plackett-Luce marginals of `base_models.world.rater_ceiling`. "Both bad" counts as a
+    exact Plackett-Luce marginals of `base_models.rater_ceiling`. "Both bad" counts as a
     tie, as in the ceiling. `spammer`: the rater is a known spammer (a coin flip). Otherwise the
     rater is drawn from `profile`'s mix; pass a profile with spammer_share 0 for a known honest
     rater.
     """
     import itertools
 
-    from base_models.world.rater_ceiling import pair_answer_distribution, rank_pair_marginals
+    from base_models.rater_ceiling import pair_answer_distribution, rank_pair_marginals
 
     if spammer:
         n = 1 if kind == "pair" else len(utilities) * (len(utilities) - 1) // 2

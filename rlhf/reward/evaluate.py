@@ -8,7 +8,7 @@ and the Spearman correlation of scores with human ranks on k-way rankings; accur
 bootstrap 95% CIs over prompts. Ceilings of the same test data: how well one rater predicts
 another where 2+ raters judged the same images (human agreement, not an upper bound), and, given
 the simulated raters' profile and the oracle, the analytic ceilings of
-`base_models.world.rater_ceiling` with each scorer's expected accuracy under that profile (no
+`base_models.rater_ceiling` with each scorer's expected accuracy under that profile (no
 label-sampling noise): `accuracy`, the best expected credit of any prediction under the tie rule
 (a true upper bound; a perfect model may predict a tie), and `accuracy_no_ties`, the bound for a
 model that never predicts one.
@@ -231,7 +231,7 @@ def evaluate_scorers(
     log: Log | None = None,
 ) -> dict[str, Any]:
     """Metrics of each scoring function on (val, test), and the ceilings of `test`."""
-    from base_models.world.rater_ceiling import perfect_credit
+    from base_models.rater_ceiling import perfect_credit
 
     log = log or (lambda _m: None)
     tv, tt = PairTable.of(val), PairTable.of(test)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from base_models import rater_ceiling as ceiling_module
 from base_models.errors import ArtalignError
 from base_models.oracle import OracleReading
-from base_models.world import rater_ceiling as ceiling_module
-from base_models.world.rater_ceiling import agreement_ceiling, rank_pair_marginals
-from base_models.world.raters import (
+from base_models.rater_ceiling import agreement_ceiling, rank_pair_marginals
+from base_models.raters import (
     RaterProfile,
     load_profile,
     pair_probabilities,

@@ -15,9 +15,9 @@ from PIL import Image
 
 from base_models.cli_main import main
 from base_models.oracle import AttributeOracle, OracleReading
+from base_models.raters import RaterProfile, utility
 from base_models.world.attributes import SceneSpec
 from base_models.world.captions import canonical_caption
-from base_models.world.raters import RaterProfile, utility
 from base_models.world.render import render_scene
 from base_models.world.sampling import SceneSampler
 from labeling_app import simulate as simulate_module

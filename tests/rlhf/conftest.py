@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from base_models.world.raters import RaterProfile, sample_pair, sample_ranking, utility
+from base_models.raters import RaterProfile, sample_pair, sample_ranking, utility
 from labeling_app.batch import BatchPlan, ProceduralSource, make_batch
 from labeling_app.store import Store
 
@@ -56,7 +56,7 @@ def truth_judge(
 ) -> int:
     """Judge every task of a procedural batch once per rater by its images' true attributes.
 
-    The utility is `base_models.world.raters.utility` of the scene record each procedural image
+    The utility is `base_models.raters.utility` of the scene record each procedural image
     stores in its settings; answers are sampled as the simulated raters do, and the raters
     named in `spammers` answer at random. Gold tasks are judged too. Returns the count.
     """

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from base_models.errors import ArtalignError
-from base_models.world.raters import RaterProfile
+from base_models.raters import RaterProfile
 from labeling_app.batch import BatchPlan, ProceduralSource, make_batch
 from labeling_app.exchange import export_pickapic
 from labeling_app.exchange_rankings import export_rankings

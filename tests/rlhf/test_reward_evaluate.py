@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from base_models.errors import ArtalignError
-from base_models.world.rater_ceiling import agreement_ceiling, perfect_credit
-from base_models.world.raters import RaterProfile
+from base_models.rater_ceiling import agreement_ceiling, perfect_credit
+from base_models.raters import RaterProfile
 from rlhf.reward.baselines import (
     answer_probabilities,
     clip_score_fn,

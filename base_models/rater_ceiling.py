@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from base_models.errors import ArtalignError
-from base_models.world.raters import (
+from base_models.raters import (
     SPAMMER_PAIR,
     RaterProfile,
     pair_probabilities,
