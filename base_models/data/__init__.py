@@ -7,14 +7,6 @@ from base_models.data.loaders import (
     filter_opt_out,
     load_records,
 )
-from base_models.data.provenance import (
-    OPT_OUT_FILE,
-    PROVENANCE_FILE,
-    load_opt_out,
-    sha256_bytes,
-    sha256_file,
-    write_provenance,
-)
 from base_models.data.transforms import (
     ImageTextTransform,
     can_flip,
@@ -24,6 +16,14 @@ from base_models.data.transforms import (
     mirror_attrs,
     mirror_text,
     train_transform,
+)
+from base_models.provenance import (
+    OPT_OUT_FILE,
+    PROVENANCE_FILE,
+    load_opt_out,
+    sha256_bytes,
+    sha256_file,
+    write_provenance,
 )
 
 __all__ = [

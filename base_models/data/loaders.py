@@ -29,15 +29,15 @@ import torch
 from braceexpand import braceexpand
 from PIL import Image
 
-from base_models.data.provenance import (
+from base_models.errors import ArtalignError
+from base_models.io_utils import read_jsonl
+from base_models.provenance import (
     OPT_OUT_FILE,
     is_sha256,
     load_opt_out,
     sha256_bytes,
     sha256_file,
 )
-from base_models.errors import ArtalignError
-from base_models.io_utils import read_jsonl
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 IMAGE_EXTS = ("png", "jpg", "jpeg")

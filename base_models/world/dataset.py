@@ -18,6 +18,7 @@ from tqdm import tqdm
 from base_models.config import BaseConfig, hfield
 from base_models.errors import ArtalignError
 from base_models.io_utils import replace_dir
+from base_models.provenance import write_provenance
 from base_models.world.attributes import STYLES
 from base_models.world.captions import canonical_caption, caption
 from base_models.world.render import render_scene
@@ -112,8 +113,6 @@ def make_dataset(cfg: DataConfig, out: str | Path, overwrite: bool = False) -> P
 
     The folder is built beside `out` and renamed into place, so `out` is never half-written.
     """
-    from base_models.data.provenance import write_provenance
-
     out = Path(out)
     _prepare_out(out, overwrite)
     sampler = cfg.sampler()
