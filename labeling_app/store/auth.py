@@ -8,6 +8,7 @@ their SHA-256 is stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -40,7 +41,14 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
-_DUMMY_HASH = hash_password(secrets.token_hex(8))  # spends the same time for unknown names
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash that unknown names are checked against, so they cost the time of a known one.
+
+    Made once, on the first login of the process (whatever the name), not at import: importing
+    the store, as `artalign --help` does, should not spend a scrypt hash.
+    """
+    return hash_password(secrets.token_hex(8))
 
 
 def token_hash(token: str) -> str:
@@ -149,11 +157,12 @@ class RaterMixin:
 
     def login(self, name: str, password: str) -> Rater:
         """The rater if `password` is right; AuthError if wrong, unknown, inactive or locked."""
+        dummy = _dummy_hash()
         row = self._row(
             "SELECT id, password_hash, locked_until, active FROM rater WHERE name = ?", (name,)
         )
         if row is None or row[1] is None:
-            verify_password(str(password), _DUMMY_HASH)
+            verify_password(str(password), dummy)
             raise AuthError(_GENERIC)
         rater_id, stored, locked_until, active = row
         now = self._now()
