@@ -8,6 +8,7 @@ from base_models.config import BaseConfig, hfield
 from base_models.train_utils import MIXED_PRECISION, check_config
 from base_models.unet.losses import PREDICTION_TYPES
 
+TEXT_ENCODER_INITS = ("clip", "scratch")
 BETA_SCHEDULES = ("scaled_linear", "linear", "squaredcos_cap_v2")
 
 
@@ -62,9 +63,21 @@ class UNetConfig(BaseConfig):
         "folder then holds the tuned copy. Needed here: the CLIP text tower barely separates "
         "shape words (its contrastive loss never needed them), so frozen it hides shape.",
     )
+    text_encoder_init: str = hfield(
+        "clip",
+        "Where the text encoder starts: clip (the CLIP's text tower) | scratch (a CLIPTextModel "
+        "of the same shape and tokenizer, randomly initialised, learnt with the UNet as Imagen's "
+        "ablations and the issue-19 probe suggest); scratch needs train_text_encoder.",
+    )
     text_encoder_lr: float = hfield(0.0, "Peak learning rate of the text encoder; 0 uses lr.")
     snr_gamma: float = hfield(
         5.0, "Min-SNR-gamma loss weighting (Hang et al. 2023; 5 recommended); 0 disables."
+    )
+    curriculum: float = hfield(
+        0.5,
+        "Share of max_steps, at the start, whose batches come only from single-object items "
+        "(metadata count 1), so shape is learnt on one unoccluded object before scenes (probe "
+        "u5: shape 0.26 -> 0.355); 0: off. Data without a count field train on everything.",
     )
     caption_dropout: float = hfield(
         0.1, "Probability that a caption is replaced by the empty one (classifier-free guidance)."
@@ -149,6 +162,7 @@ class UNetConfig(BaseConfig):
                 (self.num_train_timesteps >= 2, "num_train_timesteps must be >= 2"),
                 (0 < self.beta_start < self.beta_end < 1, "need 0 < beta_start < beta_end < 1"),
                 (self.max_steps >= 1, "max_steps must be >= 1"),
+                (0.0 <= self.curriculum <= 1.0, "curriculum is a share of max_steps in [0, 1]"),
                 (self.batch_size >= 1, "batch_size must be >= 1"),
                 (self.grad_accum >= 1, "grad_accum must be >= 1"),
                 (
@@ -158,6 +172,14 @@ class UNetConfig(BaseConfig):
                 (self.lr > 0, "lr must be > 0"),
                 (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
                 (self.weight_decay >= 0, "weight_decay must be >= 0"),
+                (
+                    self.text_encoder_init in TEXT_ENCODER_INITS,
+                    f"text_encoder_init must be one of {TEXT_ENCODER_INITS}",
+                ),
+                (
+                    self.text_encoder_init == "clip" or self.train_text_encoder,
+                    "text_encoder_init=scratch needs train_text_encoder=true",
+                ),
                 (self.text_encoder_lr >= 0, "text_encoder_lr must be >= 0 (0 uses lr)"),
                 (self.grad_clip >= 0, "grad_clip must be >= 0 (0 disables clipping)"),
                 (self.snr_gamma >= 0, "snr_gamma must be >= 0 (0 disables min-SNR weighting)"),

@@ -63,6 +63,7 @@ class Inputs:
     posteriors: torch.Tensor  # (N, 2C, h, w)
     captions: CaptionBank
     prompts: list[str]  # of the sample grids
+    single: torch.Tensor  # indices of the single-object items (the curriculum's first phase)
 
     def checksum(self) -> float:
         """A fingerprint of the conditioning, so --resume refuses another VAE, CLIP or data."""
@@ -89,12 +90,17 @@ def _prepare_inputs(cfg: UNetConfig, data_dir, vae_dir, clip_dir, out: Path, acc
         export_text_encoder(clip_dir, out)
     accelerator.wait_for_everyone()
     text_encoder = CLIPTextModel.from_pretrained(out / "text_encoder", local_files_only=True)
+    if cfg.text_encoder_init == "scratch":  # the tower's shape and tokenizer, fresh weights
+        torch.manual_seed(cfg.seed)  # (loaded in place: the saved file keeps SD's key names)
+        text_encoder.load_state_dict(CLIPTextModel(text_encoder.config).state_dict())
     text_encoder = text_encoder.to(accelerator.device).eval().requires_grad_(False)
     tokenizer = CLIPTokenizer.from_pretrained(out / "tokenizer", local_files_only=True)
     posteriors = encode_posteriors(vae, images.pixels)
     captions = caption_bank(text_encoder, tokenizer, images.texts)
     prompts = list(dict.fromkeys(t for t in images.texts if t))[: cfg.sample_n]
-    return Inputs(vae, text_encoder, tokenizer, posteriors, captions, prompts)
+    single = torch.tensor([i for i, a in enumerate(images.attrs) if a.get("count") == 1],
+                          dtype=torch.long)  # fmt: skip
+    return Inputs(vae, text_encoder, tokenizer, posteriors, captions, prompts, single)
 
 
 @dataclass
@@ -227,6 +233,10 @@ def train_unet(
         writer = SummaryWriter(str(out / "logs"), purge_step=start if resume else None)
 
     order = EpochOrder(len(inputs.posteriors), cfg.batch_size, cfg.seed)
+    early = None  # the curriculum's order over single-object items
+    curriculum_steps = round(cfg.curriculum * cfg.max_steps)
+    if curriculum_steps and len(inputs.single) >= cfg.batch_size:
+        early = EpochOrder(len(inputs.single), cfg.batch_size, cfg.seed)
     per_process = cfg.batch_size // procs
     micro = per_process // cfg.grad_accum
     device = accelerator.device
@@ -237,7 +247,9 @@ def train_unet(
     bar = tqdm(range(start, total), initial=start, total=total, desc="unet", unit="step",
                disable=not accelerator.is_local_main_process, mininterval=1.0)  # fmt: skip
     for step in bar:
-        index = order(step)[rank * per_process : (rank + 1) * per_process]
+        in_curriculum = early is not None and step < curriculum_steps
+        batch = inputs.single[early(step)] if in_curriculum else order(step)
+        index = batch[rank * per_process : (rank + 1) * per_process]
         gen = step_generator(cfg.seed, step, rank)
         optimizer.zero_grad(set_to_none=True)
         chunks = index.split(micro)

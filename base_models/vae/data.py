@@ -7,7 +7,7 @@ per batch would cost more than the model. Both trainers read any supported data 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +21,12 @@ from base_models.imaging import square_crop
 
 @dataclass
 class ImageArray:
-    """A data set in memory: pixels (N, 3, S, S) uint8, captions and ids in the same order."""
+    """A data set in memory: pixels (N, 3, S, S) uint8, captions, ids and metadata in order."""
 
     pixels: torch.Tensor
     texts: list[str]
     ids: list[str]
+    attrs: list[dict] = field(default_factory=list)  # each item's metadata (e.g. "count")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -51,6 +52,7 @@ def load_images(
         pixels=torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),
         texts=[r.text for r in records],
         ids=[r.id for r in records],
+        attrs=[r.attrs for r in records],
     )
 
 

@@ -145,6 +145,46 @@ def test_text_encoder_trains_only_when_asked(trained, parts, tmp_path):
         _train(parts, frozen_out, micro_cfg(train_text_encoder=True), resume=True)
 
 
+def test_curriculum_draws_single_object_items_first(parts, tmp_path, monkeypatch):
+    """curriculum 2/3 of 3 steps: steps 0 and 1 see only count-1 items, step 2 the whole set."""
+    import base_models.unet.train as train_module
+    from base_models.vae.data import load_images
+
+    counts = [a["count"] for a in load_images(parts["data"], 32).attrs]
+    assert 4 <= counts.count(1) < len(counts)  # the micro set has both kinds
+    seen: list[list[int]] = []
+    real = train_module.make_batch
+    monkeypatch.setattr(train_module, "make_batch",
+                        lambda cfg, inputs, sched, index, gen: seen.append(index.tolist())
+                        or real(cfg, inputs, sched, index, gen))  # fmt: skip
+    cfg = micro_cfg(max_steps=3, curriculum=2 / 3, sample_every=0, checkpoint_every=0)
+    _train(parts, tmp_path / "run", cfg)
+    assert len(seen) == 3
+    assert all(counts[i] == 1 for step in seen[:2] for i in step)
+    order = train_module.EpochOrder(len(counts), cfg.batch_size, cfg.seed)
+    assert seen[2] == order(2).tolist()  # after the curriculum: the plain epoch order
+
+
+def test_scratch_text_encoder_starts_fresh_and_trains(parts, tmp_path):
+    """text_encoder_init=scratch: the CLIP tower's shape and tokenizer, new weights, trained."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from base_models.text_encoder import export_text_encoder
+
+    export_text_encoder(parts["clip"], tmp_path / "export")
+    exported = load_file(str(tmp_path / "export" / TEXT_WEIGHTS))
+    _train(parts, tmp_path / "run", micro_cfg(text_encoder_init="scratch", sample_every=0))
+    tuned = load_file(str(tmp_path / "run" / TEXT_WEIGHTS))
+    assert set(tuned) == set(exported)
+    key = "text_model.encoder.layers.0.self_attn.q_proj.weight"
+    config = CLIPTextConfig.from_pretrained(tmp_path / "export" / "text_encoder")
+    torch.manual_seed(micro_cfg().seed)
+    fresh = {f"text_model.{k}": v for k, v in CLIPTextModel(config).state_dict().items()}
+    assert not torch.allclose(tuned[key], exported[key], atol=1e-2)  # not the CLIP's tower
+    assert not torch.equal(tuned[key], fresh[key])  # and it trained
+    assert (tuned[key] - fresh[key]).abs().max() < 0.1  # from the fresh initialisation
+
+
 # ----------------------------------------------------------------------------- loss pieces
 
 
@@ -202,6 +242,12 @@ def test_bad_config_values():
         micro_cfg(attention_levels=[5]).validate()
     with pytest.raises(ArtalignError, match="grad_accum"):
         micro_cfg(batch_size=5, grad_accum=2).validate()
+    with pytest.raises(ArtalignError, match="curriculum"):
+        micro_cfg(curriculum=1.5).validate()
+    with pytest.raises(ArtalignError, match="text_encoder_init"):
+        micro_cfg(text_encoder_init="t5").validate()
+    with pytest.raises(ArtalignError, match="needs train_text_encoder"):
+        micro_cfg(text_encoder_init="scratch", train_text_encoder=False).validate()
 
 
 @pytest.mark.parametrize(
