@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# lint-imports: the package layers and no import cycles (contracts in pyproject.toml)
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
@@ -94,6 +96,7 @@ bench: $(VENV)/.installed
 	$(BENCH_ENV) $(PY) benchmarks/label_latency.py
 	$(BENCH_ENV) $(PY) benchmarks/reward_accuracy.py --clip $(DEMO)/clip --oracle $(DEMO)/oracle --out runs/bench/reward
 	$(BENCH_ENV) $(PY) benchmarks/reward_throughput.py --model runs/bench/reward/b/model --clip $(DEMO)/clip
+	$(BENCH_ENV) $(PY) benchmarks/unet_throughput.py
 	$(BENCH_ENV) $(PY) benchmarks/vae_ceiling.py --vae $(DEMO)/vae/vae --oracle $(DEMO)/oracle
 	$(BENCH_ENV) $(PY) benchmarks/safety_checker.py
 	$(BENCH_ENV) $(PY) benchmarks/align_data.py

@@ -60,9 +60,10 @@ def score_prompt_set(readings: list[Any], scenes: list[SceneSpec]) -> dict[str, 
 
     colour / shape: every asked-for colour (shape) is drawn; both: the asked-for objects are
     drawn with colour and shape bound right (one read object per asked-for object); all
-    attributes: that plus size, count, background and style.
+    attributes: that plus size, count, background and style. style / background: the image's
+    style (background colour) is the asked-for one, whatever its objects.
     """
-    colour, shape, both, allattr, count = [], [], [], [], []
+    colour, shape, both, allattr, count, style, background = [], [], [], [], [], [], []
     for reading, scene in zip(readings, scenes, strict=True):
         record = scene.to_record()
         per_obj = [_object_scores(reading, o) for o in record["objects"]]
@@ -76,12 +77,16 @@ def score_prompt_set(readings: list[Any], scenes: list[SceneSpec]) -> dict[str, 
             req["size"] = o["size"]
         allattr.append(fidelity(reading, required)[1])
         count.append(reading.count == scene.count)
+        style.append(reading.style == scene.style)
+        background.append(reading.background == scene.background)
     return {
         "colour_acc": float(np.mean(colour)),
         "shape_acc": float(np.mean(shape)),
         "both_acc": float(np.mean(both)),
         "all_attributes_acc": float(np.mean(allattr)),
         "count_acc": float(np.mean(count)),
+        "style_acc": float(np.mean(style)),
+        "background_acc": float(np.mean(background)),
         "n_images": len(readings),
     }
 
@@ -172,6 +177,7 @@ def evaluate_generator(
 
 def load_instruments(oracle: str | Path, clip: str | Path | None) -> tuple[Any, Any]:
     """(oracle, CLIP feature extractor or None) from their folders."""
+    # lazy: open_clip
     from base_models.clip.features import ClipImageFeatures
 
     return AttributeOracle.load(oracle), (ClipImageFeatures.from_folder(clip) if clip else None)

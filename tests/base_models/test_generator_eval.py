@@ -40,6 +40,20 @@ def test_single_object_scores_count_colour_and_shape_separately():
     assert m["colour_acc"] == 0.75 and m["shape_acc"] == 0.75
     assert m["both_acc"] == 0.25  # only the first has one object that is both red and a circle
     assert m["all_attributes_acc"] == 0.25 and m["count_acc"] == 0.75
+    assert m["style_acc"] == 1.0 and m["background_acc"] == 1.0
+
+
+def test_style_and_background_are_read_whatever_the_objects():
+    scenes = [_scene(("circle", "red", "small"), background="black", style="striped")] * 4
+    readings = [
+        _reading(("square", "blue", "large"), background="black", style="striped"),
+        _reading(("circle", "red", "small"), background="black", style="flat"),
+        _reading(("circle", "red", "small"), background="white", style="striped"),
+        _reading(background="white", style="dotted"),  # nothing drawn
+    ]
+    m = score_prompt_set(readings, scenes)
+    assert m["style_acc"] == 0.5 and m["background_acc"] == 0.5
+    assert m["both_acc"] == 0.5 and m["all_attributes_acc"] == 0.0
 
 
 def test_two_objects_need_both_bound_right():
