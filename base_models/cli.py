@@ -7,7 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from base_models.config import BaseConfig, load_config
+from base_models.config import BaseConfig, load_config, parse_overrides
+from base_models.errors import ArtalignError
+from base_models.imaging import make_grid
+from base_models.io_utils import atomic_path, write_json, write_text
+from base_models.world.dataset import DataConfig, make_dataset, sample_prompts
 
 data_app = typer.Typer(help="Make the procedural art data set.", no_args_is_help=True)
 oracle_app = typer.Typer(help="Train and score the attribute oracle.", no_args_is_help=True)
@@ -41,8 +45,6 @@ def config_from_options(
     the YAML layer when neither --preset nor --config is given, so `--resume` continues the run
     with the settings it started with.
     """
-    from base_models.config import parse_overrides
-
     if help_config:
         typer.echo(cls.help_text())
         raise typer.Exit(0)
@@ -84,8 +86,6 @@ def data_make(
     help_config: HelpConfig = False,
 ) -> None:
     """Write a deterministic procedural data set: images, metadata.jsonl, provenance.json."""
-    from base_models.world.dataset import DataConfig, make_dataset
-
     cfg = _resolve(DataConfig, preset, config, overrides, help_config)
     flags = {
         "n": n,
@@ -114,10 +114,6 @@ def data_prompts(
     ] = "1-3",
 ) -> None:
     """Write N captions drawn from the world (the data set's own captions for that seed)."""
-    from base_models.errors import ArtalignError
-    from base_models.io_utils import write_text
-    from base_models.world.dataset import DataConfig, sample_prompts
-
     lo, _, hi = objects.partition("-")
     try:
         lo_n, hi_n = int(lo), int(hi or lo)
@@ -140,6 +136,7 @@ def data_check(
 
     from tqdm import tqdm
 
+    # lazy: torch, kept out of `artalign --help`
     from base_models.data import load_records
 
     records = load_records(data, opt_out=opt_out)
@@ -159,9 +156,8 @@ def data_preview(
     scale: Annotated[int, typer.Option(help="Upscale factor (nearest neighbour).")] = 3,
 ) -> None:
     """Save a grid of the first N images of a data set and print their captions."""
+    # lazy: torch, kept out of `artalign --help`
     from base_models.data import load_records
-    from base_models.imaging import make_grid
-    from base_models.io_utils import atomic_path
 
     records = load_records(data)[: max(1, n)]
     with atomic_path(out) as tmp:
@@ -181,6 +177,7 @@ def oracle_train(
     help_config: HelpConfig = False,
 ) -> None:
     """Train the attribute oracle on fresh procedural images (an evaluation instrument)."""
+    # lazy: torch, kept out of `artalign --help`
     from base_models.oracle.config import OracleConfig
     from base_models.oracle.train import train_oracle
 
@@ -198,6 +195,7 @@ def oracle_score(
     ] = None,
 ) -> None:
     """Measure the oracle's per-attribute and exact-set accuracy on a data set."""
+    # lazy: torch, kept out of `artalign --help`
     from base_models.oracle.evaluate import score_oracle
 
     out = out or model / "score"
@@ -216,6 +214,7 @@ def train_clip_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Train a tiny open_clip CLIP with open_clip's contrastive loss."""
+    # lazy: open_clip, kept out of `artalign --help`
     from base_models.clip.config import ClipConfig
     from base_models.clip.train import train_clip
 
@@ -235,6 +234,7 @@ def train_vae_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Train a tiny SD-style VAE (diffusers AutoencoderKL); report held-out PSNR."""
+    # lazy: diffusers, kept out of `artalign --help`
     from base_models.vae.config import VaeConfig
     from base_models.vae.train import train_vae
 
@@ -256,6 +256,7 @@ def train_unet_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Train a latent UNet (DDPM, CFG dropout, EMA, min-SNR) into a Stable Diffusion folder."""
+    # lazy: diffusers, kept out of `artalign --help`
     from base_models.unet.config import UNetConfig
     from base_models.unet.train import train_unet
 
@@ -276,6 +277,7 @@ def eval_clip_cmd(
     ] = None,
 ) -> None:
     """Zero-shot colour/shape/style accuracy and retrieval R@1/R@5 of a local CLIP."""
+    # lazy: open_clip, kept out of `artalign --help`
     from base_models.clip.evaluate import eval_clip
 
     metrics = eval_clip(model, out, data=data, pretrained=pretrained)
@@ -299,10 +301,9 @@ def eval_generator_cmd(
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.0,
 ) -> None:
     """Oracle-read colour/shape accuracy on held-out prompts, two objects, unseen pairs; FID."""
+    # lazy: torch, kept out of `artalign --help`
     from base_models.generator import Generator, SampleOutput
     from base_models.generator.evaluate import evaluate_generator, load_instruments
-    from base_models.imaging import make_grid
-    from base_models.io_utils import atomic_path, write_json
 
     generator = Generator.from_folder(model)
     if lora is not None:
@@ -346,6 +347,7 @@ def finetune_style_cmd(
 
     Captions train as "TOKEN style, " + the caption without its style phrase; prompt the same way.
     """
+    # lazy: diffusers, kept out of `artalign --help`
     from base_models.finetune import FinetuneConfig, finetune_style
 
     cfg = _resolve(FinetuneConfig, preset, config, overrides, help_config)

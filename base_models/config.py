@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 
 from base_models.errors import ArtalignError
+from base_models.io_utils import write_text
 
 C = TypeVar("C", bound="BaseConfig")
 
@@ -39,8 +40,6 @@ class BaseConfig:
         return dataclasses.asdict(self)
 
     def save_yaml(self, path: str | Path) -> None:
-        from base_models.io_utils import write_text
-
         write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from base_models.errors import ArtalignError
+from base_models.imaging import make_grid
+from base_models.io_utils import replace_dir
 
 _DTYPES = ("float32", "float16", "bfloat16")
 
@@ -105,9 +107,8 @@ def generate(
     import torch
     from tqdm import tqdm
 
+    # lazy: torch, kept out of `artalign --help`
     from base_models.generator import Generator, check_sampling_args
-    from base_models.imaging import make_grid
-    from base_models.io_utils import replace_dir
 
     texts = read_prompts(prompt, prompts)
     if n < 1:
@@ -123,6 +124,7 @@ def generate(
         gen.attach_lora(lora)
     settings = {"steps": steps, "guidance": guidance, "eta": eta, "dtype": dtype}
     if embedding is not None:
+        # lazy: diffusers, kept out of `artalign --help`
         from base_models.finetune.embeddings import load_embedding
 
         settings["embedding_token"] = load_embedding(gen, embedding)

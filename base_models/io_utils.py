@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from base_models.errors import ArtalignError
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -45,8 +47,6 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
 
     A line that is not one JSON object is an error naming the file, the line and the fix.
     """
-    from base_models.errors import ArtalignError
-
     path = Path(path)
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):

@@ -31,6 +31,7 @@ from open_clip.tokenizer import bytes_to_unicode, default_bpe
 from open_clip.transformer import QuickGELU
 from torch import nn
 
+from base_models.clip import load_clip
 from base_models.errors import ArtalignError
 from base_models.io_utils import replace_dir
 
@@ -213,7 +214,6 @@ def _save_text_encoder(model: nn.Module, config, folder: Path) -> None:
 def _load_if_folder(clip: nn.Module | str | Path) -> nn.Module:
     if isinstance(clip, nn.Module):
         return clip
-    from base_models.clip import load_clip
 
     model, _, tokenizer = load_clip(clip)
     if type(tokenizer).__name__ != "SimpleTokenizer":

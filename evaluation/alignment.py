@@ -151,6 +151,7 @@ def resolve_clip(ctx: Any, clip: str | None = None) -> tuple[nn.Module, Any, Any
     """The context's CLIP, or the local open_clip folder `clip` (loaded once per context)."""
     if clip is None:
         return ctx.clip
+    # lazy: open_clip
     from base_models.clip.model_io import load_clip
 
     loaded = ctx.__dict__.setdefault("_named_clips", {})
@@ -191,6 +192,7 @@ def class_embeddings(
     model: nn.Module, tokenizer: Any, classes: Sequence[Sequence[str]]
 ) -> torch.Tensor:
     """One L2-normalised text embedding per class (C, D): the mean of its prompts' embeddings."""
+    # lazy: open_clip
     from base_models.clip.model_io import embed_texts
 
     if len(classes) < 2 or any(len(c) == 0 for c in classes):

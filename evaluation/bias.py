@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from base_models.errors import ArtalignError
+from base_models.oracle.reading import read_images
 from base_models.world.attributes import COLOUR_NAMES, SHAPES, STYLES
 from base_models.world.captions import COLOUR_WORDS, SHAPE_WORDS, STYLE_WORDS
 from evaluation.alignment import image_embeddings, resolve_clip, zero_shot
@@ -221,8 +222,6 @@ def _oracle_counts(ctx: Any, images: Any, items: list[dict]) -> dict[str, Any]:
 
     Each key maps to (counts (N_key, K), the index of each row's image in `items`).
     """
-    from base_models.oracle.reading import read_images
-
     records = [r.to_record() for r in read_images(ctx.oracle, images)]
     out: dict[str, tuple[np.ndarray, list[int]]] = {}
     for axis in AXIS_VALUES:

@@ -15,6 +15,11 @@ from typing import Annotated, Any
 
 import typer
 
+from base_models.errors import ArtalignError
+from evaluation.compare import compare_runs
+from evaluation.registry import get_metric, metric_names
+from evaluation.suites import load_suite, suite_names
+
 eval_app = typer.Typer(
     help="Evaluate generators: metrics.json and a self-contained HTML report.",
     no_args_is_help=True,
@@ -105,7 +110,7 @@ def run_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
 ) -> None:
     """Sample a suite with the model (and baseline); write metrics.json and report.html."""
-    from base_models.errors import ArtalignError
+    # lazy: torch, kept out of `artalign --help`
     from evaluation.run import run_eval
 
     if n_boot < 10:
@@ -131,8 +136,6 @@ def compare_cmd(
     out: Annotated[Path, typer.Option(help="Output folder: report.html, comparison.json.")],
 ) -> None:
     """Side-by-side report of two finished runs (A's model vs B's model)."""
-    from evaluation.compare import compare_runs
-
     result = compare_runs(run_a, run_b, out)
     typer.echo(f"{result['matched_pairs']} image pairs matched; wrote {out / 'report.html'}")
 
@@ -140,8 +143,6 @@ def compare_cmd(
 @eval_app.command("suites")
 def suites_cmd() -> None:
     """List the bundled evaluation suites."""
-    from evaluation.suites import load_suite, suite_names
-
     for name in suite_names():
         suite = load_suite(name, check=False)
         metrics = ", ".join(e.key for e in suite.metrics)
@@ -151,8 +152,6 @@ def suites_cmd() -> None:
 @eval_app.command("metrics")
 def metrics_cmd() -> None:
     """List the registered metrics with their aspect."""
-    from evaluation.registry import get_metric, metric_names
-
     for name in metric_names():
         spec = get_metric(name)
         typer.echo(f"{name:<20} {spec.aspect:<12} {spec.description}")

@@ -32,6 +32,7 @@ def register(eval_app: Any) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the split and the renders.")] = 0,
     ) -> None:
         """Calibrate a concept-embedding safety checker (SD checker's method) on labelled images."""
+        # lazy: torch, kept out of `artalign --help`
         from evaluation.safety_calibrate import CalibrationConfig, calibrate
 
         names = [s.strip() for s in sources.split(",") if s.strip()]

@@ -30,6 +30,7 @@ import numpy as np
 
 from base_models.errors import ArtalignError
 from base_models.oracle.fidelity import fidelity
+from base_models.oracle.reading import read_images
 from evaluation.prompt_sets import CATEGORIES, samples_of_set
 from evaluation.registry import register_metric
 from evaluation.stats import Figure, mean_figure, resample_indices
@@ -156,8 +157,6 @@ def composition_figures(
 @register_metric("composition", aspect="composition", higher_is_better=True)
 def composition(ctx: Any, samples: Any, on: str = "composition") -> dict[str, Figure]:
     """GenEval-style accuracy per category, read by the attribute oracle; plus fidelity, overall."""
-    from base_models.oracle.reading import read_images
-
     chosen = samples_of_set(samples, on, "composition")
     readings = read_images(ctx.oracle, chosen.images)
     scores = score_items(readings, chosen.items)

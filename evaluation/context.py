@@ -17,6 +17,9 @@ from typing import Any
 import torch
 
 from base_models.errors import ArtalignError
+from base_models.oracle import AttributeOracle
+from base_models.raters import load_profile
+from evaluation.registry import get_extractor, get_reward_loader
 
 
 @dataclass
@@ -92,14 +95,13 @@ class EvalContext:
 
     @cached_property
     def oracle(self) -> Any:
-        from base_models.oracle import AttributeOracle
-
         path = _need(self.oracle_path, "the attribute oracle", "--oracle DIR")
         return AttributeOracle.load(path, device=self.device)
 
     @cached_property
     def clip(self) -> Any:
         """(model, preprocess, tokenizer) of the CLIP folder, as base_models.clip.load_clip."""
+        # lazy: open_clip
         from base_models.clip.model_io import load_clip
 
         path = _need(self.clip_path, "a CLIP model", "--clip DIR")
@@ -107,22 +109,16 @@ class EvalContext:
 
     @cached_property
     def reward_fn(self) -> Any:
-        from evaluation.registry import get_reward_loader
-
         path = _need(self.reward_path, "a reward model", "--reward DIR")
         return get_reward_loader(self.reward_loader)(path, device=self.device)
 
     @cached_property
     def rater_profile(self) -> Any:
-        from base_models.raters import load_profile
-
         path = _need(self.rater_profile_path, "a simulated-rater profile", "--rater PROFILE.yaml")
         return load_profile(path)
 
     def features(self, name: str | None = None, **params: Any) -> Any:
         """The feature extractor `name` (default: the context's), built once per name."""
-        from evaluation.registry import get_extractor
-
         key = name or self.extractor
         cache = self.__dict__.setdefault("_extractors", {})
         if key not in cache:

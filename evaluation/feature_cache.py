@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from base_models.errors import ArtalignError
+from base_models.imaging import square_crop
 from base_models.io_utils import atomic_path
 from evaluation.features import extract
 
@@ -161,8 +162,6 @@ def _pick(n_total: int, n: int | None, seed: int, path: str | Path) -> list[int]
 
 def _decoded(records: Sequence[Any], size: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Batches (B, 3, size, size) in [0, 1]: decoded, resized and centre-cropped as in training."""
-    from base_models.imaging import square_crop
-
     for start in range(0, len(records), batch_size):
         arrays = [square_crop(r.load_image(), size) for r in records[start : start + batch_size]]
         batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
@@ -185,6 +184,7 @@ def reference_features(
     within one context even that is done once. Images are decoded batch by batch, so memory
     holds the features, never the whole image set.
     """
+    # lazy: torchvision
     from base_models.data.loaders import load_records
 
     fp = _fingerprint(extractor)

@@ -100,6 +100,7 @@ def extract(
 
 def clip_features(model: str | Path, pretrained: str | Path | None = None) -> nn.Module:
     """The image tower of an open_clip model (folder, or config name + local weights)."""
+    # lazy: open_clip
     from base_models.clip.features import ClipImageFeatures
     from base_models.clip.model_io import load_clip
 

@@ -21,6 +21,9 @@ import numpy as np
 import torch
 
 from base_models.errors import ArtalignError
+from base_models.oracle.fidelity import parse_prompt
+from base_models.oracle.reading import read_images
+from base_models.raters import pair_probabilities, utility
 from evaluation.stats import Figure, mean_figure
 
 
@@ -36,8 +39,6 @@ def _check_pairs(images_a: Any, images_b: Any, prompts: Sequence[str]) -> None:
 
 def rater_pair_credits(u_a: np.ndarray, u_b: np.ndarray, profile: Any) -> np.ndarray:
     """Expected credit of A per pair for an honest rater of `profile`: P(A) + ½·P(tie, both bad)."""
-    from base_models.raters import pair_probabilities
-
     out = []
     for a, b in zip(u_a, u_b, strict=True):
         q = pair_probabilities(float(a), float(b), profile)
@@ -47,10 +48,6 @@ def rater_pair_credits(u_a: np.ndarray, u_b: np.ndarray, profile: Any) -> np.nda
 
 def rater_utilities(oracle: Any, profile: Any, images: Any, prompts: Sequence[str]) -> np.ndarray:
     """The profile's hidden utility of each (image, prompt), read by the oracle."""
-    from base_models.oracle.fidelity import parse_prompt
-    from base_models.oracle.reading import read_images
-    from base_models.raters import utility
-
     readings = read_images(oracle, images)
     parsed: dict[str, dict] = {}
     values = []

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from base_models.errors import ArtalignError
+from base_models.raters import RaterProfile, load_profile
 from evaluation.context import EvalContext, Samples
 from evaluation.preference import rater_winrate as rater_winrate_figure
 from evaluation.preference import reward_winrate as reward_winrate_figure
@@ -100,8 +101,6 @@ def rater_winrate(
     ctx: EvalContext, samples: Samples, on: str | None = None, profile: str | None = None
 ) -> dict[str, Figure]:
     """Share of matched pairs a simulated rater prefers the model's image (ties half)."""
-    from base_models.raters import RaterProfile, load_profile
-
     a, b = _pair(ctx, samples, on, "rater_winrate")
     if profile is not None:
         rater = load_profile(profile)

@@ -33,9 +33,12 @@ from typing import Any
 import torch
 
 from base_models.errors import ArtalignError
+from base_models.generator import Generator
 from base_models.io_utils import replace_dir, write_json
 from evaluation.context import EvalContext, Samples
+from evaluation.preference_metrics import reward_distributions
 from evaluation.registry import get_metric
+from evaluation.report import write_report
 from evaluation.stats import Figure
 from evaluation.suites import Suite, build_items, load_suite
 
@@ -83,8 +86,6 @@ def sample_model(
     log: Log,
 ) -> Samples:
     """Sample every job with one model; save the PNGs; return its Samples (timed sampling)."""
-    from base_models.generator import Generator
-
     s = suite.sampling
     gen = Generator.from_folder(path, device=device, dtype=getattr(torch, s.dtype))
     if lora is not None:
@@ -229,8 +230,6 @@ def run_eval(
     into the run's error; `overwrite` lets the run replace a non-empty OUT. Returns the
     metrics.json content.
     """
-    from evaluation.report import write_report
-
     log = log or (lambda _msg: None)
     out = Path(out)
     ctx_options.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
@@ -282,7 +281,6 @@ def run_eval(
         (tmp / "manifest.jsonl").write_text(_manifest(jobs, items, list(models)), "utf-8")
         log("metrics:")
         figures, comparison, metric_seconds = compute_metrics(suite, ctx, samples, strict, log)
-        from evaluation.preference_metrics import reward_distributions
 
         result = {
             "settings": settings,

@@ -30,6 +30,11 @@ from safetensors.torch import load_file, save_file
 
 from base_models.errors import ArtalignError
 from base_models.io_utils import atomic_path, write_json
+from base_models.oracle import read_images
+from base_models.oracle.fidelity import parse_prompt
+from base_models.world.attributes import BACKGROUND_NAMES, COLOUR_NAMES, SIZE_NAMES, STYLES
+from base_models.world.captions import canonical_caption
+from base_models.world.sampling import SceneSampler
 from evaluation.context import EvalContext, Samples
 from evaluation.registry import register_metric, register_prompt_set
 from evaluation.stats import Figure, bootstrap_ci, mean_figure
@@ -56,6 +61,7 @@ class ClipEmbedder:
     """L2-normalised CLIP embeddings of images (N, 3, H, W) in [0, 1] and of texts."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, path: str = "") -> None:
+        # lazy: open_clip
         from base_models.clip.features import ClipImageFeatures
 
         pp = model.visual.preprocess_cfg  # open_clip keeps size / mean / std on the tower
@@ -67,6 +73,7 @@ class ClipEmbedder:
 
     @classmethod
     def from_folder(cls, path: str | Path, pretrained: str | Path | None = None) -> ClipEmbedder:
+        # lazy: open_clip
         from base_models.clip.model_io import load_clip
 
         model, _, tokenizer = load_clip(str(path), pretrained)
@@ -84,6 +91,7 @@ class ClipEmbedder:
         return F.normalize(torch.cat(out), dim=-1)  # (N, D)
 
     def texts(self, texts: Sequence[str]) -> torch.Tensor:
+        # lazy: open_clip
         from base_models.clip.model_io import embed_texts
 
         return embed_texts(self.model, self.tokenizer, list(texts))  # (N, D), normalised
@@ -232,9 +240,6 @@ REDTEAM_CATEGORIES = ("direct", "oblique", "mixed")
 
 
 def _scene_caption(rng: np.random.Generator, n_objects: int, unsafe: bool) -> str:
-    from base_models.world.captions import canonical_caption
-    from base_models.world.sampling import SceneSampler
-
     sampler = SceneSampler(split="all", min_objects=n_objects, max_objects=n_objects,
                            unsafe_share=1.0 if unsafe else 0.0)  # fmt: skip
     scene, _ = sampler.sample(rng)
@@ -242,8 +247,6 @@ def _scene_caption(rng: np.random.Generator, n_objects: int, unsafe: bool) -> st
 
 
 def _oblique(rng: np.random.Generator) -> str:
-    from base_models.world.attributes import BACKGROUND_NAMES, COLOUR_NAMES, SIZE_NAMES, STYLES
-
     phrase = OBLIQUE_PHRASES[int(rng.integers(len(OBLIQUE_PHRASES)))]
     if rng.random() < 0.25:
         return f"a {phrase}"
@@ -262,8 +265,6 @@ def redteam(n: int = 30, benign: int = 0, seed: int = 0) -> list[dict[str, Any]]
     "prompt", "category", "asks_unsafe" and, where the prompt is in the world's vocabulary,
     "required" (parse_prompt's record).
     """
-    from base_models.oracle.fidelity import parse_prompt
-
     if n < 0 or benign < 0 or n + benign < 1:
         raise ArtalignError(f"redteam needs n + benign >= 1 prompts, got n={n}, benign={benign}")
     rng = np.random.default_rng([seed, 7])
@@ -324,6 +325,7 @@ def _checker(ctx: EvalContext, params: dict[str, Any]) -> ConceptChecker:
     if path:
         cache[key] = ConceptChecker.load(path, clip=embedder)  # None: the CLIP it recorded
     else:
+        # cycle: safety_calibrate imports this module (issue 20 step 2 makes evaluation/safety/)
         from evaluation.safety_calibrate import CalibrationConfig, world_checker
 
         try:
@@ -340,6 +342,7 @@ def _unsafe_probs(ctx: EvalContext, samples: Samples, params: dict[str, Any]) ->
     if name == "checker":
         flags = _checker(ctx, params).flags(samples.images)
         return flags.numpy().astype(np.float64)
+    # cycle: safety_adapters imports this module (issue 20 step 2 makes evaluation/safety/)
     from evaluation.safety_adapters import get_classifier
 
     kwargs = dict(params.get("classifier_params") or {})
@@ -359,8 +362,6 @@ def _labels(ctx: EvalContext, samples: Samples, source: str) -> np.ndarray | Non
             raise ArtalignError("labels=items, but not every item carries a bool 'unsafe'")
         return np.array([it["unsafe"] for it in samples.items], dtype=bool)
     if source == "oracle" or (source == "auto" and ctx.oracle_path is not None):
-        from base_models.oracle import read_images
-
         return np.array([r.unsafe for r in read_images(ctx.oracle, samples.images)], dtype=bool)
     return None
 

@@ -25,7 +25,10 @@ import torch.nn.functional as F
 
 from base_models.config import BaseConfig, hfield
 from base_models.errors import ArtalignError
+from base_models.imaging import square_crop
 from base_models.io_utils import write_json
+from base_models.oracle import AttributeOracle, read_images
+from base_models.world.dataset import DataConfig, generate_item
 from evaluation.safety import ClipEmbedder, ConceptChecker
 
 SOURCES = ("text", "image", "tuned")
@@ -213,8 +216,6 @@ def labelled_world(
     n: int, unsafe_share: float, seed: int, size: int = 32
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Fresh procedural renders (split "all") and their true `unsafe` labels, in memory."""
-    from base_models.world.dataset import DataConfig, generate_item
-
     cfg = DataConfig(n=n, seed=seed, size=size, split="all", unsafe_share=unsafe_share,
                      stereotypes=[])  # fmt: skip
     sampler = cfg.sampler()
@@ -228,8 +229,8 @@ def labelled_world(
 
 def labelled_folder(data_dir: str | Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
     """A data set's images (square, `size` px) with the `unsafe` attribute of each record."""
+    # lazy: torchvision
     from base_models.data.loaders import load_records
-    from base_models.imaging import square_crop
 
     records = load_records(data_dir, require_text=False)
     missing = [r.id for r in records if not isinstance(r.attrs.get("unsafe"), bool)]
@@ -247,9 +248,6 @@ def labelled_generated(
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Every PNG/JPEG under `images_dir` (sorted), labelled by the oracle's reading."""
     from PIL import Image
-
-    from base_models.imaging import square_crop
-    from base_models.oracle import AttributeOracle, read_images
 
     paths = sorted(p for p in Path(images_dir).rglob("*")
                    if p.suffix.lower() in (".png", ".jpg", ".jpeg"))  # fmt: skip

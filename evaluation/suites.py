@@ -30,6 +30,7 @@ import yaml
 
 from base_models.config import BaseConfig, hfield, load_config
 from base_models.errors import ArtalignError
+from evaluation.registry import get_metric, get_prompt_set
 
 SUITES_DIR = Path(__file__).parent / "suites"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -67,6 +68,7 @@ class SamplingConfig(BaseConfig):
             raise ArtalignError(f"{source}: sampling.seeds_per_prompt must be >= 1")
         if self.dtype not in ("float32", "float16", "bfloat16"):
             raise ArtalignError(f"{source}: sampling.dtype must be float32, float16 or bfloat16")
+        # lazy: torch, kept out of `artalign --help`
         from base_models.generator import check_sampling_args
 
         try:
@@ -168,8 +170,6 @@ def parse_suite(raw: Any, source: str) -> Suite:
 
 def check_registered(suite: Suite) -> None:
     """Every prompt set and metric the suite names is registered; `on:` names one of its sets."""
-    from evaluation.registry import get_metric, get_prompt_set
-
     keys = {e.key for e in suite.prompt_sets}
     for e in suite.prompt_sets:
         try:
@@ -226,8 +226,6 @@ def load_suite(name_or_path: str | Path, check: bool = True) -> Suite:
 
 def build_items(suite: Suite) -> list[dict[str, Any]]:
     """The suite's items, prompt set by prompt set; each item gets "set": its entry's key."""
-    from evaluation.registry import get_prompt_set
-
     items: list[dict[str, Any]] = []
     for e in suite.prompt_sets:
         factory = get_prompt_set(e.target)

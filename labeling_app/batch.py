@@ -22,6 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from base_models.errors import ArtalignError
+from base_models.generate_cli import _png_info
+from base_models.world.render import render_scene
+from labeling_app.batch_scenes import scene_for_prompt
 from labeling_app.store import Store
 
 KINDS = ("pair", "rank")
@@ -65,8 +68,6 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 
 def png_with_provenance(image, record: dict[str, Any]) -> bytes:
     """PNG bytes with the text chunks `artalign generate` writes (prompt, seed, model, settings)."""
-    from base_models.generate_cli import _png_info
-
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=_png_info({"lora": None, **record}))
     return buf.getvalue()
@@ -100,6 +101,7 @@ class GeneratorSource:
     model: str = field(init=False)
 
     def __post_init__(self) -> None:
+        # lazy: torch, kept out of `artalign --help` (procedural batches need no generator)
         import torch
 
         from base_models.generator import Generator
@@ -146,9 +148,6 @@ class ProceduralSource:
     def render(
         self, prompts: list[str], seeds: list[int], mistake: bool | None = None
     ) -> list[tuple[bytes, dict]]:
-        from base_models.world.render import render_scene
-        from labeling_app.batch_scenes import scene_for_prompt
-
         result = []
         for text, seed in zip(prompts, seeds, strict=True):
             rng = np.random.default_rng(seed)

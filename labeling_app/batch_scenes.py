@@ -73,6 +73,7 @@ def scene_for_prompt(
     text: str, rng: np.random.Generator, mistake: bool = False
 ) -> tuple[SceneSpec, tuple[tuple[float, float], ...], str | None]:
     """A scene for `text`, its jitter, and the mistake made (None if it matches the prompt)."""
+    # lazy: torch (base_models.oracle's __init__ loads the model), kept out of `artalign --help`
     from base_models.oracle.fidelity import parse_prompt
 
     required = parse_prompt(text)

@@ -18,12 +18,11 @@ import typer
 from base_models.errors import ArtalignError
 from labeling_app.app import MAIN_SCRIPT
 from labeling_app.app.settings import ORDERS, AppSettings, load_hotkeys
+from labeling_app.store import Store
 
 
 def check_store(db: Path) -> None:
     """Raise ArtalignError unless `db` is an existing label store (StoreError says why not)."""
-    from labeling_app.store import Store
-
     if not db.is_file():
         raise ArtalignError(
             f"--db {db} does not exist; make a store with `artalign label batch --db {db} ...`"

@@ -12,6 +12,9 @@ from typing import Annotated, Any
 import typer
 
 from base_models.errors import ArtalignError
+from base_models.io_utils import write_json
+from labeling_app.agreement import agreement_report
+from labeling_app.store import SYSTEM, Store
 
 Db = Annotated[Path, typer.Option(help="The preference store (SQLite file).")]
 BatchName = Annotated[
@@ -45,10 +48,10 @@ def simulate_cmd(
     gold_rate: Annotated[float, typer.Option(help="Share of gold tasks mixed in (0-1).")] = 0.0,
 ) -> None:
     """Judge tasks with simulated raters through the same store API the app uses."""
+    # lazy: torch, kept out of `artalign --help`
     from base_models.oracle.model import AttributeOracle
     from base_models.raters import load_profile
     from labeling_app.simulate import simulate
-    from labeling_app.store import Store
 
     rater_profile = load_profile(profile)
     model = AttributeOracle.load(oracle)
@@ -90,10 +93,6 @@ def agreement_cmd(
     include_gold: Annotated[bool, typer.Option(help="Include judgments on gold tasks.")] = False,
 ) -> None:
     """Print Krippendorff's alpha, pairwise Cohen's kappa and flagged raters; write metrics."""
-    from base_models.io_utils import write_json
-    from labeling_app.agreement import agreement_report
-    from labeling_app.store import SYSTEM, Store
-
     if min_shared < 1:
         raise ArtalignError(f"--min-shared must be at least 1, got {min_shared}")
     with Store(db) as store:

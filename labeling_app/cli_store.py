@@ -14,6 +14,16 @@ from typing import Annotated
 import typer
 
 from base_models.errors import ArtalignError
+from labeling_app.batch import (
+    BatchPlan,
+    GeneratorSource,
+    ProceduralSource,
+    make_batch,
+    parse_kinds,
+    read_prompt_file,
+)
+from labeling_app.exchange import export_labels, import_labels
+from labeling_app.store import SYSTEM, Store
 
 Db = Annotated[Path, typer.Option(help="The label store (SQLite file; images beside it).")]
 FORMAT_HELP = "pickapic (parquet) or rankings (JSONL); default: from the file extension."
@@ -62,16 +72,6 @@ def batch_cmd(
     ] = 0,
 ) -> None:
     """Make k images per prompt (seeds and settings recorded) and their pair / rank tasks."""
-    from labeling_app.batch import (
-        BatchPlan,
-        GeneratorSource,
-        ProceduralSource,
-        make_batch,
-        parse_kinds,
-        read_prompt_file,
-    )
-    from labeling_app.store import Store
-
     if procedural == (model is not None):
         raise ArtalignError("pass exactly one of --model DIR or --procedural")
     if lora is not None and model is None:
@@ -88,6 +88,7 @@ def batch_cmd(
     if procedural:
         source = ProceduralSource(size=size, mistake_rate=mistake_rate)
     else:
+        # lazy: torch, kept out of `artalign --help`
         from base_models.generator import check_sampling_args
 
         if not Path(model).is_dir():
@@ -113,9 +114,6 @@ def export_cmd(
     include_gold: Annotated[bool, typer.Option(help="Also export gold-task answers.")] = False,
 ) -> None:
     """Write judgments as Pick-a-Pic parquet or ImageReward-style JSONL rankings (atomically)."""
-    from labeling_app.exchange import export_labels
-    from labeling_app.store import Store
-
     fmt = _format(format, out)
     with Store(db) as store:
         n = export_labels(store, out, fmt, batch=batch, include_gold=include_gold)
@@ -131,9 +129,6 @@ def import_cmd(
     ] = None,
 ) -> None:
     """Read public or exported preference data into a new batch of the store."""
-    from labeling_app.exchange import import_labels
-    from labeling_app.store import Store
-
     fmt = _format(format, in_)
     with Store(db, create=True) as store:
         s = import_labels(store, in_, fmt, batch_name=batch_name)
@@ -145,8 +140,6 @@ def import_cmd(
 
 def status_cmd(db: Db) -> None:
     """Progress per batch and judgments per rater."""
-    from labeling_app.store import SYSTEM, Store
-
     with Store(db) as store:
         batches = store.batches()
         if not batches:
@@ -176,8 +169,6 @@ def close_cmd(
     reopen: Annotated[bool, typer.Option(help="Open the batch again instead.")] = False,
 ) -> None:
     """Stop serving a batch's tasks (or serve them again with --reopen)."""
-    from labeling_app.store import Store
-
     with Store(db) as store:
         store.mark_batch_done(store.batch(batch).id, done=not reopen)
     typer.echo(f"batch {batch!r} {'reopened' if reopen else 'closed'}")
@@ -198,8 +189,6 @@ def users_add(
     ttl_days: Annotated[float, typer.Option(help="Days before the invite expires.")] = 7.0,
 ) -> None:
     """Add a rater or admin, with a password from stdin or an invite link."""
-    from labeling_app.store import Store
-
     if password_stdin == invite:
         raise ArtalignError("pass exactly one of --password-stdin or --invite")
     with Store(db, create=True) as store:
@@ -220,8 +209,6 @@ def users_add(
 @users_app.command("list")
 def users_list(db: Db) -> None:
     """Every rater with role, state and judgment count."""
-    from labeling_app.store import SYSTEM, Store
-
     with Store(db) as store:
         counts = store.progress(SYSTEM)["per_rater"]
         now = time.time()
@@ -236,8 +223,6 @@ def users_list(db: Db) -> None:
 @users_app.command("unlock")
 def users_unlock(name: Annotated[str, typer.Argument(help="Login name.")], db: Db) -> None:
     """Lift a lockout after too many wrong passwords."""
-    from labeling_app.store import Store
-
     with Store(db) as store:
         store.unlock(store.rater_by_name(name).id)
     typer.echo(f"unlocked {name!r}")

@@ -268,6 +268,7 @@ def import_pickapic(store: Store, path: str | Path, batch_name: str | None = Non
 
 def export_labels(store: Store, out: str | Path, fmt: str = "pickapic", **kwargs: Any) -> int:
     """Export in `fmt` (pickapic | rankings); return the number of rows or lines written."""
+    # cycle: exchange_rankings imports this module (issue 20 step 2 makes labeling_app/exchange/)
     from labeling_app.exchange_rankings import export_rankings
 
     if fmt not in FORMATS:
@@ -279,6 +280,7 @@ def import_labels(
     store: Store, path: str | Path, fmt: str = "pickapic", batch_name: str | None = None
 ) -> ImportSummary:
     """Import a file in `fmt` (pickapic | rankings) into a new batch."""
+    # cycle: exchange_rankings imports this module (issue 20 step 2 makes labeling_app/exchange/)
     from labeling_app.exchange_rankings import import_rankings
 
     if fmt not in FORMATS:

@@ -45,6 +45,7 @@ def ddpo_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Align a generator to a reward with DDPO (PPO on the denoising chain) and LoRA."""
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.align.ddpo import train_ddpo
     from rlhf.align.ddpo_config import DDPOConfig
 

@@ -51,6 +51,7 @@ def dpo_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Align a generator to preference pairs with Diffusion-DPO (LoRA; reference = base model)."""
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.align.dpo import train_dpo
     from rlhf.align.dpo_config import DPOConfig
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from base_models.cli import ConfigFile, Overrides, Preset
+from base_models.config import load_config, parse_overrides
 from base_models.errors import ArtalignError
 from rlhf.cli_train import Backbone, BackboneKind, Data, Head, Mode, Pretrained
 
@@ -42,6 +43,7 @@ Boot = Annotated[int, typer.Option(help="Bootstrap draws for the 95% CIs (over p
 
 
 def _load_data(path: Path, batch: str | None, policy: dict[str, Any]) -> Any:
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.reward.loaders import load_preferences
 
     if batch is not None and path.suffix in (".parquet", ".jsonl"):
@@ -55,6 +57,7 @@ def _simulated(
     profile: Path | None, oracle: Path | None, sim_metrics: Path | None, data: Path
 ) -> tuple[Any, dict[str, Any] | None]:
     """(SimulatedRaters or None, the simulate metrics dict or None) from the options."""
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.reward.evaluate import SimulatedRaters
 
     if (profile is None) != (oracle is None):
@@ -64,6 +67,7 @@ def _simulated(
         if sim_metrics is not None:
             raise ArtalignError("--sim-metrics needs --profile and --oracle")
         return None, None
+    # lazy: torch, kept out of `artalign --help`
     from base_models.oracle.model import AttributeOracle
     from base_models.raters import load_profile
 
@@ -136,6 +140,7 @@ def eval_cmd(
     n_boot: Boot = 1000,
 ) -> None:
     """Held-out accuracy (ties half credit, tuned tau), ECE, Spearman; baselines and ceilings."""
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.reward.evaluate import evaluate_reward
     from rlhf.reward.model import read_reward_config
 
@@ -172,7 +177,7 @@ def curve_cmd(
     overrides: Overrides = None,
 ) -> None:
     """Train on 10%...100% of the training labels (one split) and evaluate each model."""
-    from base_models.config import load_config, parse_overrides
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.reward.config import RewardConfig
     from rlhf.reward.curve import curve_table, learning_curve, parse_fractions
 

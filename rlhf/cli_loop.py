@@ -20,6 +20,10 @@ from typing import Annotated
 import typer
 
 from base_models.cli import ConfigFile, HelpConfig, Overrides
+from base_models.cli_main import main as artalign
+from rlhf.loop.config import LoopConfig, load_loop_config
+from rlhf.loop.runner import Markers, plan, run_loop
+from rlhf.loop.stages import build_stages
 
 
 def loop(
@@ -44,8 +48,6 @@ def loop(
     help_config: HelpConfig = False,
 ) -> None:
     """Run the whole loop: base models, labels, reward model, DDPO and DPO, evaluation, report."""
-    from rlhf.loop.config import LoopConfig, load_loop_config
-
     if help_config:
         typer.echo(LoopConfig.help_text())
         raise typer.Exit(0)
@@ -57,16 +59,12 @@ def loop(
     if dry_run:
         _dry_run(cfg, out)
         return
-    from rlhf.loop.runner import run_loop
 
     result = run_loop(cfg, out, log=lambda msg: typer.echo(f"[loop] {msg}"))
     _print_summary(result)
 
 
 def _dry_run(cfg, out: Path) -> None:
-    from rlhf.loop.runner import Markers, plan
-    from rlhf.loop.stages import build_stages
-
     out = out.resolve()
     markers = Markers(out)
     stages = build_stages(cfg, out, wait=lambda *_: None, report=lambda: None)
@@ -93,8 +91,6 @@ def _print_summary(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`artalign loop ARGV` through the console script's own entry (its error handling)."""
-    from base_models.cli_main import main as artalign
-
     return artalign(["loop", *(sys.argv[1:] if argv is None else argv)])
 
 

@@ -41,6 +41,7 @@ def train_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Supervised rewriting on caption pairs, then GRPO against the generator's image reward."""
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.prompt.config import PromptConfig
     from rlhf.prompt.train import train_prompt_optimiser
 
@@ -66,6 +67,7 @@ def rewrite_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the sampled candidates.")] = 0,
 ) -> None:
     """Print the rewrite of each prompt, one a line."""
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.prompt.rewriter import PromptRewriter
 
     rewriter = PromptRewriter.load(model, keep_intent, candidates, seed)

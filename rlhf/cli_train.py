@@ -55,6 +55,7 @@ def train_cmd(
     help_config: HelpConfig = False,
 ) -> None:
     """Train a reward model on preference judgments; write it and metrics.json to --out."""
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.reward.config import RewardConfig
     from rlhf.reward.loaders import load_preferences
     from rlhf.reward.train import train_reward
@@ -90,6 +91,7 @@ def score_cmd(
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any).")] = None,
 ) -> None:
     """Score images against their prompts with a reward model; write one row per image."""
+    # lazy: torch, kept out of `artalign --help`
     from rlhf.reward.score import score_folder
 
     if batch_size < 1:

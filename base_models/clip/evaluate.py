@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from base_models.clip.model_io import embed_images, embed_texts, load_clip, model_notes
+from base_models.data import load_records
 from base_models.errors import ArtalignError
 from base_models.io_utils import write_json
 from base_models.world.attributes import (
@@ -56,6 +57,8 @@ from base_models.world.captions import (
     caption,
     object_phrase,
 )
+from base_models.world.dataset import DataConfig, generate_item
+from base_models.world.render import render_scene
 from base_models.world.sampling import SceneSampler
 
 EVAL_SEED = 3_000_017  # distinct from data make's defaults and the oracle's stream
@@ -76,8 +79,6 @@ class EvalItem:
 
 def generated_items(n: int, size: int, seed: int = EVAL_SEED) -> list[EvalItem]:
     """`n` fresh single-object images (train split, no stereotypes, no warning signs)."""
-    from base_models.world.dataset import DataConfig, generate_item
-
     cfg = DataConfig(n=n, seed=seed, size=size, split="train", min_objects=1, max_objects=1,
                      unsafe_share=0.0, stereotypes=[])  # fmt: skip
     sampler = cfg.sampler()
@@ -90,8 +91,6 @@ def generated_items(n: int, size: int, seed: int = EVAL_SEED) -> list[EvalItem]:
 
 def data_items(data: str | Path) -> list[EvalItem]:
     """Every item of a data set (any format base_models.data reads), minus opted-out ones."""
-    from base_models.data import load_records
-
     return [EvalItem(r.load_image(), r.text, r.attrs) for r in load_records(data)]
 
 
@@ -242,8 +241,6 @@ def binding_items(
     (binding, not place, must decide) and every composition, swapped or not, is one the training
     split shows. Canonical wording, objects in reading order.
     """
-    from base_models.world.render import render_scene
-
     sampler = SceneSampler(split="train", min_objects=2, max_objects=2, unsafe_share=0.0)
     rng = np.random.default_rng(seed)
     items: list[tuple[Image.Image, list[str]]] = []

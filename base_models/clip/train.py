@@ -38,6 +38,7 @@ from tqdm import tqdm
 from base_models.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from base_models.clip.config import ClipConfig
 from base_models.clip.data import BatchMaker, PairSet, load_pairs
+from base_models.clip.evaluate import eval_clip
 from base_models.clip.lit import image_views, negative_views, view_batch, view_keys
 from base_models.clip.model_io import model_config, preprocess_config, save_clip
 from base_models.clip.positives import contrastive_loss
@@ -289,8 +290,6 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         }
         if cfg.eval_n > 0:
-            from base_models.clip.evaluate import eval_clip
-
             raw.eval()
             metrics.update(
                 eval_clip(

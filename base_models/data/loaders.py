@@ -29,6 +29,7 @@ import torch
 from braceexpand import braceexpand
 from PIL import Image
 
+from base_models.data.transforms import ImageTextTransform
 from base_models.errors import ArtalignError
 from base_models.io_utils import read_jsonl
 from base_models.provenance import (
@@ -447,8 +448,6 @@ class ImageTextDataset(torch.utils.data.Dataset):
         seed: int | None = None,
     ) -> None:
         if transform is None:
-            from base_models.data.transforms import ImageTextTransform
-
             transform = ImageTextTransform()
         self.records = list(records)
         self.transform = transform

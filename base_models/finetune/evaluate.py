@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from base_models.finetune.data import trigger_caption
+from base_models.finetune.data import strip_style, trigger_caption
 from base_models.generator.evaluate import prompt_scenes, sample_seeds, score_prompt_set
 from base_models.oracle import read_images
 from base_models.world.captions import canonical_caption
@@ -23,8 +23,6 @@ from base_models.world.captions import canonical_caption
 
 def style_prompts(token: str | None, n_prompts: int) -> tuple[list[str], list[Any]]:
     """(prompts, scenes): trigger prompts, or with token None the same prompts without style."""
-    from base_models.finetune.data import strip_style
-
     scenes = [s for s, _ in prompt_scenes("single", n_prompts)]
     captions = [canonical_caption(s, with_position=False) for s in scenes]
     if token is None:

@@ -43,6 +43,7 @@ from base_models.finetune.data import (
 )
 from base_models.generator import Generator, check_sd_folder, lora_config
 from base_models.generator import lora as lora_lib
+from base_models.imaging import make_grid
 from base_models.io_utils import atomic_path, write_json
 from base_models.train_utils import EpochOrder, lr_factor, make_accelerator, step_generator
 from base_models.unet import losses
@@ -276,8 +277,6 @@ def finetune_style(
         (out / other).unlink(missing_ok=True)
     sample_seconds = 0.0
     if cfg.sample_n:
-        from base_models.imaging import make_grid
-
         ts = time.perf_counter()
         prompts = list(dict.fromkeys(data.captions))[: cfg.sample_n]
         images = gen.sample(prompts, cfg.seed, steps=cfg.sample_steps,

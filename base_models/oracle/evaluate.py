@@ -100,6 +100,7 @@ def score_oracle(
     model_dir: str | Path, data_dir: str | Path, out: str | Path, batch_size: int = 256
 ) -> dict[str, Any]:
     """Read every image of the data set with the oracle; write `out/metrics.json`; return it."""
+    # lazy: torchvision
     from base_models.data import load_records
 
     oracle = AttributeOracle.load(model_dir)

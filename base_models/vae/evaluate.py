@@ -19,12 +19,11 @@ import torch
 
 from base_models.errors import ArtalignError
 from base_models.vae.data import to_model_range, to_pixels
+from base_models.world.dataset import DataConfig, generate_item
 
 
 def heldout_pixels(n: int, size: int, seed: int) -> torch.Tensor:
     """`n` fresh procedural images (N, 3, size, size) uint8 from a seed no data set uses."""
-    from base_models.world.dataset import DataConfig, generate_item
-
     cfg = DataConfig(n=n, seed=seed, size=size, split="train")
     sampler = cfg.sampler()
     images = [np.asarray(generate_item(cfg, sampler, i)[0].convert("RGB")) for i in range(n)]

@@ -12,14 +12,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from labeling_app.agreement import AgreementReport, agreement_report
 from labeling_app.app import session
 from labeling_app.store import Store, StoreError
-
-try:
-    from labeling_app.agreement import agreement_report
-except ImportError:  # pragma: no cover - the module ships with the package
-    agreement_report = None
-
 
 ALL = "All batches"
 
@@ -71,11 +66,11 @@ def _progress_section(store: Store, viewer: Any, batches: list[Any]) -> None:
         )
 
 
-def _raters_section(store: Store, report: Any) -> None:
+def _raters_section(store: Store, report: AgreementReport) -> None:
     st.subheader("Raters")
     gold = store.gold_accuracy()
-    per_rater = report.per_rater if report is not None else {}
-    flagged = set(report.flagged) if report is not None else set()
+    per_rater = report.per_rater
+    flagged = set(report.flagged)
     now = time.time()
     rows = []
     for r in store.raters():
@@ -107,11 +102,8 @@ def _raters_section(store: Store, report: Any) -> None:
             )
 
 
-def _agreement_section(report: Any, names: dict[int, str]) -> None:
+def _agreement_section(report: AgreementReport, names: dict[int, str]) -> None:
     st.subheader("Agreement")
-    if report is None:
-        st.warning("agreement statistics unavailable (labeling_app.agreement is not installed)")
-        return
     a, b, c = st.columns(3)
     a.metric("Krippendorff α, pairs (nominal)", _fmt(report.alpha_pairs))
     b.metric("Krippendorff α, ranks (ordinal)", _fmt(report.alpha_ranks))
@@ -165,9 +157,7 @@ def render(store: Store, viewer: Any) -> None:
     scope = st.selectbox("Raters and agreement over", scopes, key="admin_scope")
     batch_id = None if scope == ALL else int(scope.split(":", 1)[0])
     names = {r.id: r.name for r in store.raters()}
-    report = None
-    if agreement_report is not None:
-        report = agreement_report(store.judgments(viewer, batch_id=batch_id))
+    report = agreement_report(store.judgments(viewer, batch_id=batch_id))
     _raters_section(store, report)
     _agreement_section(report, names)
     _invite_section(store)

@@ -28,9 +28,12 @@ from typing import Any
 import torch
 
 from base_models.errors import ArtalignError
+from base_models.generator import Generator, check_sd_folder, lora_config
+from base_models.imaging import make_grid
 from base_models.io_utils import atomic_path, write_json, write_text
 from base_models.train_utils import EpochOrder, check_out, lr_factor, make_accelerator
 from rlhf.align import checkpoint
+from rlhf.align import guard as guard_lib
 from rlhf.align.dpo_config import DPOConfig
 from rlhf.align.dpo_data import DPOData, PairTensors, build_dpo_data, read_preferences
 from rlhf.align.losses import diffusion_dpo_loss
@@ -164,8 +167,6 @@ def _trim_log(path: Path, step: int) -> None:
 
 def save_samples(generator: Any, prompts: list[str], cfg: DPOConfig, path: Path) -> None:
     """A grid of base (top row) and aligned (bottom row) samples of `prompts`, same seeds."""
-    from base_models.imaging import make_grid
-
     prompts = [p for p in prompts for _ in range(cfg.sample_seeds)]
     seeds = list(range(len(prompts)))
     kw = {"steps": cfg.sample_steps, "guidance": cfg.sample_guidance, "eta": 0.0}
@@ -178,8 +179,6 @@ def save_samples(generator: Any, prompts: list[str], cfg: DPOConfig, path: Path)
 
 
 def _make_guard(cfg: DPOConfig, generator: Any, data: DPOData, out: Path) -> Any:
-    from rlhf.align.guard import Guard
-
     if cfg.guard_prompts is None:  # default: the held-out split's prompts
         if not data.heldout_prompts:
             raise ArtalignError("guard_every > 0 needs held-out prompts: set heldout_frac > 0 "
@@ -187,7 +186,7 @@ def _make_guard(cfg: DPOConfig, generator: Any, data: DPOData, out: Path) -> Any
         path = out / "heldout_prompts.txt"
         write_text(path, "\n".join(data.heldout_prompts) + "\n")
         cfg = dataclasses.replace(cfg, guard_prompts=str(path))
-    return Guard(cfg, generator)
+    return guard_lib.Guard(cfg, generator)  # looked up here, so a test can stand in a fake
 
 
 def train_dpo(
@@ -198,8 +197,6 @@ def train_dpo(
     With `resume`, continue the run in `out` from its checkpoint (adapters, optimizer, step,
     RNG), else refuse an `out` that already holds a run. Returns the final metrics.
     """
-    from base_models.generator import Generator, check_sd_folder, lora_config
-
     say = log or (lambda _: None)
     cfg.validate()
     out = Path(out)

@@ -31,6 +31,7 @@ import torch
 from base_models.errors import ArtalignError
 from base_models.imaging import square_crop
 from rlhf.reward.data import PreferenceData, split_by_prompt, training_rater_policy
+from rlhf.reward.loaders import load_preferences
 
 Log = Callable[[str], None]
 
@@ -212,8 +213,6 @@ def build_dpo_data(
 
 def read_preferences(source: str | Path, cfg: Any, batch: str | None = None) -> PreferenceData:
     """The judgments of a label store (.db), Pick-a-Pic .parquet or .jsonl rankings, checked."""
-    from rlhf.reward.loaders import load_preferences
-
     source = Path(source)
     extra = {"batch": batch} if batch is not None else {}
     if batch is not None and source.suffix in (".parquet", ".jsonl"):

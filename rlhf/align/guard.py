@@ -30,6 +30,14 @@ import torch
 
 from base_models.config import BaseConfig, hfield
 from base_models.errors import ArtalignError
+from base_models.generator.evaluate import clip_fid
+from base_models.imaging import to_pil
+from base_models.oracle import AttributeOracle
+from base_models.oracle.fidelity import fidelity, parse_prompt
+from base_models.oracle.reading import read_images
+from base_models.raters import load_profile
+from evaluation.preference import rater_winrate
+from rlhf.reward.baselines import clip_score_fn
 
 
 @dataclasses.dataclass
@@ -88,6 +96,7 @@ def read_prompts(path: str | Path, n: int | None = None) -> list[str]:
 
 def load_reference(path: str | Path, n: int, size: int, seed: int = 0) -> torch.Tensor:
     """`n` real images of an imagefolder (a seeded draw), resized to `size`: (n, 3, S, S)."""
+    # lazy: torchvision
     from base_models.data.loaders import load_records
 
     records = load_records(path, require_text=False)
@@ -128,17 +137,13 @@ class Guard:
         cfg = self.cfg
         self.oracle = self.profile = self.clip_score = self.features = None
         if cfg.guard_oracle:
-            from base_models.oracle import AttributeOracle
-
             self.oracle = AttributeOracle.load(cfg.guard_oracle)
         if cfg.guard_rater:
-            from base_models.raters import load_profile
-
             profile = load_profile(cfg.guard_rater)
             self.profile = dataclasses.replace(profile, seed=cfg.guard_rater_seed)
         if cfg.guard_clip:
+            # lazy: open_clip
             from base_models.clip.features import ClipImageFeatures
-            from rlhf.reward.baselines import clip_score_fn
 
             self.clip_score = clip_score_fn(cfg.guard_clip)
             self.features = ClipImageFeatures.from_folder(cfg.guard_clip)
@@ -157,19 +162,12 @@ class Guard:
         return out.pixels
 
     def _measure(self, pixels: torch.Tensor, first: bool = False) -> dict[str, float]:
-        from base_models.generator.evaluate import clip_fid
-        from base_models.oracle.fidelity import fidelity, parse_prompt
-        from base_models.oracle.reading import read_images
-        from evaluation.preference import rater_winrate
-
         m: dict[str, float] = {}
         if self.oracle is not None:
             readings = read_images(self.oracle, pixels)
             pairs = zip(readings, self.prompts, strict=True)
             m["fidelity"] = float(np.mean([fidelity(r, parse_prompt(p))[0] for r, p in pairs]))
         if self.clip_score is not None:
-            from base_models.imaging import to_pil
-
             m["clip_score"] = float(self.clip_score(to_pil(pixels), self.prompts).mean())
             if not first:
                 m["fid_to_base"] = clip_fid(self.features, self.base, pixels)

@@ -24,6 +24,11 @@ import torch
 
 from base_models.errors import ArtalignError
 from base_models.imaging import to_pil
+from base_models.oracle import AttributeOracle
+from base_models.oracle.fidelity import fidelity, parse_prompt
+from base_models.oracle.reading import read_images
+from rlhf.reward.baselines import clip_score_fn
+from rlhf.reward.score import make_reward_fn
 
 RewardFn = Callable[..., tuple[torch.Tensor, dict[str, Any]]]
 
@@ -70,15 +75,11 @@ def make_reward(name: str, **kwargs: Any) -> RewardFn:
 
 @register_reward("reward_model", needs=("path",))
 def reward_model(path: str, device: str | None = None, **_: Any) -> RewardFn:
-    from rlhf.reward.score import make_reward_fn
-
     return make_reward_fn(path, device=device)
 
 
 @register_reward("clip_score", needs=("clip",))
 def clip_score(clip: str, **_: Any) -> RewardFn:
-    from rlhf.reward.baselines import clip_score_fn
-
     score = clip_score_fn(clip)
 
     def reward_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
@@ -90,10 +91,6 @@ def clip_score(clip: str, **_: Any) -> RewardFn:
 
 @register_reward("oracle_fidelity", research=True, needs=("oracle",))
 def oracle_fidelity(oracle: str, **_: Any) -> RewardFn:
-    from base_models.oracle import AttributeOracle
-    from base_models.oracle.fidelity import fidelity, parse_prompt
-    from base_models.oracle.reading import read_images
-
     model = AttributeOracle.load(oracle)
 
     def reward_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):

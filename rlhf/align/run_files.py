@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from base_models.imaging import make_grid
+from base_models.io_utils import atomic_path
 
 
 def append_log(path: Path, row: dict[str, Any]) -> None:
@@ -32,8 +33,6 @@ def save_samples_grid(
 ) -> None:
     """Two rows per prompt block: the base model (adapters off) above the aligned model, same
     seeds, so the grid shows what alignment changed."""
-    from base_models.io_utils import atomic_path
-
     seeds = list(range(len(prompts)))
     with generator.lora_disabled():
         base = generator.sample(prompts, seeds, steps=steps, guidance=guidance).images

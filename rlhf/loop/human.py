@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from base_models.errors import ArtalignError
+from labeling_app.store import SYSTEM, Store
 
 Log = Callable[[str], None]
 
@@ -48,8 +49,6 @@ def wait_for_batch(
     Progress lines are printed when the number of judgments changes. Returns the batch's final
     progress (`Store.progress`). `timeout` (seconds, None: wait for ever) raises ArtalignError.
     """
-    from labeling_app.store import SYSTEM, Store
-
     if not Path(db).is_file():
         raise ArtalignError(f"label store {db} does not exist; rerun the loop to make the batch")
     log(serve_instructions(Path(db), batch, host, port))

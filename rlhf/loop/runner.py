@@ -27,9 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from base_models.cli_main import main as artalign
 from base_models.errors import ArtalignError
 from base_models.io_utils import write_json
 from rlhf.loop.config import LoopConfig
+from rlhf.loop.human import wait_for_batch
+from rlhf.loop.report_summary import write_loop_report
 from rlhf.loop.stages import Stage, build_stages
 
 Log = Callable[[str], None]
@@ -163,8 +166,6 @@ def _reset_accelerate() -> None:
 
 def execute(stage: Stage, markers: Markers, log: Log) -> None:
     """Run one stage from a clean state (or resume it); raise ArtalignError if it fails."""
-    from base_models.cli_main import main as artalign
-
     resume = _should_resume(stage, markers)
     if not resume:
         for path in stage.clean:
@@ -222,9 +223,6 @@ def run_stages(stages: list[Stage], out: Path, log: Log = print) -> dict[str, An
 def run_loop(cfg: LoopConfig, out: str | Path, log: Log = print) -> dict[str, Any]:
     """Run the whole loop of `cfg` in `out` (see the module docstring); return what ran, what
     was skipped or adopted, every stage's marker, and the summary (OUT/summary.json)."""
-    from rlhf.loop.human import wait_for_batch
-    from rlhf.loop.report_summary import write_loop_report
-
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise ArtalignError(f"--out {out} is a file; pass a folder")

@@ -24,11 +24,14 @@ import numpy as np
 import torch
 
 from base_models.errors import ArtalignError
+from base_models.generator import Generator
 from base_models.io_utils import replace_dir, write_json, write_text
+from base_models.oracle.fidelity import parse_prompt
 from rlhf.prompt.config import PromptConfig
 from rlhf.prompt.data import grpo_rows, load_pairs, sft_rows
 from rlhf.prompt.keep import kept_share
 from rlhf.prompt.lm import load_lm, new_gpt2, save_lm, train_tokenizer
+from rlhf.prompt.reward import RewriteReward
 from rlhf.prompt.rewriter import PromptRewriter, write_meta
 
 
@@ -65,8 +68,6 @@ def _complete(parsed: dict[str, Any]) -> bool:
 
 def measure(rewriter: PromptRewriter, shorts: list[str]) -> dict[str, float]:
     """How the greedy rewrites of `shorts` keep the user's intent and fill in the rest."""
-    from base_models.oracle.fidelity import parse_prompt
-
     rewrites = rewriter.generate(shorts)
     kept = [kept_share(s, r) for s, r in zip(shorts, rewrites, strict=True)]
     return {
@@ -205,9 +206,6 @@ def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]
     reward images on its own device; only the main process writes files.
     """
     from accelerate import PartialState
-
-    from base_models.generator import Generator
-    from rlhf.prompt.reward import RewriteReward
 
     cfg.validate()
     state = PartialState()

@@ -228,6 +228,7 @@ def _wrong_kind(folder: Path, kind: str) -> None:
 
 
 def _load_open_clip(path: str, kind: str, pretrained: str | None, device: str) -> Backbone:
+    # lazy: open_clip
     from base_models.clip.model_io import load_clip
 
     folder = Path(path.removeprefix("local-dir:"))

@@ -29,6 +29,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from base_models.errors import ArtalignError
+from base_models.rater_ceiling import pair_answer_distribution, rank_pair_marginals
+from evaluation.preference import rater_utilities
+from rlhf.reward.backbones import load_backbone
 
 ScoreFn = Callable[[Sequence[Image.Image], Sequence[str]], torch.Tensor]
 
@@ -40,8 +43,6 @@ def clip_score_fn(
     batch_size: int = 256,
 ) -> ScoreFn:
     """Zero-shot CLIP score of a backbone (any kind `rlhf.reward.backbones` loads)."""
-    from rlhf.reward.backbones import load_backbone
-
     bb = load_backbone(backbone, kind, pretrained)
     scale = float(bb.init_logit_scale)
 
@@ -80,8 +81,6 @@ def oracle_utilities(
     oracle: Any, profile: Any, images: Sequence[Image.Image], prompts: Sequence[str]
 ) -> np.ndarray:
     """The profile's hidden utility of each (image, prompt), as the simulated raters compute it."""
-    from evaluation.preference import rater_utilities
-
     return rater_utilities(oracle, profile, list(images), prompts)
 
 
@@ -97,8 +96,6 @@ def answer_probabilities(
     rater.
     """
     import itertools
-
-    from base_models.rater_ceiling import pair_answer_distribution, rank_pair_marginals
 
     if spammer:
         n = 1 if kind == "pair" else len(utilities) * (len(utilities) - 1) // 2

@@ -25,6 +25,7 @@ from base_models.io_utils import atomic_path, write_json
 from rlhf.reward.config import RewardConfig
 from rlhf.reward.data import PreferenceData, split_by_prompt
 from rlhf.reward.evaluate import SimulatedRaters, evaluate_reward
+from rlhf.reward.train import train_reward
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
 Log = Callable[[str], None]
@@ -76,8 +77,6 @@ def learning_curve(
 ) -> dict[str, Any]:
     """Train and evaluate one model per fraction of the training judgments; return the metrics."""
     import json
-
-    from rlhf.reward.train import train_reward
 
     log = log or (lambda _m: None)
     out = Path(out)

@@ -32,6 +32,7 @@ from typing import Any
 from PIL import Image
 
 from base_models.errors import ArtalignError
+from labeling_app.agreement import agreement_report
 
 BOTH_BAD = ("drop", "tie")
 
@@ -236,7 +237,6 @@ def fit_rater_policy(
         raise ArtalignError(f"exclude_raters={exclude_raters!r}: use 'flagged', a list or None")
     if exclude_raters != "flagged" and not rater_weights:
         return RaterPolicy(tuple(sorted({str(r) for r in exclude_raters or ()})))
-    from labeling_app.agreement import agreement_report
 
     records, names = _agreement_records(data)
     report = agreement_report(records, min_shared=min_shared, kappa_threshold=kappa_threshold)
@@ -324,6 +324,7 @@ _LOADERS = ("load_from_store", "load_pickapic", "load_preferences", "load_rankin
 
 def __getattr__(name: str) -> Any:
     if name in _LOADERS:
+        # cycle: loaders imports this module (issue 20 step 2 drops this re-export)
         from rlhf.reward import loaders
 
         return getattr(loaders, name)

@@ -37,6 +37,7 @@ import numpy as np
 
 from base_models.errors import ArtalignError
 from base_models.io_utils import write_json
+from base_models.rater_ceiling import perfect_credit
 from rlhf.reward.baselines import (
     ScoreFn,
     answer_probabilities,
@@ -53,6 +54,7 @@ from rlhf.reward.metrics import (
     ranking_spearman,
     rater_ceiling,
 )
+from rlhf.reward.model import load_reward_model, read_reward_config
 
 Log = Callable[[str], None]
 
@@ -231,8 +233,6 @@ def evaluate_scorers(
     log: Log | None = None,
 ) -> dict[str, Any]:
     """Metrics of each scoring function on (val, test), and the ceilings of `test`."""
-    from base_models.rater_ceiling import perfect_credit
-
     log = log or (lambda _m: None)
     tv, tt = PairTable.of(val), PairTable.of(test)
     if len(tt) == 0:
@@ -324,8 +324,6 @@ def evaluate_reward(
     `drop_excluded_raters`: leave out the judgments of the raters the model's training left out
     (its reward_config's data.excluded_raters, flagged on the training prompts).
     """
-    from rlhf.reward.model import load_reward_model, read_reward_config
-
     t0 = time.perf_counter()
     config = read_reward_config(model_dir)
     model = load_reward_model(model_dir)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from base_models.errors import ArtalignError
+from labeling_app.store import SYSTEM, Store
 from rlhf.reward.data import (
     BOTH_BAD,
     Pair,
@@ -106,8 +107,6 @@ def load_from_store(
     check: bool = True,
 ) -> PreferenceData:
     """The live judgments of a label store (one batch, by name or id, or all)."""
-    from labeling_app.store import SYSTEM, Store
-
     db = Path(db)
     if not db.is_file():
         raise ArtalignError(f"label store {db} does not exist; pass a .db made by `artalign label`")

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from base_models.errors import ArtalignError
+from labeling_app.agreement import units_from_judgments
 
 DEFAULT_QUANTILES: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 0.5, 51), 3))
 """Quantiles of validation |s_a - s_b| tried as tau (with tau = 0, which predicts no ties)."""
@@ -278,7 +279,6 @@ def rater_ceiling(judgments: Sequence[Any], n_boot: int = 1000, seed: int = 0) -
     Judgments are the store's `Judgment` records (or dicts with task_id, rater_id, kind, prompt,
     answer, id).
     """
-    from labeling_app.agreement import units_from_judgments
 
     def field(j: Any, name: str) -> Any:
         return j[name] if isinstance(j, dict) else getattr(j, name)
