@@ -1,1 +1,2 @@
-"""Preference store, reward models, alignment trainers and the prompt optimiser."""
+"""Reward models, the alignment trainers (DDPO, Diffusion-DPO, LoRA), the prompt optimiser and the
+loop: the top package, above labeling_app and evaluation (README, Architecture)."""
