@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from base_models.generator import Generator, SDComponents
 from base_models.imaging import make_grid
 from base_models.io_utils import replace_dir
 
@@ -70,8 +71,6 @@ def sample_grid(
     out: Path,
 ) -> Image.Image:
     """DDIM samples of `prompts` (seeds 0, 1, ...) with base_models.generator, as one grid."""
-    from base_models.generator import Generator, SDComponents
-
     parts = SDComponents(path=out, unet=unet, vae=vae, text_encoder=text_encoder,
                          tokenizer=tokenizer, scheduler_config=scheduler_config)  # fmt: skip
     device = next(unet.parameters()).device

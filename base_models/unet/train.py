@@ -73,7 +73,7 @@ class Inputs:
 def _prepare_inputs(cfg: UNetConfig, data_dir, vae_dir, clip_dir, out: Path, accelerator) -> Inputs:
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from base_models.text_encoder import export_text_encoder
+    from base_models.text_encoder import export_text_encoder  # lazy: open_clip
 
     vae = load_vae(vae_dir, accelerator.device)
     if not Path(clip_dir).is_dir():
