@@ -19,7 +19,7 @@ import torch
 from base_models.errors import ArtalignError
 from base_models.oracle import AttributeOracle
 from base_models.raters import load_profile
-from evaluation.registry import get_extractor, get_reward_loader
+from evaluation.registry import REWARDS, get_extractor
 
 
 @dataclass
@@ -110,7 +110,7 @@ class EvalContext:
     @cached_property
     def reward_fn(self) -> Any:
         path = _need(self.reward_path, "a reward model", "--reward DIR")
-        return get_reward_loader(self.reward_loader)(path, device=self.device)
+        return REWARDS.build(self.reward_loader, path=path, device=self.device)
 
     @cached_property
     def rater_profile(self) -> Any:

@@ -1,4 +1,5 @@
-"""Registries of the evaluation harness: metrics, feature extractors and reward loaders by name.
+"""The evaluation harness's plug-in tables: metrics, feature extractors, prompt sets, rewards,
+safety classifiers — each a `base_models.registry.Registry`.
 
 In the manner of lm-evaluation-harness, a metric is a plain function registered with a decorator:
 
@@ -10,20 +11,19 @@ name metrics and their params; `artalign eval run` looks them up here. Feature e
 registered the same way: `@register_extractor("clip")` over `factory(ctx, **params) -> nn.Module`
 mapping float images (B, 3, H, W) in [0, 1] to features (B, D).
 
-Packages above `evaluation` (rlhf: the reward model) plug in through the `artalign.eval_plugins`
-entry-point group: each entry point names a module whose import registers what it provides, so
-`evaluation` never imports them directly.
+Rewards (`REWARDS`) are `factory(**kwargs) -> reward_fn(images, prompts, metadata) -> (rewards,
+info)`, shared by the evaluation harness and the alignment trainers. Packages above `evaluation`
+(rlhf: the learned reward model and the trainers' rewards) plug in through the
+`artalign.eval_plugins` entry-point group: each entry point names a module whose import
+registers what it provides, so `evaluation` never imports them directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any
 
-from base_models.errors import ArtalignError
+from base_models.registry import Entry, Registry
 
 ASPECTS = ("quality", "alignment", "composition", "preference", "bias", "safety", "efficiency")
 MetricFn = Callable[..., dict[str, Any]]
@@ -39,22 +39,19 @@ BUILTIN_MODULES = (
     "evaluation.efficiency",
     "evaluation.prompt_sets",
 )
+PLUGIN_GROUP = "artalign.eval_plugins"
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    fn: MetricFn
-    aspect: str
-    higher_is_better: bool | None
-    description: str
+def _override_hint(key: str) -> str:
+    return f"reward_{key}=VALUE (a KEY=VALUE override)"
 
 
-_METRICS: dict[str, MetricSpec] = {}
-_EXTRACTORS: dict[str, Callable[..., Any]] = {}
-_REWARD_LOADERS: dict[str, Callable[..., Any]] = {}
-_PROMPT_SETS: dict[str, Callable[..., list[dict[str, Any]]]] = {}
-_plugins_loaded = False
+METRICS = Registry("metric", BUILTIN_MODULES, group=PLUGIN_GROUP)
+EXTRACTORS = Registry("feature extractor", BUILTIN_MODULES, group=PLUGIN_GROUP)
+PROMPT_SETS = Registry("prompt set", BUILTIN_MODULES, group=PLUGIN_GROUP)
+# rewards come from the plug-ins (rlhf); the built-in metric modules need not load for them
+REWARDS = Registry("reward", group=PLUGIN_GROUP, hint=_override_hint)
+CLASSIFIERS = Registry("safety classifier", ("evaluation.safety_adapters",))
 
 
 def register_metric(
@@ -65,10 +62,9 @@ def register_metric(
         raise ValueError(f"aspect {aspect!r} is not one of {ASPECTS}")
 
     def wrap(fn: MetricFn) -> MetricFn:
-        if name in _METRICS and _METRICS[name].fn is not fn:
-            raise ValueError(f"metric {name!r} is registered twice")
         doc = description or (fn.__doc__ or "").strip().split("\n")[0]
-        _METRICS[name] = MetricSpec(name, fn, aspect, higher_is_better, doc)
+        METRICS.add(name, fn, fn=fn, aspect=aspect, higher_is_better=higher_is_better,
+                    description=doc)  # fmt: skip
         return fn
 
     return wrap
@@ -76,22 +72,18 @@ def register_metric(
 
 def register_extractor(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `factory(ctx, **params) -> nn.Module` as feature extractor `name`."""
-
-    def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
-        _EXTRACTORS[name] = factory
-        return factory
-
-    return wrap
+    return EXTRACTORS.register(name)
 
 
-def register_reward_loader(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register `loader(path, device) -> reward_fn(images, prompts, metadata)` as `name`."""
+def register_reward(
+    name: str, research: bool = False, needs: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `factory(**kwargs) -> reward_fn(images, prompts, metadata)` as reward `name`.
 
-    def wrap(loader: Callable[..., Any]) -> Callable[..., Any]:
-        _REWARD_LOADERS[name] = loader
-        return loader
-
-    return wrap
+    research: the reward optimises an evaluation instrument (runs that use it are labelled).
+    needs: keyword arguments the factory cannot do without (e.g. "path").
+    """
+    return REWARDS.register(name, needs=needs, research=research)
 
 
 def register_prompt_set(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -101,55 +93,30 @@ def register_prompt_set(name: str) -> Callable[[Callable[..., Any]], Callable[..
     attributes the prompt asks for, as `base_models.oracle.fidelity.parse_prompt` gives them).
     The suite runner adds "set": name to each item.
     """
-
-    def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
-        _PROMPT_SETS[name] = factory
-        return factory
-
-    return wrap
+    return PROMPT_SETS.register(name)
 
 
-def load_plugins() -> None:
-    """Import evaluation's own metric modules and every `artalign.eval_plugins` entry point."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for module in BUILTIN_MODULES:  # the built-in metrics, extractors and prompt sets
-        import_module(module)
-    for ep in entry_points(group="artalign.eval_plugins"):
-        ep.load()
+def register_classifier(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `factory(**params) -> classifier` (with probabilities() and flags())."""
+    return CLASSIFIERS.register(name)
 
 
-def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:
-    load_plugins()
-    if name not in table:
-        known = ", ".join(sorted(table)) or "none"
-        raise ArtalignError(f"unknown {kind} {name!r}; known: {known}")
-    return table[name]
-
-
-def get_metric(name: str) -> MetricSpec:
-    return _lookup(_METRICS, "metric", name)
+def get_metric(name: str) -> Entry:
+    """The metric's entry: `.fn`, `.aspect`, `.higher_is_better`, `.description`."""
+    return METRICS.entry(name)
 
 
 def get_extractor(name: str) -> Callable[..., Any]:
-    return _lookup(_EXTRACTORS, "feature extractor", name)
-
-
-def get_reward_loader(name: str) -> Callable[..., Any]:
-    return _lookup(_REWARD_LOADERS, "reward loader", name)
+    return EXTRACTORS.get(name)
 
 
 def get_prompt_set(name: str) -> Callable[..., list[dict[str, Any]]]:
-    return _lookup(_PROMPT_SETS, "prompt set", name)
+    return PROMPT_SETS.get(name)
 
 
 def metric_names() -> list[str]:
-    load_plugins()
-    return sorted(_METRICS)
+    return METRICS.names()
 
 
 def extractor_names() -> list[str]:
-    load_plugins()
-    return sorted(_EXTRACTORS)
+    return EXTRACTORS.names()

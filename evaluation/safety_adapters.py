@@ -13,7 +13,6 @@ unsafe, and `flags(images)` to bools, so it can stand in for the concept checker
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +21,17 @@ import torch
 import torch.nn.functional as F
 
 from base_models.errors import ArtalignError
+from evaluation.registry import CLASSIFIERS, register_classifier
 from evaluation.safety import ClipEmbedder, ConceptChecker
-
-_CLASSIFIERS: dict[str, Callable[..., Any]] = {}
-
-
-def register_classifier(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register `factory(**params) -> classifier` (with probabilities() and flags())."""
-
-    def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
-        _CLASSIFIERS[name] = factory
-        return factory
-
-    return wrap
 
 
 def get_classifier(name: str, **params: Any) -> Any:
-    if name not in _CLASSIFIERS:
-        raise ArtalignError(f"unknown safety classifier {name!r}; known: {sorted(_CLASSIFIERS)}")
-    return _CLASSIFIERS[name](**params)
+    """Safety classifier `name` (evaluation.registry.CLASSIFIERS) built with `params`."""
+    return CLASSIFIERS.build(name, **params)
 
 
 def classifier_names() -> list[str]:
-    return sorted(_CLASSIFIERS)
+    return CLASSIFIERS.names()
 
 
 def _need_file(path: str | Path | None, what: str, how: str) -> Path:

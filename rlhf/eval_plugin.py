@@ -1,11 +1,9 @@
-"""Registers the reward model with the evaluation harness (`artalign.eval_plugins` entry point).
+"""Registers rlhf's rewards, the learned reward model among them, with the evaluation harness.
 
-`evaluation` does not import `rlhf`; it finds the reward model's loader here by name.
+The `artalign.eval_plugins` entry point names this module: `evaluation` does not import `rlhf`,
+it finds the rewards by name in `evaluation.registry.REWARDS` once this module is imported.
 """
 
 from __future__ import annotations
 
-from evaluation.registry import register_reward_loader
-from rlhf.reward.score import make_reward_fn
-
-register_reward_loader("reward_model")(make_reward_fn)
+import rlhf.align.rewards  # noqa: F401  (its import registers the rewards)

@@ -1,12 +1,15 @@
 """Reward functions for the alignment trainers, looked up by name (as ddpo-pytorch's rewards.py).
 
+They live in the one reward registry (`evaluation.registry.REWARDS`), which the evaluation
+harness reads too; this module is loaded through the `artalign.eval_plugins` entry point.
+
 Every factory returns `reward_fn(images, prompts, metadata) -> (rewards, info)`: images a float
 tensor (N, 3, H, W) in [0, 1], rewards a float32 CPU tensor (N,), info a dict of extra figures.
 - `reward_model` (default): the learned reward model of `artalign reward train` (path=DIR).
 - `clip_score`: zero-shot CLIP score of a CLIP folder (clip=DIR).
 - `oracle_fidelity`: prompt fidelity read by the attribute oracle (oracle=DIR). Research use
   only: the oracle is an evaluation instrument, and a model trained on it is no longer judged
-  fairly by it (DESIGN.md). It is labelled `research` in logs and metrics.
+  fairly by it. It is labelled `research` in logs and metrics.
 - `compressibility` / `incompressibility`: minus / plus the PNG size in kB, ddpo-pytorch's
   sanity rewards (a run on them must move quickly, whatever the images show).
 - `brightness`: mean pixel value, the cheapest sanity reward.
@@ -16,61 +19,35 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from base_models.errors import ArtalignError
 from base_models.imaging import to_pil
 from base_models.oracle import AttributeOracle
 from base_models.oracle.fidelity import fidelity, parse_prompt
 from base_models.oracle.reading import read_images
+from base_models.registry import Entry
+from evaluation.registry import REWARDS, register_reward
 from rlhf.reward.baselines import clip_score_fn
 from rlhf.reward.score import make_reward_fn
 
 RewardFn = Callable[..., tuple[torch.Tensor, dict[str, Any]]]
 
 
-@dataclass(frozen=True)
-class RewardSpec:
-    factory: Callable[..., RewardFn]
-    research: bool  # optimises an evaluation instrument (label runs that use it)
-    needs: tuple[str, ...]  # keyword arguments the factory requires
-
-
-_REWARDS: dict[str, RewardSpec] = {}
-
-
-def register_reward(
-    name: str, research: bool = False, needs: tuple[str, ...] = ()
-) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
-    def wrap(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
-        _REWARDS[name] = RewardSpec(factory, research, needs)
-        return factory
-
-    return wrap
-
-
 def reward_names() -> list[str]:
-    return sorted(_REWARDS)
+    return REWARDS.names()
 
 
-def reward_spec(name: str) -> RewardSpec:
-    if name not in _REWARDS:
-        raise ArtalignError(f"unknown reward {name!r}; choose one of {', '.join(reward_names())}")
-    return _REWARDS[name]
+def reward_spec(name: str) -> Entry:
+    """The reward's entry: `.obj` the factory, `.needs`, `.research`."""
+    return REWARDS.entry(name)
 
 
 def make_reward(name: str, **kwargs: Any) -> RewardFn:
     """The reward function `name`, built with the factory's keyword arguments."""
-    spec = reward_spec(name)
-    missing = [k for k in spec.needs if not kwargs.get(k)]
-    if missing:
-        flags = ", ".join(f"reward_{k}" for k in missing)
-        raise ArtalignError(f"reward {name!r} needs {flags}; set it (e.g. --set {missing[0]}=DIR)")
-    return spec.factory(**{k: v for k, v in kwargs.items() if v is not None})
+    return REWARDS.build(name, **kwargs)
 
 
 @register_reward("reward_model", needs=("path",))

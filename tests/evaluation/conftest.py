@@ -26,7 +26,7 @@ import pytest
 import torch
 import yaml
 
-from evaluation.registry import register_metric, register_prompt_set, register_reward_loader
+from evaluation.registry import register_metric, register_prompt_set, register_reward
 from evaluation.stats import mean_figure
 from tests.base_models.sd_fixtures import make_tiny_sd_folder
 
@@ -75,7 +75,7 @@ def _test_brighter(ctx, samples):
     return {"brighter": mean_figure((a > b) + 0.5 * (a == b), n_boot=200, seed=ctx.seed)}
 
 
-@register_reward_loader("test_brightness")
+@register_reward("test_brightness")
 def _brightness_reward(path, device="cpu"):
     def reward_fn(images, prompts, metadata=None):
         return torch.as_tensor(brightness(images), dtype=torch.float32), {}
