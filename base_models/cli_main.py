@@ -1,7 +1,12 @@
 """The `artalign` console script.
 
 Command groups come from the `artalign.commands` entry points, so each package registers its own
-group (`base_models.cli`, `rlhf.cli`, ...) and this module never imports a package above it.
+groups and this module never imports a package above it. One convention everywhere: the group
+`artalign G` lives in `<package>/cli_G.py` as a `typer.Typer` named `app` whose commands are
+decorated functions; a group too big for one file keeps its commands in `cli_G_<part>.py`, each
+with its own `app`, merged into the group with `app.add_typer(part.app)`. A single-command entry
+(`generate`, `loop`) is the command function itself. Shared option types and the config layers
+(--preset, --config, KEY=VALUE overrides) are in `base_models/cli_options.py`.
 Errors a user can fix (`ArtalignError`) print one line and exit with code 2, without a traceback.
 """
 
@@ -16,7 +21,7 @@ import typer
 
 from base_models.errors import ArtalignError
 
-# Group order in `artalign --help`: the order of the loop (DESIGN.md).
+# Group order in `artalign --help`: the order of the loop.
 GROUP_ORDER = (
     "loop",
     "data",

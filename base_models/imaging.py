@@ -3,12 +3,14 @@ contact-sheet grids."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 if TYPE_CHECKING:
     import torch
@@ -52,3 +54,20 @@ def make_grid(
         tile = im.convert("RGB").resize((w, h), Image.Resampling.NEAREST)
         grid.paste(tile, (pad + (i % ncols) * (w + pad), pad + (i // ncols) * (h + pad)))
     return grid
+
+
+# The text chunks of a generated PNG (artalign generate, label batches), in this order.
+GENERATED_PNG_KEYS = ("prompt", "rewritten", "seed", "model", "lora", "settings")
+
+
+def png_info(meta: dict[str, Any], keys: Sequence[str] | None = None) -> PngInfo:
+    """PNG text chunks of `meta` (only `keys`, in that order, where given): dicts as sorted JSON,
+    None as "", anything else as str — so an image carries the settings that made it."""
+    info = PngInfo()
+    for key in keys if keys is not None else list(meta):
+        if key not in meta:
+            continue
+        value = meta[key]
+        text = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+        info.add_text(key, "" if text is None else str(text))
+    return info

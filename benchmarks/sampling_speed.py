@@ -7,7 +7,7 @@ All rows sample the same prompts and seeds with DDIM, 20 steps, guidance 3, in o
 - ours, η = 0: `Generator.sample` (the images equal the pipeline's; a test checks it);
 - ours, η = 1: stochastic DDIM, no trajectory;
 - ours, η = 1 + log-probs: `return_trajectory=True`, what DDPO samples (keeps every latent and
-  each step's Gaussian log-prob). Target (DESIGN.md): <= 1.15x plain sampling.
+  each step's Gaussian log-prob). Target: <= 1.15x plain sampling.
 Each row is the median of --repeats timed runs after one warm-up; ratios are against the
 diffusers row and against ours at η = 1 (the same computation without the log-prob book-keeping).
 """

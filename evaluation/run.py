@@ -34,6 +34,7 @@ import torch
 
 from base_models.errors import ArtalignError
 from base_models.generator import Generator
+from base_models.imaging import png_info
 from base_models.io_utils import replace_dir, write_json
 from evaluation.context import EvalContext, Samples
 from evaluation.preference_metrics import reward_distributions
@@ -57,16 +58,6 @@ def _versions() -> dict[str, str]:
     out["torch"] = torch.__version__  # with its build tag (e.g. +cu130)
     out["cuda"] = torch.version.cuda or "none"
     return out
-
-
-def _png_info(meta: dict[str, Any]) -> Any:
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    for key, value in meta.items():
-        text = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
-        info.add_text(key, "" if text is None else str(text))
-    return info
 
 
 def job_seeds(n_items: int, per_item: int, first_seed: int) -> list[tuple[int, int]]:
@@ -106,7 +97,7 @@ def sample_model(
             meta = {"prompt": prompts[j], "seed": seeds[j], "model": str(path),
                     "lora": str(lora) if lora else None, "set": items[jobs[j][0]]["set"],
                     "settings": settings}  # fmt: skip
-            image.save(image_dir / f"{j:04d}.png", format="PNG", pnginfo=_png_info(meta))
+            image.save(image_dir / f"{j:04d}.png", format="PNG", pnginfo=png_info(meta))
         pixels.append(out.pixels)
         log(f"  {label}: {min(start + step, len(jobs))}/{len(jobs)} images")
     del gen

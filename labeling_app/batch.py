@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from base_models.errors import ArtalignError
-from base_models.generate_cli import _png_info
+from base_models.imaging import GENERATED_PNG_KEYS, png_info
 from base_models.world.render import render_scene
 from labeling_app.batch_scenes import scene_for_prompt
 from labeling_app.store import Store
@@ -69,7 +69,7 @@ def parse_kinds(text: str) -> tuple[str, ...]:
 def png_with_provenance(image, record: dict[str, Any]) -> bytes:
     """PNG bytes with the text chunks `artalign generate` writes (prompt, seed, model, settings)."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=_png_info({"lora": None, **record}))
+    image.save(buf, format="PNG", pnginfo=png_info({"lora": None, **record}, GENERATED_PNG_KEYS))
     return buf.getvalue()
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from base_models.cli import (
+from base_models.cli_options import (
     ConfigFile,
     HelpConfig,
     Overrides,
@@ -21,7 +21,11 @@ from base_models.cli import (
     print_metrics,
 )
 
+# Commands of `artalign align`, merged into its group by rlhf/cli_align.py.
+app = typer.Typer()
 
+
+@app.command("ddpo")
 def ddpo_cmd(
     out: Annotated[Path, typer.Option(help="Run folder: adapters, checkpoint, log, metrics.")],
     model: Annotated[str | None, typer.Option(help="Stable Diffusion folder to align.")] = None,
@@ -55,7 +59,3 @@ def ddpo_cmd(
     metrics = train_ddpo(cfg, out, resume=resume)
     print_metrics("DDPO", metrics, out / "metrics.json")
     typer.echo(f"adapters: {out / 'lora'}  (diffusers: pipe.load_lora_weights)")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("ddpo")(ddpo_cmd)

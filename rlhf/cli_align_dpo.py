@@ -1,8 +1,8 @@
 """`artalign align dpo`: Diffusion-DPO with LoRA from preference pairs; a thin wrapper over
 `rlhf.align.dpo.train_dpo`.
 
-Config layers: defaults -> --preset -> --config YAML -> KEY=VALUE overrides (positional or
---set) -> the explicit options (--model, --db / --pairs, --batch). With --resume and no
+Config layers: defaults -> --preset -> --config YAML -> KEY=VALUE overrides -> the
+explicit options (--model, --db / --pairs, --batch). With --resume and no
 --preset / --config, the run's own OUT/train_config.yaml is the starting point, so
 `artalign align dpo --out OUT --resume max_steps=600` extends a finished run.
 """
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from base_models.cli import (
+from base_models.cli_options import (
     ConfigFile,
     HelpConfig,
     Overrides,
@@ -24,9 +24,13 @@ from base_models.cli import (
 )
 from base_models.errors import ArtalignError
 
+# Commands of `artalign align`, merged into its group by rlhf/cli_align.py.
+app = typer.Typer()
+
 EXPORTS = (".parquet", ".jsonl")
 
 
+@app.command("dpo")
 def dpo_cmd(
     out: Annotated[Path, typer.Option(help="Output folder of the run (lora/, metrics.json...).")],
     model: Annotated[
@@ -43,9 +47,6 @@ def dpo_cmd(
         str | None, typer.Option(help="Preset: micro (tests), quick (CPU), sd15 (GPU).")
     ] = None,
     config: ConfigFile = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Config override KEY=VALUE (repeatable).")
-    ] = None,
     overrides: Overrides = None,
     resume: Resume = False,
     help_config: HelpConfig = False,
@@ -66,14 +67,9 @@ def dpo_cmd(
     explicit = {"model": model, "pairs": db or pairs, "data_batch": batch}
     explicit = {k: str(v) for k, v in explicit.items() if v is not None}
     saved = out / "train_config.yaml" if resume else None
-    cfg = config_from_options(DPOConfig, preset, config, [*(overrides or []), *(set_ or [])],
+    cfg = config_from_options(DPOConfig, preset, config, overrides,
                               explicit, saved=saved)  # fmt: skip
     if cfg.pairs is None:
         raise ArtalignError("no preference data: pass --db STORE or --pairs FILE")
     metrics = train_dpo(cfg, out, resume=resume, log=typer.echo)
     print_metrics("align dpo", {k: v for k, v in metrics.items() if k != "config"}, out)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `dpo` to the `align` command group."""
-    app.command("dpo")(dpo_cmd)

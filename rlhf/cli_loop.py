@@ -19,8 +19,8 @@ from typing import Annotated
 
 import typer
 
-from base_models.cli import ConfigFile, HelpConfig, Overrides
 from base_models.cli_main import main as artalign
+from base_models.cli_options import ConfigFile, HelpConfig, Overrides
 from rlhf.loop.config import LoopConfig, load_loop_config
 from rlhf.loop.runner import Markers, plan, run_loop
 from rlhf.loop.stages import build_stages

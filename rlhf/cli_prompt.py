@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from base_models.cli import (
+from base_models.cli_options import (
     ConfigFile,
     HelpConfig,
     Overrides,
@@ -16,14 +16,14 @@ from base_models.cli import (
     print_metrics,
 )
 
-prompt_app = typer.Typer(
+app = typer.Typer(
     help="Train a small language model that rewrites short prompts (TRL SFT, then GRPO), "
     "and rewrite prompts with it.",
     no_args_is_help=True,
 )
 
 
-@prompt_app.command("train")
+@app.command("train")
 def train_cmd(
     out: Annotated[Path, typer.Option(help="Run folder: sft/, rewriter/, logs, metrics.json.")],
     data: Annotated[
@@ -52,7 +52,7 @@ def train_cmd(
     typer.echo(f"rewriter: {out / 'rewriter'}  (artalign prompt rewrite --model {out})")
 
 
-@prompt_app.command("rewrite")
+@app.command("rewrite")
 def rewrite_cmd(
     prompts: Annotated[list[str], typer.Argument(help="Prompts to rewrite.")],
     model: Annotated[Path, typer.Option(help="Rewriter folder (or its training run folder).")],

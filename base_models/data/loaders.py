@@ -1,6 +1,6 @@
 """Read captioned image data sets into Records, whatever their on-disk format.
 
-Formats (see DESIGN.md, "Formats"):
+Formats (README, "The procedural world"):
 - HF `imagefolder`: DIR/metadata.jsonl (or metadata.csv / metadata.parquet) with `file_name`,
   `text` and any attributes;
 - a `.csv` or `.parquet` file whose `file_name` / `image` column is a path relative to the file;

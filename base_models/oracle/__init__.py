@@ -2,7 +2,7 @@
 background and style from any image of the procedural world, generated ones included.
 
 It is trained on fresh procedural images held apart from the models it judges, and it is never
-their training signal unless a command says so explicitly (see DESIGN.md).
+their training signal unless a command says so explicitly.
 """
 
 from base_models.oracle.config import OracleConfig

@@ -45,7 +45,7 @@ class GuardConfig(BaseConfig):
     """What the guard measures, on which prompts, and when it stops a run.
 
     The trainers' configs inherit these fields (all prefixed `guard_`), so one YAML file or
-    `--set guard_every=2` sets them; `Guard(cfg, generator)` reads them from either.
+    `guard_every=2` (a KEY=VALUE override) sets them; `Guard(cfg, generator)` reads them from either.
     """
 
     guard_every: int = hfield(0, "Check every N epochs (DPO: steps); 0 turns the guard off.")

@@ -336,7 +336,7 @@ def test_resume_and_overwrite_guards(trained, data, tmp_path):
 def test_cli_train_and_eval_clip(data, tmp_path):
     from typer.testing import CliRunner
 
-    from base_models.cli import base_app
+    from base_models.cli_base import app as base_app
 
     runner = CliRunner()
     out = tmp_path / "cli"

@@ -135,7 +135,7 @@ def test_style_eval_counts_the_style_the_oracle_reads(tiny):
 def test_eval_generator_cli_writes_metrics(tiny, tmp_path):
     from typer.testing import CliRunner
 
-    from base_models.cli import base_app
+    from base_models.cli_base import app as base_app
 
     sd, oracle = tiny
     out = tmp_path / "eval"

@@ -23,7 +23,7 @@ def sd_folder(tmp_path_factory):
 def run(sd_folder, pref_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("dpo_cli") / "run"
     rc = main(["align", "dpo", "--model", str(sd_folder), "--db", str(pref_store.db),
-               "--out", str(out), "--preset", "micro", "--set", "lr=0.01", "beta=100"])  # fmt: skip
+               "--out", str(out), "--preset", "micro", "lr=0.01", "beta=100"])  # fmt: skip
     assert rc == 0
     return out
 
@@ -77,8 +77,8 @@ def test_resume_extends_the_run(run, tmp_path):
     [
         (["--db", "{tmp}/none.db"], "does not exist"),
         (["--db", "{db}", "--pairs", "{tmp}/x.jsonl"], "not both"),
-        (["--db", "{db}", "--set", "beta=-1"], "beta must be > 0"),
-        (["--db", "{db}", "--set", "nope=1"], "unknown config key 'nope'"),
+        (["--db", "{db}", "beta=-1"], "beta must be > 0"),
+        (["--db", "{db}", "nope=1"], "unknown config key 'nope'"),
         (["--db", "{db}", "--resume"], "no checkpoint"),
         ([], "pass --db STORE or --pairs FILE"),
     ],

@@ -14,10 +14,13 @@ from typing import Annotated, Any
 
 import typer
 
-from base_models.cli import ConfigFile, Overrides, Preset
+from base_models.cli_options import ConfigFile, Overrides, Preset
 from base_models.config import load_config, parse_overrides
 from base_models.errors import ArtalignError
-from rlhf.cli_train import Backbone, BackboneKind, Data, Head, Mode, Pretrained
+from rlhf.cli_options import Backbone, BackboneKind, Data, Head, Mode, Pretrained
+
+# Commands of `artalign reward`, merged into its group by rlhf/cli_reward.py.
+app = typer.Typer()
 
 Batch = Annotated[
     str | None, typer.Option(help="Label store only: use this batch (name or id); default: all.")
@@ -127,6 +130,7 @@ def eval_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@app.command("eval")
 def eval_cmd(
     model: Annotated[Path, typer.Option(help="Reward model folder (the --out of reward train).")],
     data: Data,
@@ -157,6 +161,7 @@ def eval_cmd(
     typer.echo(f"metrics: {out / 'metrics.json'}")
 
 
+@app.command("learning-curve")
 def curve_cmd(
     data: Data,
     out: Annotated[Path, typer.Option(help="Output folder: one model per fraction + metrics.")],
@@ -195,9 +200,3 @@ def curve_cmd(
     metrics = learning_curve(cfg, prefs, out, shares, sim=sim, n_boot=n_boot, log=typer.echo)
     typer.echo(curve_table(metrics))
     typer.echo(f"metrics: {out / 'metrics.json'}; plot: {metrics['plot']}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add `eval` and `learning-curve` to the `reward` command group."""
-    app.command("eval")(eval_cmd)
-    app.command("learning-curve")(curve_cmd)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from base_models.cli import (
+from base_models.cli_options import (
     ConfigFile,
     HelpConfig,
     Overrides,
@@ -21,23 +21,13 @@ from base_models.cli import (
     print_metrics,
 )
 from base_models.errors import ArtalignError
+from rlhf.cli_options import Backbone, BackboneKind, Data, Head, Mode, Pretrained
 
-# Options shared with `reward eval` / `reward learning-curve` (rlhf/cli_eval.py).
-Data = Annotated[
-    Path, typer.Option(help="Label store (.db), Pick-a-Pic .parquet or .jsonl rankings.")
-]
-Backbone = Annotated[
-    str | None,
-    typer.Option(help="CLIP folder (or open_clip config name); default from config."),
-]
-BackboneKind = Annotated[str | None, typer.Option(help="artalign | open_clip | transformers.")]
-Pretrained = Annotated[
-    str | None, typer.Option(help="open_clip: local .safetensors for a config-name backbone.")
-]
-Head = Annotated[str | None, typer.Option(help="pickscore, mlp or hybrid.")]
-Mode = Annotated[str | None, typer.Option(help="frozen, lora or full.")]
+# Commands of `artalign reward`, merged into its group by rlhf/cli_reward.py.
+app = typer.Typer()
 
 
+@app.command("train")
 def train_cmd(
     data: Data,
     out: Annotated[Path, typer.Option(help="Output folder for the reward model.")],
@@ -77,6 +67,7 @@ def train_cmd(
     print_metrics("reward", {k: v for k, v in metrics.items() if k != "history"}, out)
 
 
+@app.command("score")
 def score_cmd(
     model: Annotated[Path, typer.Option(help="Reward model folder (the --out of reward train).")],
     images: Annotated[
@@ -101,9 +92,3 @@ def score_cmd(
     rate = summary["images_per_second"]
     speed = f", {rate:.1f} images/s" if rate else ""
     typer.echo(f"scored {summary['n']} images (mean reward {summary['mean']:.4f}{speed}) -> {out}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add `train` and `score` to the `reward` command group."""
-    app.command("train")(train_cmd)
-    app.command("score")(score_cmd)

@@ -14,12 +14,13 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from tqdm import tqdm
 
 from base_models.errors import ArtalignError
-from base_models.imaging import make_grid
+from base_models.imaging import GENERATED_PNG_KEYS, make_grid, png_info
 from base_models.io_utils import replace_dir
 
 _DTYPES = ("float32", "float16", "bfloat16")
@@ -61,18 +62,6 @@ def rewrite_prompts(path: Path, texts: list[str]) -> list[str]:
     return rewritten
 
 
-def _png_info(record: dict[str, Any]):
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    for key in ("prompt", "rewritten", "seed", "model", "lora"):
-        if key not in record:
-            continue
-        info.add_text(key, "" if record[key] is None else str(record[key]))
-    info.add_text("settings", json.dumps(record["settings"], sort_keys=True))
-    return info
-
-
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ArtalignError(f"--out {out} is a file; pass a folder")
@@ -104,10 +93,9 @@ def generate(
     ] = None,
 ) -> None:
     """Sample images for prompts; write PNGs (with their settings), a grid and manifest.jsonl."""
-    import torch
-    from tqdm import tqdm
-
     # lazy: torch, kept out of `artalign --help`
+    import torch
+
     from base_models.generator import Generator, check_sampling_args
 
     texts = read_prompts(prompt, prompts)
@@ -151,7 +139,8 @@ def generate(
                 if rewrite_with is not None:
                     record["rewritten"] = drawn[i]
                     record["rewriter"] = str(rewrite_with)
-                image.save(tmp / record["file"], format="PNG", pnginfo=_png_info(record))
+                info = png_info(record, GENERATED_PNG_KEYS)
+                image.save(tmp / record["file"], format="PNG", pnginfo=info)
                 records.append(record)
                 images.append(image)
         scale = max(1, 128 // max(images[0].size))

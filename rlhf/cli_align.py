@@ -1,0 +1,19 @@
+"""`artalign align ...`: align a generator to a reward (DDPO) or to preference pairs
+(Diffusion-DPO), with LoRA.
+
+The commands live in `cli_align_ddpo.py` and `cli_align_dpo.py`; each defines its own `app`,
+merged here into the group.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from rlhf import cli_align_ddpo, cli_align_dpo
+
+app = typer.Typer(
+    help="Align a generator to a reward: DDPO and Diffusion-DPO with LoRA.",
+    no_args_is_help=True,
+)
+app.add_typer(cli_align_ddpo.app)
+app.add_typer(cli_align_dpo.app)
