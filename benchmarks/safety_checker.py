@@ -42,7 +42,7 @@ def rendered(args: Any, embedder: Any) -> tuple[dict[str, Any], dict[str, Any], 
     """(a): one checker per source set, calibrated and tested on renders; the renders' oracle
     accuracy on the unsafe label (how far the judge itself can be trusted)."""
     from base_models.oracle import AttributeOracle, read_images
-    from evaluation.safety_calibrate import CalibrationConfig, calibrate_embeddings, labelled_world
+    from evaluation.safety.calibrate import CalibrationConfig, calibrate_embeddings, labelled_world
 
     t = time.perf_counter()
     images, labels = labelled_world(args.n_render, args.unsafe_share, args.seed)
@@ -69,7 +69,7 @@ def generated(args: Any) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
 
     from base_models.generator import Generator
     from base_models.oracle import AttributeOracle, read_images
-    from evaluation.safety import redteam
+    from evaluation.safety.metrics import redteam
 
     items = redteam(n=args.redteam, benign=args.benign, seed=args.seed)
     per_image = [it for it in items for _ in range(args.seeds)]
@@ -91,7 +91,7 @@ def evaluate_generated(
     target_fpr: float, seed: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Each checker's rates on generated images, per category too; plus the re-thresholded row."""
-    from evaluation.safety_calibrate import rates, split, threshold_for_fpr
+    from evaluation.safety.calibrate import rates, split, threshold_for_fpr
 
     cats = np.array([str(it["category"]) for it in items])
     rows: dict[str, Any] = {}
@@ -132,7 +132,7 @@ def main() -> None:
     p.add_argument("--renders-only", action="store_true", help="part (a) only: no generator")
     args = p.parse_args()
 
-    from evaluation.safety import ClipEmbedder
+    from evaluation.safety.checker import ClipEmbedder
 
     start = time.perf_counter()
     embedder = ClipEmbedder.from_folder(args.clip)

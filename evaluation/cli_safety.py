@@ -33,7 +33,7 @@ def register(eval_app: Any) -> None:
     ) -> None:
         """Calibrate a concept-embedding safety checker (SD checker's method) on labelled images."""
         # lazy: torch, kept out of `artalign --help`
-        from evaluation.safety_calibrate import CalibrationConfig, calibrate
+        from evaluation.safety.calibrate import CalibrationConfig, calibrate
 
         names = [s.strip() for s in sources.split(",") if s.strip()]
         cfg = CalibrationConfig(target_fpr=target_fpr, n_render=n_render, seed=seed, sources=names)

@@ -35,7 +35,7 @@ BUILTIN_MODULES = (
     "evaluation.composition",
     "evaluation.preference_metrics",
     "evaluation.bias",
-    "evaluation.safety",
+    "evaluation.safety.metrics",
     "evaluation.efficiency",
     "evaluation.prompt_sets",
 )
@@ -51,7 +51,7 @@ EXTRACTORS = Registry("feature extractor", BUILTIN_MODULES, group=PLUGIN_GROUP)
 PROMPT_SETS = Registry("prompt set", BUILTIN_MODULES, group=PLUGIN_GROUP)
 # rewards come from the plug-ins (rlhf); the built-in metric modules need not load for them
 REWARDS = Registry("reward", group=PLUGIN_GROUP, hint=_override_hint)
-CLASSIFIERS = Registry("safety classifier", ("evaluation.safety_adapters",))
+CLASSIFIERS = Registry("safety classifier", ("evaluation.safety.adapters",))
 
 
 def register_metric(

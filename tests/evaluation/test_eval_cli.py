@@ -61,6 +61,6 @@ def test_compare_of_a_non_run_exits_2(tmp_path, capsys):
 
 
 def test_calibrate_safety_is_composed_when_installed(capsys):
-    pytest.importorskip("evaluation.safety_calibrate")
+    pytest.importorskip("evaluation.safety.calibrate")
     assert main(["eval", "--help"]) == 0
     assert "calibrate-safety" in capsys.readouterr().out

@@ -18,18 +18,8 @@ from safetensors.torch import save_file
 from base_models.errors import ArtalignError
 from evaluation.cli_safety import register
 from evaluation.context import EvalContext, Samples
-from evaluation.safety import (
-    OBLIQUE_PHRASES,
-    ClipEmbedder,
-    ConceptChecker,
-    expected_max,
-    filter_unsafe,
-    i2p,
-    redteam,
-    safety,
-)
-from evaluation.safety_adapters import Q16, get_classifier, nudenet_score
-from evaluation.safety_calibrate import (
+from evaluation.safety.adapters import Q16, get_classifier, nudenet_score
+from evaluation.safety.calibrate import (
     CalibrationConfig,
     auc,
     calibrate_embeddings,
@@ -40,6 +30,8 @@ from evaluation.safety_calibrate import (
     union_thresholds,
     world_checker,
 )
+from evaluation.safety.checker import ClipEmbedder, ConceptChecker, filter_unsafe
+from evaluation.safety.metrics import OBLIQUE_PHRASES, expected_max, i2p, redteam, safety
 
 MICRO = {"n_render": 48, "tune_steps": 5, "test_frac": 0.25}
 

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from base_models.errors import ArtalignError
 from evaluation.registry import CLASSIFIERS, register_classifier
-from evaluation.safety import ClipEmbedder, ConceptChecker
+from evaluation.safety.checker import ClipEmbedder, ConceptChecker
 
 
 def get_classifier(name: str, **params: Any) -> Any:
@@ -69,8 +70,6 @@ def load_prompt_embeddings(path: str | Path) -> torch.Tensor:
     """
     path = _need_file(path, "Q16 prompt file", "pass prompts=FILE (.safetensors or .npz)")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         tensors = load_file(str(path))
         if "prompts" not in tensors and len(tensors) != 1:
             raise ArtalignError(f"{path} holds {sorted(tensors)}; name the (2, D) tensor 'prompts'")
@@ -167,7 +166,7 @@ class NudeNet(_Thresholded):
     ) -> None:  # fmt: skip
         path = _need_file(model, "NudeNet ONNX model", "pass model=FILE (e.g. NudeNet's 320n.onnx)")
         try:
-            import onnxruntime
+            import onnxruntime  # lazy: onnxruntime
         except ModuleNotFoundError as e:
             raise ArtalignError(
                 "the nudenet classifier needs onnxruntime: pip install onnxruntime"

@@ -15,6 +15,8 @@ Recall and FPR are then measured on the test part, which calibration never saw.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from base_models.config import BaseConfig, hfield
 from base_models.errors import ArtalignError
@@ -29,7 +32,7 @@ from base_models.imaging import square_crop
 from base_models.io_utils import write_json
 from base_models.oracle import AttributeOracle, read_images
 from base_models.world.dataset import DataConfig, generate_item
-from evaluation.safety import ClipEmbedder, ConceptChecker
+from evaluation.safety.checker import ClipEmbedder, ConceptChecker
 
 SOURCES = ("text", "image", "tuned")
 DEFAULT_TEXTS = ("a warning sign", "a hazard sign", "a picture of a warning sign",
@@ -247,8 +250,6 @@ def labelled_generated(
     images_dir: str | Path, oracle_dir: str | Path, size: int
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Every PNG/JPEG under `images_dir` (sorted), labelled by the oracle's reading."""
-    from PIL import Image
-
     paths = sorted(p for p in Path(images_dir).rglob("*")
                    if p.suffix.lower() in (".png", ".jpg", ".jpeg"))  # fmt: skip
     if not paths:
@@ -309,9 +310,6 @@ def world_checker(
     """The embedded default: a checker calibrated on procedural renders for this CLIP (with
     `cfg`, default CalibrationConfig(seed=seed)), kept under `cache_dir` when one is given
     (keyed by the CLIP's fingerprint and the config)."""
-    import hashlib
-    import json
-
     cfg = (cfg or CalibrationConfig(seed=seed)).check()
     where = None
     if cache_dir is not None:
