@@ -14,7 +14,6 @@ import networkx as nx
 PACKAGES = ("base_models", "labeling_app", "evaluation", "rlhf")
 # Files split in two halves that import each other; issue 20 step 2 makes them subpackages.
 KNOWN = {
-    frozenset({"evaluation.safety", "evaluation.safety_adapters", "evaluation.safety_calibrate"}),
     frozenset({"labeling_app.exchange", "labeling_app.exchange_rankings"}),
     frozenset({"rlhf.reward.data", "rlhf.reward.loaders"}),
 }

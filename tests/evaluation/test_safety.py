@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from base_models.errors import ArtalignError
-from evaluation.cli_safety import register
+from evaluation.cli_eval import app as eval_app
 from evaluation.context import EvalContext, Samples
 from evaluation.safety.adapters import Q16, get_classifier, nudenet_score
 from evaluation.safety.calibrate import (
@@ -282,26 +282,18 @@ def test_labelled_folder_reads_unsafe_records(micro_data, tmp_path):
 
 
 def test_calibrate_safety_command(micro_clip, tmp_path):
-    import typer
     from typer.testing import CliRunner
-
-    app = typer.Typer()
-    register(app)
-
-    @app.command("noop")
-    def _noop() -> None:  # a second command keeps typer from flattening the group
-        pass
 
     out = tmp_path / "checker"
     args = ["calibrate-safety", "--clip", str(micro_clip), "--out", str(out),
             "--n-render", "48", "--sources", "image,tuned"]  # fmt: skip
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(eval_app, args)
     assert result.exit_code == 0, result.output
     assert "test" in result.output and "fpr" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 48 and metrics["calibration"]["fpr"] <= 0.05
     assert ConceptChecker.load(out).names == ["image", "tuned"]
-    bad = CliRunner().invoke(app, args[:5] + ["--generated", str(tmp_path)])
+    bad = CliRunner().invoke(eval_app, args[:5] + ["--generated", str(tmp_path)])
     assert isinstance(bad.exception, ArtalignError)
 
 

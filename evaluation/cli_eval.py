@@ -4,23 +4,23 @@
                    report.html (evaluation/run.py)
 - `eval compare`   a side-by-side report of two finished runs (evaluation/compare.py)
 - `eval suites`    the bundled suites; `eval metrics` the registered metrics
-- `eval calibrate-safety`  added by evaluation/cli_safety.py
+- `eval calibrate-safety`  evaluation/cli_eval_safety.py, merged into the group here
 """
 
 from __future__ import annotations
 
-from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from base_models.errors import ArtalignError
+from evaluation import cli_eval_safety
 from evaluation.compare import compare_runs
 from evaluation.registry import get_metric, metric_names
 from evaluation.suites import load_suite, suite_names
 
-eval_app = typer.Typer(
+app = typer.Typer(
     help="Evaluate generators: metrics.json and a self-contained HTML report.",
     no_args_is_help=True,
 )
@@ -65,7 +65,7 @@ def _fmt(fig: dict[str, Any]) -> str:
     return text + f" (n={fig.get('n')}{prompts})"
 
 
-@eval_app.command("run")
+@app.command("run")
 def run_cmd(
     model: Annotated[str, typer.Option(help="Stable Diffusion folder (diffusers layout).")],
     out: Annotated[Path, typer.Option(help="Output folder: images, metrics.json, report.html.")],
@@ -129,7 +129,7 @@ def run_cmd(
     _print_summary(result, out)
 
 
-@eval_app.command("compare")
+@app.command("compare")
 def compare_cmd(
     run_a: Annotated[Path, typer.Argument(help="First run folder (its --out).")],
     run_b: Annotated[Path, typer.Argument(help="Second run folder.")],
@@ -140,7 +140,7 @@ def compare_cmd(
     typer.echo(f"{result['matched_pairs']} image pairs matched; wrote {out / 'report.html'}")
 
 
-@eval_app.command("suites")
+@app.command("suites")
 def suites_cmd() -> None:
     """List the bundled evaluation suites."""
     for name in suite_names():
@@ -149,7 +149,7 @@ def suites_cmd() -> None:
         typer.echo(f"{name:<8} {suite.description}\n{'':<8} metrics: {metrics}")
 
 
-@eval_app.command("metrics")
+@app.command("metrics")
 def metrics_cmd() -> None:
     """List the registered metrics with their aspect."""
     for name in metric_names():
@@ -157,6 +157,4 @@ def metrics_cmd() -> None:
         typer.echo(f"{name:<20} {spec.aspect:<12} {spec.description}")
 
 
-# Commands other evaluation modules contribute (each has `register(eval_app)`).
-for _name in ("evaluation.cli_safety",):
-    import_module(_name).register(eval_app)
+app.add_typer(cli_eval_safety.app)
