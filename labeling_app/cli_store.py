@@ -1,6 +1,6 @@
 """`artalign label batch | export | import | status | close | users ...`: the store's commands.
 
-Thin: parse, call the library (batch.py, exchange.py, store/), print. These commands run with
+Thin: parse, call the library (batch.py, exchange/, store/), print. These commands run with
 file-system access to the database, so they act as its admin.
 """
 

@@ -4,11 +4,11 @@
 lazily with PIL) and judgments that index it:
 - `Pair(prompt, image_a, image_b, p_a, rater, weight)`: p_a = 1 (A preferred), 0 (B) or 0.5 (tie);
 - `Ranking(prompt, images, ranks, rater, weight)`: ranks 1 = best, equal ranks are ties.
-Loaders (loaders.py, importable from here too) read the label store (`load_from_store`), a
-Pick-a-Pic parquet (`load_pickapic`) or ImageReward-style JSONL rankings (`load_rankings`), in
-the layouts `labeling_app.exchange` writes; `load_preferences` picks one by the file. By
-default gold tasks are left out and "both bad" answers dropped (or, with both_bad="tie", kept as
-ties). `split_by_prompt` puts each prompt in one split only.
+The loaders (rlhf/reward/loaders.py) read the label store (`load_from_store`), a Pick-a-Pic
+parquet (`load_pickapic`) or ImageReward-style JSONL rankings (`load_rankings`), in the layouts
+`labeling_app.exchange` writes; `load_preferences` picks one by the file. By default gold tasks
+are left out and "both bad" answers dropped (or, with both_bad="tie", kept as ties).
+`split_by_prompt` puts each prompt in one split only.
 
 The rater policy: raters whom `labeling_app.agreement` flags as agreeing with nobody (every kappa
 below `flag_kappa`, 0.2 as in `artalign label agreement`) are left out, and optional per-rater
@@ -316,16 +316,3 @@ def split_by_prompt(
     test_p, val_p = prompts[:n_test], prompts[n_test : n_test + n_val]
     train_p = prompts[n_test + n_val :]
     return data.subset(train_p), data.subset(val_p), data.subset(test_p)
-
-
-# the loaders live in loaders.py; they are importable from here too (PEP 562)
-_LOADERS = ("load_from_store", "load_pickapic", "load_preferences", "load_rankings")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LOADERS:
-        # cycle: loaders imports this module (issue 20 step 2 drops this re-export)
-        from rlhf.reward import loaders
-
-        return getattr(loaders, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

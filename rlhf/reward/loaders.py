@@ -1,24 +1,27 @@
 """Loaders of preference data: the label store, Pick-a-Pic parquet and JSONL rankings.
 
-Each reads the layout `labeling_app.exchange` / `exchange_rankings` write (docs/labeling_store.md)
-into a `PreferenceData`, leaves out gold tasks and (by default) "both bad" answers and, with
-`check`, refuses empty or all-tie data. By default every rater is kept: `train_reward` fits the
-rater policy on its training prompts. exclude_raters="flagged" or rater_weights=True fit it on
-all the judgments loaded (`apply_rater_policy`): only for data that will not be split into
+The files are parsed and checked by the labeling app's readers, the same the store import uses
+(`read_pickapic` in labeling_app/exchange/pickapic.py, `read_rankings` in
+labeling_app/exchange/rankings.py; layouts in docs/labeling_store.md); the loaders turn the
+records into a `PreferenceData`, leave out gold tasks and (by default) "both bad" answers and,
+with `check`, refuse empty or all-tie data. By default every rater is kept: `train_reward` fits
+the rater policy on its training prompts. exclude_raters="flagged" or rater_weights=True fit it
+on all the judgments loaded (`apply_rater_policy`): only for data that will not be split into
 held-out parts, or the held-out labels decide who is left out of training.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from base_models.errors import ArtalignError
+from labeling_app.exchange.common import rater_name, require_prompt
+from labeling_app.exchange.pickapic import read_pickapic
+from labeling_app.exchange.rankings import read_rankings
 from labeling_app.store import SYSTEM, Store
 from rlhf.reward.data import (
     BOTH_BAD,
@@ -63,7 +66,8 @@ class _Builder:
         return True
 
     def pair(self, prompt: Any, a: int, b: int, p_a: float, rater: Any, where: str) -> None:
-        self.data.pairs.append(Pair(_prompt(prompt, where), a, b, float(p_a), _rater(rater)))
+        prompt = require_prompt(prompt, where)
+        self.data.pairs.append(Pair(prompt, a, b, float(p_a), rater_name(rater)))
 
     def ranking(self, prompt: Any, images: list[int], ranks: Sequence[Any], rater: Any,
                 where: str) -> None:  # fmt: skip
@@ -71,8 +75,8 @@ class _Builder:
             raise ArtalignError(f"{where}: a ranking needs one rank per image (2 or more)")
         if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ranks):
             raise ArtalignError(f"{where}: ranks must be numbers, got {list(ranks)}")
-        self.data.rankings.append(Ranking(_prompt(prompt, where), tuple(images),
-                                          competition_ranks(ranks), _rater(rater)))  # fmt: skip
+        self.data.rankings.append(Ranking(require_prompt(prompt, where), tuple(images),
+                                          competition_ranks(ranks), rater_name(rater)))  # fmt: skip
 
     def finish(
         self, exclude_raters: Any, rater_weights: bool, flag_kappa: float, check: bool
@@ -83,16 +87,6 @@ class _Builder:
         if check:
             data.check()
         return data
-
-
-def _prompt(prompt: Any, where: str) -> str:
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ArtalignError(f"{where}: the judgment has no prompt; every pair or ranking needs one")
-    return prompt
-
-
-def _rater(rater: Any) -> str | None:
-    return None if rater is None or (isinstance(rater, float) and math.isnan(rater)) else str(rater)
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -148,44 +142,19 @@ def load_pickapic(
     k-way ranking (kind "rank", the same ranking_id) become that ranking again; other rows are
     pairs with p_A = label_0. Rows without a label (has_label false, NaN labels) are skipped.
     """
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise ArtalignError(f"{path} does not exist; pass a Pick-a-Pic parquet file")
-    try:
-        table = pq.read_table(path)
-    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for non-parquet files
-        raise ArtalignError(f"{path} is not a parquet file ({e})") from None
-    missing = [c for c in ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
-               if c not in table.column_names]  # fmt: skip
-    if missing:
-        raise ArtalignError(f"{path} lacks the Pick-a-Pic columns {', '.join(missing)}")
-    b = _Builder({"kind": "pickapic", "path": str(path)}, both_bad, include_gold)
+    labelled, unlabelled = read_pickapic(path, limit)
+    b = _Builder({"kind": "pickapic", "path": str(Path(path))}, both_bad, include_gold)
+    if unlabelled:
+        b.dropped["unlabelled"] += unlabelled
     groups: dict[Any, list[tuple[int, int, float, Any, str]]] = defaultdict(list)
-    for n, row in enumerate(table.slice(0, limit).to_pylist()):
-        where = f"{path}: row {n}"
-        l0 = row.get("label_0")
-        if (
-            row.get("has_label") is False
-            or l0 is None
-            or (isinstance(l0, float) and math.isnan(l0))
-        ):
-            b.dropped["unlabelled"] += 1
+    for row in labelled:
+        if not b.keep(row.gold, row.both_bad):
             continue
-        if not b.keep(bool(row.get("gold")), bool(row.get("both_bad"))):
-            continue
-        ids = []
-        for s in (0, 1):
-            if not row[f"jpg_{s}"]:
-                raise ArtalignError(f"{where}: jpg_{s} holds no image bytes")
-            ids.append(b.image(row[f"jpg_{s}"], f"{where} jpg_{s}", row.get(f"image_{s}_uid")))
-        rater = row.get("rater_name") or row.get("user_id")
-        _prompt(row["caption"], where)
-        if row.get("kind") == "rank" and row.get("ranking_id") is not None:
-            groups[row["ranking_id"]].append((ids[0], ids[1], float(l0), rater, row["caption"]))
+        ids = [b.image(row.images[s], f"{row.where} jpg_{s}", row.keys[s]) for s in (0, 1)]
+        if row.kind == "rank" and row.ranking_id is not None:
+            groups[row.ranking_id].append((*ids, row.labels[0], row.rater, row.prompt))
         else:
-            b.pair(row["caption"], ids[0], ids[1], float(l0), rater, where)
+            b.pair(row.prompt, ids[0], ids[1], row.labels[0], row.rater, row.where)
     for ranking_id, rows in groups.items():
         images = sorted({i for r in rows for i in r[:2]})
         beaten_by = dict.fromkeys(images, 0.0)  # how many images beat each one
@@ -206,50 +175,18 @@ def load_rankings(
     flag_kappa: float = 0.2,
     check: bool = True,
 ) -> PreferenceData:
-    """ImageReward-style JSONL (labeling_app/exchange_rankings.py): a line per judgment with
+    """ImageReward-style JSONL (labeling_app/exchange/rankings.py): a line per judgment with
     prompt, generations (paths relative to the file), ranking (1 = best) or choice."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtalignError(f"{path} does not exist; pass a .jsonl rankings file")
-    base = path.resolve().parent
-    b = _Builder({"kind": "rankings", "path": str(path)}, both_bad, include_gold)
-    with path.open(encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                line = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ArtalignError(f"{where}: not JSON ({e})") from None
-            if not isinstance(line, dict):
-                raise ArtalignError(f"{where}: each line must be a JSON object")
-            gens = line.get("generations")
-            if not isinstance(gens, list) or len(gens) < 2:
-                raise ArtalignError(f"{where}: needs a list of at least 2 'generations'")
-            prompt = _prompt(line.get("prompt") or line.get("caption"), where)
-            choice = line.get("choice")
-            if not b.keep(
-                bool(line.get("gold")), choice == "both_bad" or bool(line.get("both_bad"))
-            ):
-                continue
-            ids = []
-            for g in gens:
-                if not isinstance(g, str) or not g:
-                    raise ArtalignError(f"{where}: each generation must be an image path")
-                p = Path(g) if Path(g).is_absolute() else base / g
-                if not p.is_file():
-                    raise ArtalignError(f"{where}: image {p} does not exist")
-                ids.append(b.image(p.resolve(), str(p)))
-            rater = line.get("rater") or line.get("user_id")
-            if len(gens) == 2 and choice in ("left", "right", "tie", "both_bad"):
-                b.pair(prompt, ids[0], ids[1], {"left": 1.0, "right": 0.0}.get(choice, 0.5),
-                       rater, where)  # fmt: skip
-            else:
-                ranking = line.get("ranking")
-                if not isinstance(ranking, list):
-                    raise ArtalignError(f"{where}: needs 'ranking' (or a pair 'choice')")
-                b.ranking(prompt, ids, ranking, rater, where)
+    b = _Builder({"kind": "rankings", "path": str(Path(path))}, both_bad, include_gold)
+    for line in read_rankings(path):
+        if not b.keep(line.gold, line.both_bad):
+            continue
+        ids = [b.image(p.resolve(), str(p)) for p in line.images]
+        if line.ranking is None:
+            p_a = {"left": 1.0, "right": 0.0}.get(line.choice, 0.5)
+            b.pair(line.prompt, ids[0], ids[1], p_a, line.rater, line.where)
+        else:
+            b.ranking(line.prompt, ids, line.ranking, line.rater, line.where)
     return b.finish(exclude_raters, rater_weights, flag_kappa, check)
 
 

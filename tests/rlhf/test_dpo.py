@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from base_models.config import load_config
 from base_models.errors import ArtalignError
 from base_models.generator import Generator, lora_config
-from labeling_app.exchange_rankings import export_rankings
+from labeling_app.exchange.rankings import export_rankings
 from labeling_app.store import Store
 from rlhf.align import dpo
 from rlhf.align.dpo_config import DPOConfig

@@ -16,8 +16,8 @@ from PIL import Image
 from base_models.errors import ArtalignError
 from base_models.raters import RaterProfile
 from labeling_app.batch import BatchPlan, ProceduralSource, make_batch
-from labeling_app.exchange import export_pickapic
-from labeling_app.exchange_rankings import export_rankings
+from labeling_app.exchange.pickapic import export_pickapic
+from labeling_app.exchange.rankings import export_rankings
 from labeling_app.store import SYSTEM, Store
 from rlhf.reward.data import split_by_prompt
 from rlhf.reward.loaders import load_from_store, load_pickapic, load_preferences, load_rankings
@@ -31,12 +31,12 @@ def _signature(data):
     return pairs, ranks
 
 
-def test_loaders_are_importable_from_data():
-    from rlhf.reward import data
+def test_loaders_are_importable_from_loaders():
+    from rlhf.reward import loaders
 
-    assert data.load_from_store is load_from_store
+    assert loaders.load_from_store is load_from_store
     with pytest.raises(AttributeError):
-        data.load_nothing  # noqa: B018
+        loaders.load_nothing  # noqa: B018
 
 
 def test_store_loader(pref_store):
