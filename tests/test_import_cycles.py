@@ -12,11 +12,6 @@ import grimp
 import networkx as nx
 
 PACKAGES = ("base_models", "labeling_app", "evaluation", "rlhf")
-# Files split in two halves that import each other; issue 20 step 2 makes them subpackages.
-KNOWN = {
-    frozenset({"labeling_app.exchange", "labeling_app.exchange_rankings"}),
-    frozenset({"rlhf.reward.data", "rlhf.reward.loaders"}),
-}
 
 
 def test_no_import_cycle_between_project_modules():
@@ -25,5 +20,4 @@ def test_no_import_cycle_between_project_modules():
         (m, n) for m in graph.modules for n in graph.find_modules_directly_imported_by(m)
     )
     cycles = {frozenset(c) for c in nx.strongly_connected_components(digraph) if len(c) > 1}
-    assert cycles - KNOWN == set(), "modules that import each other, directly or in a cycle"
-    assert KNOWN - cycles == set(), "a known cycle is gone: drop it from KNOWN"
+    assert cycles == set(), "modules that import each other, directly or in a cycle"
