@@ -9,7 +9,7 @@ import pytest
 
 from base_models.cli_main import main
 from base_models.errors import ArtalignError
-from labeling_app import cli_serve
+from labeling_app import cli_label_serve as cli_serve
 from labeling_app.app import MAIN_SCRIPT
 from labeling_app.app.hotkeys import button_label, installer_html, key_map
 from labeling_app.app.settings import (

@@ -25,6 +25,9 @@ from labeling_app.batch import (
 from labeling_app.exchange import export_labels, import_labels
 from labeling_app.store import SYSTEM, Store
 
+# Commands of `artalign label`, merged into its group by labeling_app/cli_label.py.
+app = typer.Typer()
+
 Db = Annotated[Path, typer.Option(help="The label store (SQLite file; images beside it).")]
 FORMAT_HELP = "pickapic (parquet) or rankings (JSONL); default: from the file extension."
 users_app = typer.Typer(help="Add, list and unlock raters and admins.", no_args_is_help=True)
@@ -39,6 +42,7 @@ def _format(fmt: str | None, path: Path) -> str:
     return by_ext[path.suffix]
 
 
+@app.command("batch")
 def batch_cmd(
     db: Db,
     prompts: Annotated[Path, typer.Option(help="Prompt file: one per line, or .jsonl with text.")],
@@ -106,6 +110,7 @@ def batch_cmd(
     )
 
 
+@app.command("export")
 def export_cmd(
     db: Db,
     out: Annotated[Path, typer.Option(help="Output file (.parquet or .jsonl).")],
@@ -120,6 +125,7 @@ def export_cmd(
     typer.echo(f"wrote {n} {'pairs' if fmt == 'pickapic' else 'rankings'} to {out}")
 
 
+@app.command("import")
 def import_cmd(
     db: Db,
     in_: Annotated[Path, typer.Option("--in", help="Pick-a-Pic parquet or JSONL rankings.")],
@@ -138,6 +144,7 @@ def import_cmd(
     )
 
 
+@app.command("status")
 def status_cmd(db: Db) -> None:
     """Progress per batch and judgments per rater."""
     with Store(db) as store:
@@ -163,6 +170,7 @@ def status_cmd(db: Db) -> None:
             typer.echo(f"{r.name:<21} {r.role:<6} {totals.get(r.id, 0):>9}  {acc:>10}")
 
 
+@app.command("close")
 def close_cmd(
     db: Db,
     batch: Annotated[str, typer.Option(help="Batch name.")],
@@ -228,11 +236,4 @@ def users_unlock(name: Annotated[str, typer.Argument(help="Login name.")], db: D
     typer.echo(f"unlocked {name!r}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add the store's commands to the `label` command group."""
-    app.command("batch")(batch_cmd)
-    app.command("export")(export_cmd)
-    app.command("import")(import_cmd)
-    app.command("status")(status_cmd)
-    app.command("close")(close_cmd)
-    app.add_typer(users_app, name="users")
+app.add_typer(users_app, name="users")

@@ -20,6 +20,9 @@ from labeling_app.app import MAIN_SCRIPT
 from labeling_app.app.settings import ORDERS, AppSettings, load_hotkeys
 from labeling_app.store import Store
 
+# Commands of `artalign label`, merged into its group by labeling_app/cli_label.py.
+app = typer.Typer()
+
 
 def check_store(db: Path) -> None:
     """Raise ArtalignError unless `db` is an existing label store (StoreError says why not)."""
@@ -63,6 +66,7 @@ def _exec(argv: list[str], env: dict[str, str]) -> None:  # replaced in tests
     os.execve(argv[0], argv, env)
 
 
+@app.command("serve")
 def serve(
     db: Annotated[Path, typer.Option(help="The preference store (SQLite file) to label.")],
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
@@ -109,8 +113,3 @@ def serve(
     typer.echo(f"labeling app for {db} at http://{host}:{port}  (Ctrl-C stops it)")
     sys.stdout.flush()
     _exec(streamlit_command(host, port), env)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `serve` to the `label` command group."""
-    app.command("serve")(serve)

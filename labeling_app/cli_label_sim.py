@@ -16,6 +16,9 @@ from base_models.io_utils import write_json
 from labeling_app.agreement import agreement_report
 from labeling_app.store import SYSTEM, Store
 
+# Commands of `artalign label`, merged into its group by labeling_app/cli_label.py.
+app = typer.Typer()
+
 Db = Annotated[Path, typer.Option(help="The preference store (SQLite file).")]
 BatchName = Annotated[
     str | None, typer.Option("--batch", help="Only this batch (name or id); default: all.")
@@ -32,6 +35,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+@app.command("simulate")
 def simulate_cmd(
     db: Db,
     profile: Annotated[Path, typer.Option(help="Rater profile YAML (see configs/raters/).")],
@@ -75,6 +79,7 @@ def simulate_cmd(
     typer.echo(f"metrics: {metrics['metrics_path']}")
 
 
+@app.command("agreement")
 def agreement_cmd(
     db: Db,
     batch: BatchName = None,
@@ -122,9 +127,3 @@ def agreement_cmd(
         path = path / "metrics.json"
     write_json(path, data)
     typer.echo(f"metrics: {path}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add `simulate` and `agreement` to the `label` command group."""
-    app.command("simulate")(simulate_cmd)
-    app.command("agreement")(agreement_cmd)
