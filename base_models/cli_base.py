@@ -135,9 +135,18 @@ def eval_generator_cmd(
         with atomic_path(out / f"samples_{kind}.png") as tmp:
             make_grid(images, ncols=seeds * 2, scale=4).save(tmp, format="PNG")
 
-    metrics = evaluate_generator(generator, oracle_model, features, n_prompts=n_prompts,
-                                 seeds=seeds, n_two=n_two, n_heldout=n_heldout, steps=steps,
-                                 guidance=guidance, keep=keep)  # fmt: skip
+    metrics = evaluate_generator(
+        generator,
+        oracle_model,
+        features,
+        n_prompts=n_prompts,
+        seeds=seeds,
+        n_two=n_two,
+        n_heldout=n_heldout,
+        steps=steps,
+        guidance=guidance,
+        keep=keep,
+    )
     metrics["model"], metrics["lora"] = str(model), str(lora) if lora else None
     write_json(out / "metrics.json", metrics)
     for kind in ("single", "heldout", "two"):

@@ -57,8 +57,10 @@ def rewrite_prompts(path: Path, texts: list[str]) -> list[str]:
         raise ArtalignError("--rewrite-with needs artalign's rlhf package; reinstall artalign")
     rewriter = found["default"].load().load(path)
     rewritten = rewriter.rewrite(texts)
-    typer.echo(f"rewrote {len(texts)} prompts with {path} ({rewriter.last_fallbacks} kept as "
-               "typed: their rewrite lost part of the prompt)")  # fmt: skip
+    typer.echo(
+        f"rewrote {len(texts)} prompts with {path} ({rewriter.last_fallbacks} kept as "
+        "typed: their rewrite lost part of the prompt)"
+    )
     return rewritten
 
 
@@ -127,15 +129,23 @@ def generate(
         for start in tqdm(range(0, len(jobs), batch_size), desc="generate", unit="batch"):
             batch = jobs[start : start + batch_size]
             result = gen.sample(
-                [drawn[j[0]] for j in batch], [j[2] for j in batch], steps=steps, guidance=guidance,
-                eta=eta, batch_size=batch_size,
-            )  # fmt: skip
+                [drawn[j[0]] for j in batch],
+                [j[2] for j in batch],
+                steps=steps,
+                guidance=guidance,
+                eta=eta,
+                batch_size=batch_size,
+            )
             for (i, text, s), image in zip(batch, result.images, strict=True):
                 record = {
-                    "file": f"images/{len(records):05d}.png", "prompt": text, "prompt_index": i,
-                    "seed": s, "model": str(model), "lora": str(lora) if lora else None,
+                    "file": f"images/{len(records):05d}.png",
+                    "prompt": text,
+                    "prompt_index": i,
+                    "seed": s,
+                    "model": str(model),
+                    "lora": str(lora) if lora else None,
                     "settings": {**settings, "height": image.height, "width": image.width},
-                }  # fmt: skip
+                }
                 if rewrite_with is not None:
                     record["rewritten"] = drawn[i]
                     record["rewriter"] = str(rewrite_with)

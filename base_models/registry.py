@@ -70,8 +70,9 @@ class Registry:
         self._loaded = not self.modules and group is None
 
     # ------------------------------------------------------------------ registering
-    def add(self, name: str, obj: Any, needs: Iterable[str] = (), origin: Any = None,
-            **meta: Any) -> Any:  # fmt: skip
+    def add(
+        self, name: str, obj: Any, needs: Iterable[str] = (), origin: Any = None, **meta: Any
+    ) -> Any:
         """Register `obj` as `name`; `origin` (default obj) is what a collision compares."""
         old = self._entries.get(name)
         if old is not None:

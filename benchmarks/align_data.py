@@ -36,20 +36,71 @@ def build(out: Path, model: Path, oracle: Path, profile: Path) -> dict:
     """Make prompts, the labelled batch and the held-out prompts in `out` (a fresh folder)."""
     t0 = time.perf_counter()
     prompts = out / "prompts.txt"
-    artalign("data", "prompts", "--out", str(prompts), "--n", str(N_TRAIN),
-             "--seed", str(TRAIN_SEED), "--objects", "1-2")  # fmt: skip
+    artalign(
+        "data",
+        "prompts",
+        "--out",
+        str(prompts),
+        "--n",
+        str(N_TRAIN),
+        "--seed",
+        str(TRAIN_SEED),
+        "--objects",
+        "1-2",
+    )
     db = out / "labels.db"
-    artalign("label", "batch", "--db", str(db), "--prompts", str(prompts), "--model", str(model),
-             "--k", "4", "--kinds", "pair,rank", "--overlap", "1", "--steps", "20",
-             "--guidance", "3", "--batch-name", "align", "--batch-size", "32")  # fmt: skip
+    artalign(
+        "label",
+        "batch",
+        "--db",
+        str(db),
+        "--prompts",
+        str(prompts),
+        "--model",
+        str(model),
+        "--k",
+        "4",
+        "--kinds",
+        "pair,rank",
+        "--overlap",
+        "1",
+        "--steps",
+        "20",
+        "--guidance",
+        "3",
+        "--batch-name",
+        "align",
+        "--batch-size",
+        "32",
+    )
     t1 = time.perf_counter()
-    artalign("label", "simulate", "--db", str(db), "--profile", str(profile),
-             "--oracle", str(oracle), "--n", str(MAX_JUDGMENTS))  # fmt: skip
+    artalign(
+        "label",
+        "simulate",
+        "--db",
+        str(db),
+        "--profile",
+        str(profile),
+        "--oracle",
+        str(oracle),
+        "--n",
+        str(MAX_JUDGMENTS),
+    )
     t2 = time.perf_counter()
     # held-out prompts: same world, another seed; drop any that is also a training prompt
     candidates = out / ".heldout_candidates.txt"
-    artalign("data", "prompts", "--out", str(candidates), "--n", str(2 * N_HELDOUT),
-             "--seed", str(HELDOUT_SEED), "--objects", "1-2")  # fmt: skip
+    artalign(
+        "data",
+        "prompts",
+        "--out",
+        str(candidates),
+        "--n",
+        str(2 * N_HELDOUT),
+        "--seed",
+        str(HELDOUT_SEED),
+        "--objects",
+        "1-2",
+    )
     train = set(prompts.read_text().splitlines())
     fresh = dict.fromkeys(candidates.read_text().splitlines())
     heldout = [p for p in fresh if p and p not in train][:N_HELDOUT]
@@ -59,11 +110,17 @@ def build(out: Path, model: Path, oracle: Path, profile: Path) -> dict:
 
     summary = load_from_store(db).summary()
     notes = {
-        "model": str(model), "oracle": str(oracle), "profile": str(profile),
-        "train_prompts": N_TRAIN, "train_seed": TRAIN_SEED, "heldout_prompts": len(heldout),
-        "heldout_seed": HELDOUT_SEED, "data": summary,
-        "generate_seconds": round(t1 - t0, 1), "simulate_seconds": round(t2 - t1, 1),
-    }  # fmt: skip
+        "model": str(model),
+        "oracle": str(oracle),
+        "profile": str(profile),
+        "train_prompts": N_TRAIN,
+        "train_seed": TRAIN_SEED,
+        "heldout_prompts": len(heldout),
+        "heldout_seed": HELDOUT_SEED,
+        "data": summary,
+        "generate_seconds": round(t1 - t0, 1),
+        "simulate_seconds": round(t2 - t1, 1),
+    }
     (out / "data.json").write_text(json.dumps(notes, indent=2) + "\n")
     return notes
 

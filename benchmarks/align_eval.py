@@ -54,8 +54,9 @@ def oracle_fidelity(oracle: Any, pixels: torch.Tensor, prompts: list[str]) -> np
     )
 
 
-def fid_drift(clip: Path, reference: Path, base: torch.Tensor, aligned: torch.Tensor,
-              n_reference: int = 1000) -> dict[str, float]:  # fmt: skip
+def fid_drift(
+    clip: Path, reference: Path, base: torch.Tensor, aligned: torch.Tensor, n_reference: int = 1000
+) -> dict[str, float]:
     """FID of base and aligned against real images (CLIP image features) and the relative drift."""
     from base_models.clip.features import ClipImageFeatures
     from base_models.generator.evaluate import clip_fid
@@ -73,14 +74,21 @@ def paired_gain(base: np.ndarray, aligned: np.ndarray, prompts: list[str]) -> di
     scale = float(base.std()) or 1.0
     gain = (np.asarray(aligned, dtype=np.float64) - base) / scale
     lo, hi = bootstrap_ci(gain, groups=prompts)
-    return {"base": float(base.mean()), "aligned": float(aligned.mean()), "base_std": scale,
-            "gain_std": float(gain.mean()), "gain_std_ci": [lo, hi]}  # fmt: skip
+    return {
+        "base": float(base.mean()),
+        "aligned": float(aligned.mean()),
+        "base_std": scale,
+        "gain_std": float(gain.mean()),
+        "gain_std_ci": [lo, hi],
+    }
 
 
-def before_after_grid(base: torch.Tensor, aligned: torch.Tensor, seeds_per_prompt: int,
-                      path: Path, n_prompts: int = 8) -> None:  # fmt: skip
+def before_after_grid(
+    base: torch.Tensor, aligned: torch.Tensor, seeds_per_prompt: int, path: Path, n_prompts: int = 8
+) -> None:
     """Base row above aligned row: the first seed of the first `n_prompts` prompts."""
     pick = slice(0, n_prompts * seeds_per_prompt, seeds_per_prompt)
     with atomic_path(path) as tmp:
-        make_grid(to_pil(torch.cat([base[pick], aligned[pick]])), ncols=len(base[pick]),
-                  scale=3).save(tmp, format="PNG")  # fmt: skip
+        make_grid(
+            to_pil(torch.cat([base[pick], aligned[pick]])), ncols=len(base[pick]), scale=3
+        ).save(tmp, format="PNG")

@@ -40,8 +40,11 @@ from bench_utils import REPO, artalign
 
 SEEDS_PER_PROMPT = 4
 # incompressibility is the control: the same trainer must move the same figure the other way
-TARGETS = {"compressibility": ("reward gain", 1.0), "oracle_fidelity": ("fidelity points", 3.0),
-           "incompressibility": ("reward gain", None)}  # fmt: skip
+TARGETS = {
+    "compressibility": ("reward gain", 1.0),
+    "oracle_fidelity": ("fidelity points", 3.0),
+    "incompressibility": ("reward gain", None),
+}
 
 
 def make_prompts(folder: Path) -> tuple[Path, Path]:
@@ -50,11 +53,22 @@ def make_prompts(folder: Path) -> tuple[Path, Path]:
     if train.is_file() and heldout.is_file():
         return train, heldout
     folder.mkdir(parents=True, exist_ok=True)
-    artalign("data", "prompts", "--out", str(train), "--n", "200", "--seed", "31",
-             "--objects", "1-2")  # fmt: skip
+    artalign(
+        "data", "prompts", "--out", str(train), "--n", "200", "--seed", "31", "--objects", "1-2"
+    )
     candidates = folder / ".candidates.txt"
-    artalign("data", "prompts", "--out", str(candidates), "--n", "100", "--seed", "32",
-             "--objects", "1-2")  # fmt: skip
+    artalign(
+        "data",
+        "prompts",
+        "--out",
+        str(candidates),
+        "--n",
+        "100",
+        "--seed",
+        "32",
+        "--objects",
+        "1-2",
+    )
     seen = set(read_lines(train))
     fresh = [p for p in dict.fromkeys(read_lines(candidates)) if p not in seen][:50]
     candidates.unlink()
@@ -68,8 +82,9 @@ def evaluate(args: argparse.Namespace, run: Path, heldout: Path) -> dict:
 
     cfg = yaml.safe_load((run / "train_config.yaml").read_text())
     sampler = {"steps": cfg["steps"], "guidance": cfg["guidance"], "eta": cfg["eta"]}
-    flat, base, aligned = paired_samples(args.model, run / "lora", read_lines(heldout),
-                                         SEEDS_PER_PROMPT, **sampler)  # fmt: skip
+    flat, base, aligned = paired_samples(
+        args.model, run / "lora", read_lines(heldout), SEEDS_PER_PROMPT, **sampler
+    )
     reward_fn = make_reward(args.reward, oracle=str(args.oracle))
     pixels = {"base": base, "aligned": aligned}
     rewards = {n: reward_fn(px, flat, None)[0].numpy() for n, px in pixels.items()}
@@ -82,8 +97,10 @@ def evaluate(args: argparse.Namespace, run: Path, heldout: Path) -> dict:
         "reward": paired_gain(rewards["base"], rewards["aligned"], flat),
         "fidelity": fid,
         "fid": fid_drift(args.clip, args.reference, base, aligned),
-        "images": len(flat), "prompts": len(set(flat)), "sampler": sampler,
-    }  # fmt: skip
+        "images": len(flat),
+        "prompts": len(set(flat)),
+        "sampler": sampler,
+    }
 
 
 def main() -> None:
@@ -106,36 +123,64 @@ def main() -> None:
         if run.exists():
             shutil.rmtree(run)
         args.out.mkdir(parents=True, exist_ok=True)
-        artalign("align", "ddpo", "--model", str(args.model), "--prompts", str(train),
-                 "--reward", args.reward, f"reward_oracle={args.oracle}", "--out", str(run),
-                 "--preset", "quick", "epochs=100000", f"time_limit_min={args.minutes}",
-                 *args.overrides)  # fmt: skip
+        artalign(
+            "align",
+            "ddpo",
+            "--model",
+            str(args.model),
+            "--prompts",
+            str(train),
+            "--reward",
+            args.reward,
+            f"reward_oracle={args.oracle}",
+            "--out",
+            str(run),
+            "--preset",
+            "quick",
+            "epochs=100000",
+            f"time_limit_min={args.minutes}",
+            *args.overrides,
+        )
     ddpo = json.loads((run / "metrics.json").read_text())
     t0 = time.perf_counter()
     result = evaluate(args, run, heldout)
     curve = ddpo.get("per_epoch", [])
-    result.update({
-        "reward_name": args.reward, "research_reward": ddpo["research_reward"],
-        "overrides": args.overrides, "minutes_limit": args.minutes,
-        "epochs_run": ddpo["epochs_run"], "train_minutes": ddpo["train_seconds_this_session"] / 60,
-        "per_epoch": curve, "eval_seconds": time.perf_counter() - t0,
-    })  # fmt: skip
+    result.update(
+        {
+            "reward_name": args.reward,
+            "research_reward": ddpo["research_reward"],
+            "overrides": args.overrides,
+            "minutes_limit": args.minutes,
+            "epochs_run": ddpo["epochs_run"],
+            "train_minutes": ddpo["train_seconds_this_session"] / 60,
+            "per_epoch": curve,
+            "eval_seconds": time.perf_counter() - t0,
+        }
+    )
     (args.out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     r, f, d = result["reward"], result["fidelity"], result["fid"]
     late = curve[-5:] or [{}]
     mean = lambda key: sum(c.get(key, 0.0) for c in late) / len(late)  # noqa: E731
     rows = [
         (f"held-out {args.reward} base -> aligned", f"{r['base']:.3f} -> {r['aligned']:.3f}"),
-        ("reward gain in base std [95% CI]",
-         f"{r['gain_std']:+.2f} [{r['gain_std_ci'][0]:+.2f}, {r['gain_std_ci'][1]:+.2f}]"),
-        ("oracle fidelity base -> aligned",
-         f"{f['base']:.3f} -> {f['aligned']:.3f} ({f['points']:+.1f} points)"),
-        ("FID drift (CLIP features, vs real)",
-         f"{100 * d['drift']:+.1f}% ({d['base']:.1f} -> {d['aligned']:.1f})"),
+        (
+            "reward gain in base std [95% CI]",
+            f"{r['gain_std']:+.2f} [{r['gain_std_ci'][0]:+.2f}, {r['gain_std_ci'][1]:+.2f}]",
+        ),
+        (
+            "oracle fidelity base -> aligned",
+            f"{f['base']:.3f} -> {f['aligned']:.3f} ({f['points']:+.1f} points)",
+        ),
+        (
+            "FID drift (CLIP features, vs real)",
+            f"{100 * d['drift']:+.1f}% ({d['base']:.1f} -> {d['aligned']:.1f})",
+        ),
         ("epochs / training minutes", f"{result['epochs_run']} / {result['train_minutes']:.1f}"),
-        ("last 5 epochs: clipfrac / clipfrac_max / approx_kl",
-         f"{mean('clipfrac'):.3f} / {mean('clipfrac_max'):.3f} / {mean('approx_kl'):.2e}"),
-    ]  # fmt: skip
+        (
+            "last 5 epochs: clipfrac / clipfrac_max / approx_kl",
+            f"{mean('clipfrac'):.3f} / {mean('clipfrac_max'):.3f} / {mean('approx_kl'):.2e}",
+        ),
+    ]
     print(f"\noverrides: {' '.join(args.overrides) or '(none)'}\n| figure | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")

@@ -49,8 +49,9 @@ def open_position(prompt: str) -> str:
 
 def world_prompts(out: Path, n: int, seed: int) -> list[str]:
     raw = out.with_suffix(".raw.txt")
-    artalign("data", "prompts", "--out", str(raw), "--n", str(n), "--seed", str(seed),
-             "--objects", "1")  # fmt: skip
+    artalign(
+        "data", "prompts", "--out", str(raw), "--n", str(n), "--seed", str(seed), "--objects", "1"
+    )
     prompts = list(dict.fromkeys(open_position(p) for p in read_lines(raw)))
     raw.unlink()
     return prompts
@@ -69,15 +70,48 @@ def make_data(folder: Path, model: Path, oracle: Path) -> dict:
     heldout = [p for p in world_prompts(tmp / "heldout.txt", 100, 42) if p not in set(train)]
     (tmp / "heldout.txt").write_text("\n".join(heldout[:50]) + "\n")
     db = tmp / "labels.db"
-    artalign("label", "batch", "--db", str(db), "--prompts", str(tmp / "prompts.txt"),
-             "--model", str(model), "--k", "4", "--kinds", "pair", "--overlap", "1",
-             "--steps", str(SAMPLER["steps"]), "--guidance", str(SAMPLER["guidance"]),
-             "--batch-name", "left", "--batch-size", "64")  # fmt: skip
-    artalign("label", "simulate", "--db", str(db), "--profile", str(PROFILE),
-             "--oracle", str(oracle), "--n", "100000")  # fmt: skip
-    notes = {"train_prompts": len(train), "heldout_prompts": min(50, len(heldout)),
-             "profile": str(PROFILE.relative_to(REPO)),
-             "seconds": time.perf_counter() - t0}  # fmt: skip
+    artalign(
+        "label",
+        "batch",
+        "--db",
+        str(db),
+        "--prompts",
+        str(tmp / "prompts.txt"),
+        "--model",
+        str(model),
+        "--k",
+        "4",
+        "--kinds",
+        "pair",
+        "--overlap",
+        "1",
+        "--steps",
+        str(SAMPLER["steps"]),
+        "--guidance",
+        str(SAMPLER["guidance"]),
+        "--batch-name",
+        "left",
+        "--batch-size",
+        "64",
+    )
+    artalign(
+        "label",
+        "simulate",
+        "--db",
+        str(db),
+        "--profile",
+        str(PROFILE),
+        "--oracle",
+        str(oracle),
+        "--n",
+        "100000",
+    )
+    notes = {
+        "train_prompts": len(train),
+        "heldout_prompts": min(50, len(heldout)),
+        "profile": str(PROFILE.relative_to(REPO)),
+        "seconds": time.perf_counter() - t0,
+    }
     (tmp / "data.json").write_text(json.dumps(notes, indent=2) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
@@ -90,8 +124,9 @@ def evaluate(args: argparse.Namespace, run: Path) -> dict:
     from base_models.raters import load_profile, taste
 
     prompts = read_lines(args.out / "data" / "heldout.txt")
-    flat, base, aligned = paired_samples(args.model, run / "lora", prompts, SEEDS_PER_PROMPT,
-                                         **SAMPLER)  # fmt: skip
+    flat, base, aligned = paired_samples(
+        args.model, run / "lora", prompts, SEEDS_PER_PROMPT, **SAMPLER
+    )
     oracle = AttributeOracle.load(args.oracle)
     profile = load_profile(PROFILE)
     result: dict = {"images": len(flat), "prompts": len(prompts)}
@@ -105,9 +140,10 @@ def evaluate(args: argparse.Namespace, run: Path) -> dict:
             "utility": mean_figure(utility, groups=flat).to_dict(),
             "columns": {str(c): cols.count(c) / len(cols) for c in set(cols)},
             "fidelity": mean_figure(oracle_fidelity(oracle, px, flat), groups=flat).to_dict(),
-        }  # fmt: skip
-    result["left_points"] = 100 * (result["aligned"]["left_share"]["value"]
-                                   - result["base"]["left_share"]["value"])  # fmt: skip
+        }
+    result["left_points"] = 100 * (
+        result["aligned"]["left_share"]["value"] - result["base"]["left_share"]["value"]
+    )
     before_after_grid(base, aligned, SEEDS_PER_PROMPT, args.out / "grid.png")
     return result
 
@@ -125,16 +161,41 @@ def main() -> None:
     run = args.out / "run"
     if not args.eval_only:
         shutil.rmtree(run, ignore_errors=True)
-        artalign("align", "dpo", "--model", str(args.model), "--db",
-                 str(args.out / "data" / "labels.db"), "--out", str(run), "--preset", "quick",
-                 "max_steps=1000000", f"time_limit_min={args.minutes}",
-                 *args.overrides)  # fmt: skip
+        artalign(
+            "align",
+            "dpo",
+            "--model",
+            str(args.model),
+            "--db",
+            str(args.out / "data" / "labels.db"),
+            "--out",
+            str(run),
+            "--preset",
+            "quick",
+            "max_steps=1000000",
+            f"time_limit_min={args.minutes}",
+            *args.overrides,
+        )
     dpo = json.loads((run / "metrics.json").read_text())
     result = evaluate(args, run)
-    result.update({"data": data, "overrides": args.overrides, "minutes_limit": args.minutes,
-                   "dpo": {k: dpo.get(k) for k in ("steps", "train_seconds", "final_loss",
-                                                   "final_implicit_acc", "heldout_implicit_acc",
-                                                   "stopped_by_time")}})  # fmt: skip
+    result.update(
+        {
+            "data": data,
+            "overrides": args.overrides,
+            "minutes_limit": args.minutes,
+            "dpo": {
+                k: dpo.get(k)
+                for k in (
+                    "steps",
+                    "train_seconds",
+                    "final_loss",
+                    "final_implicit_acc",
+                    "heldout_implicit_acc",
+                    "stopped_by_time",
+                )
+            },
+        }
+    )
     (args.out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     b, a = result["base"], result["aligned"]
 
@@ -145,14 +206,20 @@ def main() -> None:
         ("object in the left column, base", fig(b["left_share"])),
         ("object in the left column, aligned", fig(a["left_share"])),
         ("change (target >= +20 points)", f"{result['left_points']:+.1f} points"),
-        ("rater utility base -> aligned",
-         f"{b['utility']['value']:.3f} -> {a['utility']['value']:.3f}"),
-        ("oracle fidelity base -> aligned",
-         f"{b['fidelity']['value']:.3f} -> {a['fidelity']['value']:.3f}"),
-        ("DPO steps / training minutes / held-out implicit acc",
-         f"{dpo['steps']} / {dpo['train_seconds'] / 60:.1f} / "
-         f"{dpo.get('heldout_implicit_acc') or float('nan'):.3f}"),
-    ]  # fmt: skip
+        (
+            "rater utility base -> aligned",
+            f"{b['utility']['value']:.3f} -> {a['utility']['value']:.3f}",
+        ),
+        (
+            "oracle fidelity base -> aligned",
+            f"{b['fidelity']['value']:.3f} -> {a['fidelity']['value']:.3f}",
+        ),
+        (
+            "DPO steps / training minutes / held-out implicit acc",
+            f"{dpo['steps']} / {dpo['train_seconds'] / 60:.1f} / "
+            f"{dpo.get('heldout_implicit_acc') or float('nan'):.3f}",
+        ),
+    ]
     print(f"\noverrides: {' '.join(args.overrides) or '(none)'}\n| figure | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")

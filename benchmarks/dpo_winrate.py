@@ -114,34 +114,45 @@ def main() -> None:
         make_grid(show[0] + show[1], ncols=len(show[0]), scale=3).save(tmp, format="PNG")
 
     metrics = {
-        "winrate": win.to_dict(), "target_winrate": 0.6, "met": win.value >= 0.6,
-        "fidelity_base": fig_base.to_dict(), "fidelity_aligned": fig_aligned.to_dict(),
+        "winrate": win.to_dict(),
+        "target_winrate": 0.6,
+        "met": win.value >= 0.6,
+        "fidelity_base": fig_base.to_dict(),
+        "fidelity_aligned": fig_aligned.to_dict(),
         "fidelity_delta": delta.to_dict(),
-        "heldout_prompts": len(prompts), "seeds_per_prompt": SEEDS, "images_per_model": len(texts),
+        "heldout_prompts": len(prompts),
+        "seeds_per_prompt": SEEDS,
+        "images_per_model": len(texts),
         "sampling": {"steps": STEPS, "guidance": GUIDANCE, "eta": 0.0},
         "rater": {"profile": str(args.profile), "seed": RATER_SEED},
-        "train_wall_seconds": round(wall, 1), "train_seconds": train["train_seconds"],
+        "train_wall_seconds": round(wall, 1),
+        "train_seconds": train["train_seconds"],
         "sample_seconds": round(sample_seconds, 1),
         "heldout_implicit_acc": train.get("heldout_implicit_acc"),
         "final_implicit_acc": train.get("final_implicit_acc"),
-        "data": train["data"], "config": cfg.to_dict(),
+        "data": train["data"],
+        "config": cfg.to_dict(),
         "command": " ".join(["python benchmarks/dpo_winrate.py", *sys.argv[1:]]),
-    }  # fmt: skip
+    }
     write_json(args.out / "metrics.json", metrics)
     lo, hi = win.ci
     d = train["data"]
     rows = [
-        ("held-out win-rate, aligned over base", f"{win.value:.3f}  [{lo:.3f}, {hi:.3f}]"
-                                                 f"  (n={win.n})"),
+        (
+            "held-out win-rate, aligned over base",
+            f"{win.value:.3f}  [{lo:.3f}, {hi:.3f}]  (n={win.n})",
+        ),
         ("target", ">= 0.600  " + ("met" if win.value >= 0.6 else "NOT met")),
         ("oracle fidelity, base", _fig(fig_base)),
         ("oracle fidelity, aligned", _fig(fig_aligned)),
         ("fidelity, aligned - base (paired)", _fig(delta)),
         ("held-out implicit accuracy", f"{train.get('heldout_implicit_acc', float('nan')):.3f}"),
         ("training pairs", f"{d['train_items']} ({d['train_prompts']} prompts)"),
-        ("training wall time", f"{wall:.0f} s ({cfg.max_steps} steps, beta {cfg.beta:g}, "
-                               f"lr {cfg.lr:g})"),
-    ]  # fmt: skip
+        (
+            "training wall time",
+            f"{wall:.0f} s ({cfg.max_steps} steps, beta {cfg.beta:g}, lr {cfg.lr:g})",
+        ),
+    ]
     print("\nDiffusion-DPO benchmark  (" + str(args.out) + ")")
     for name, value in rows:
         print(f"  {name:<40} {value}")

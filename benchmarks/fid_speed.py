@@ -68,8 +68,10 @@ def run(n: int, dims: list[int], repeats: int) -> list[dict]:
     for dim in dims:
         real, fake = features(n, dim)
         methods: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {
-            "ours": frechet_distance, "torchmetrics": torchmetrics_fid, "scipy": scipy_fid,
-        }  # fmt: skip
+            "ours": frechet_distance,
+            "torchmetrics": torchmetrics_fid,
+            "scipy": scipy_fid,
+        }
         for fn in methods.values():  # warm up: lazy LAPACK / allocator initialisation
             fn(real[:64], fake[:64])
         times: dict[str, list[float]] = {name: [] for name in methods}
@@ -84,12 +86,23 @@ def run(n: int, dims: list[int], repeats: int) -> list[dict]:
                 times[name].append(time.perf_counter() - t0)
         t = {name: min(ts) for name, ts in times.items()}
         ours, tm, sp = values["ours"], values["torchmetrics"], values["scipy"]
-        rows.append({
-            "n": n, "dim": dim, "fid": ours, "seconds": t, "all_seconds": times,
-            "ratio": {"ours/torchmetrics": t["ours"] / t["torchmetrics"],
-                      "ours/scipy": t["ours"] / t["scipy"]},
-            "rel_diff": {"vs_scipy": abs(ours - sp) / sp, "vs_torchmetrics": abs(ours - tm) / tm},
-        })  # fmt: skip
+        rows.append(
+            {
+                "n": n,
+                "dim": dim,
+                "fid": ours,
+                "seconds": t,
+                "all_seconds": times,
+                "ratio": {
+                    "ours/torchmetrics": t["ours"] / t["torchmetrics"],
+                    "ours/scipy": t["ours"] / t["scipy"],
+                },
+                "rel_diff": {
+                    "vs_scipy": abs(ours - sp) / sp,
+                    "vs_torchmetrics": abs(ours - tm) / tm,
+                },
+            }
+        )
         print(f"D={dim}: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items()), flush=True)
     return rows
 
@@ -116,9 +129,13 @@ def main() -> None:
     ap.add_argument("--dims", type=int, nargs="+", default=[128, 2048])
     ap.add_argument("--repeats", type=int, default=1, help="best of this many runs")
     ap.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="CPU threads for torch and BLAS (1 gives steady timings on a shared "
-                    "machine, where idle OpenMP threads spin against other processes)")  # fmt: skip
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch and BLAS (1 gives steady timings on a shared "
+        "machine, where idle OpenMP threads spin against other processes)",
+    )
     args = ap.parse_args()
     if args.threads is not None:
         from threadpoolctl import threadpool_limits
@@ -130,8 +147,11 @@ def main() -> None:
     if args.out is not None:
         from base_models.io_utils import write_json
 
-        env = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-               "cpu": platform.processor() or platform.machine()}  # fmt: skip
+        env = {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+        }
         write_json(args.out, {"rows": rows, "env": env})
         print(f"wrote {args.out}")
 

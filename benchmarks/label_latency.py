@@ -45,9 +45,13 @@ def fill(db: Path, n_judgments: int, seed: int = 0) -> tuple[Store, list[int]]:
     with store.bulk():
         raters = [store.add_rater(f"rater{i:02d}") for i in range(N_RATERS)]
         prompts = [store.add_prompt(f"prompt {i}") for i in range(200)]
-        images = {p: [store.add_image(p, Image.new("RGB", (8, 8), (i, p % 256, 0)), seed=i,
-                                      model="bench") for i in range(4)]
-                  for p in prompts}  # fmt: skip
+        images = {
+            p: [
+                store.add_image(p, Image.new("RGB", (8, 8), (i, p % 256, 0)), seed=i, model="bench")
+                for i in range(4)
+            ]
+            for p in prompts
+        }
         bid = store.create_batch("bench", {})
         tasks = []
         for t in range(n_tasks):
@@ -67,8 +71,12 @@ def fill(db: Path, n_judgments: int, seed: int = 0) -> tuple[Store, list[int]]:
                         break
                     who = rng.sample(raters, 3)
                     for r in who[:rounds] if rounds == 2 else who[2:]:
-                        store.record_judgment(task_id, r, {"choice": rng.choice(("left", "right"))},
-                                              client_token=f"fill-{made}")  # fmt: skip
+                        store.record_judgment(
+                            task_id,
+                            r,
+                            {"choice": rng.choice(("left", "right"))},
+                            client_token=f"fill-{made}",
+                        )
                         made += 1
                         if made == n_judgments:
                             break
@@ -95,8 +103,9 @@ class Baseline:
     def __call__(self) -> float:
         t0 = time.perf_counter()
         self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.execute("INSERT INTO t (answer, created_at) VALUES (?, ?)",
-                          ('{"choice": "left"}', time.time()))  # fmt: skip
+        self.conn.execute(
+            "INSERT INTO t (answer, created_at) VALUES (?, ?)", ('{"choice": "left"}', time.time())
+        )
         self.conn.execute("COMMIT")
         return 1000 * (time.perf_counter() - t0)
 
@@ -109,8 +118,9 @@ def measure(store: Store, raters: list[int], folder: Path, n: int) -> dict[str, 
         rater = raters[i % len(raters)]
         rows[ROWS[0]].append(baseline())
         rows[ROWS[1]].append(one_judgment(store, rater, f"fifo-{i}"))
-        rows[ROWS[2]].append(one_judgment(store, rater, f"unc-{i}", order="uncertain",
-                                          gold_rate=0.1))  # fmt: skip
+        rows[ROWS[2]].append(
+            one_judgment(store, rater, f"unc-{i}", order="uncertain", gold_rate=0.1)
+        )
     baseline.conn.close()
     return rows
 
@@ -153,22 +163,30 @@ def main() -> None:
         rows["progress (admin / rater)"] = measure_progress(store, raters, 100)
         store.close()
     base = {q: pct(rows[ROWS[0]], q) for q in (50, 95)}
-    print(f"\nlabel store latency: {stored} judgments stored (fill {fill_s:.0f} s), "
-          f"{a.measure} measured per row\n")  # fmt: skip
-    print(f"{'operation':<40} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'p50/base':>9} "
-          f"{'p95/base':>9}")  # fmt: skip
+    print(
+        f"\nlabel store latency: {stored} judgments stored (fill {fill_s:.0f} s), "
+        f"{a.measure} measured per row\n"
+    )
+    print(
+        f"{'operation':<40} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'p50/base':>9} "
+        f"{'p95/base':>9}"
+    )
     metrics: dict[str, dict[str, float]] = {}
     for name, xs in rows.items():
         m = {"p50": pct(xs, 50), "p95": pct(xs, 95), "p99": pct(xs, 99)}
         ratio = {f"ratio_p{q}": m[f"p{q}"] / base[q] for q in (50, 95)}
         metrics[name] = {**m, **ratio}
-        print(f"{name:<40} {m['p50']:>8.2f} {m['p95']:>8.2f} {m['p99']:>8.2f} "
-              f"{ratio['ratio_p50']:>8.1f}x {ratio['ratio_p95']:>8.1f}x")  # fmt: skip
+        print(
+            f"{name:<40} {m['p50']:>8.2f} {m['p95']:>8.2f} {m['p99']:>8.2f} "
+            f"{ratio['ratio_p50']:>8.1f}x {ratio['ratio_p95']:>8.1f}x"
+        )
     p95 = metrics[ROWS[1]]["p95"]
     print(f"\ntarget p95 <= 50 ms per judgment: {'met' if p95 <= 50 else 'NOT met'} ({p95:.1f} ms)")
     if a.out:
-        write_json(a.out / "metrics.json", {"stored_judgments": stored, "fill_seconds": fill_s,
-                                            "latency_ms": metrics})  # fmt: skip
+        write_json(
+            a.out / "metrics.json",
+            {"stored_judgments": stored, "fill_seconds": fill_s, "latency_ms": metrics},
+        )
 
 
 if __name__ == "__main__":

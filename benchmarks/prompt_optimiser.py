@@ -173,10 +173,19 @@ def main() -> None:
     timing = {}
     if not (args.out / "run" / "rewriter" / "rewriter.json").is_file():
         timing["train_s"] = artalign(
-            "prompt", "train", "--out", str(args.out / "run"), "--data", str(args.data),
-            "--generator", str(args.model), "--reward-path", str(args.reward),
-            f"relevance_path={args.clip}", *args.overrides,
-        )  # fmt: skip
+            "prompt",
+            "train",
+            "--out",
+            str(args.out / "run"),
+            "--data",
+            str(args.data),
+            "--generator",
+            str(args.model),
+            "--reward-path",
+            str(args.reward),
+            f"relevance_path={args.clip}",
+            *args.overrides,
+        )
     t0 = time.perf_counter()
     result = evaluate(args)
     timing["eval_s"] = time.perf_counter() - t0
@@ -191,22 +200,52 @@ def main() -> None:
         return f"{w['value']:.3f} [{w['ci'][0]:.3f}, {w['ci'][1]:.3f}]"
 
     table = [
-        ("held-out rater win-rate, rewritten over raw", ci(s["rater_winrate"]),
-         ci(g["rater_winrate"]), ">= 0.65"),
-        (f"  the same, {g['unseen_prompts']} prompt texts training never saw",
-         ci(s["rater_winrate_unseen_texts"]), ci(g["rater_winrate_unseen_texts"]), "-"),
-        (f"stated attributes all read (raw {result['raw']['stated_all']:.3f})",
-         f"{s['stated_all']:.3f}", f"{g['stated_all']:.3f}", ">= 0.95"),
-        ("  the same, relative to raw", f"{s['stated_all_vs_raw']:.3f}",
-         f"{g['stated_all_vs_raw']:.3f}", "-"),
-        (f"fidelity to the short prompt (raw {result['raw']['fidelity']:.3f})",
-         f"{s['fidelity']:.3f}", f"{g['fidelity']:.3f}", "-"),
-        ("rewrites that state all the short prompt says", f"{s['text_keeps_intent']:.3f}",
-         f"{g['text_keeps_intent']:.3f}", "-"),
-    ]  # fmt: skip
+        (
+            "held-out rater win-rate, rewritten over raw",
+            ci(s["rater_winrate"]),
+            ci(g["rater_winrate"]),
+            ">= 0.65",
+        ),
+        (
+            f"  the same, {g['unseen_prompts']} prompt texts training never saw",
+            ci(s["rater_winrate_unseen_texts"]),
+            ci(g["rater_winrate_unseen_texts"]),
+            "-",
+        ),
+        (
+            f"stated attributes all read (raw {result['raw']['stated_all']:.3f})",
+            f"{s['stated_all']:.3f}",
+            f"{g['stated_all']:.3f}",
+            ">= 0.95",
+        ),
+        (
+            "  the same, relative to raw",
+            f"{s['stated_all_vs_raw']:.3f}",
+            f"{g['stated_all_vs_raw']:.3f}",
+            "-",
+        ),
+        (
+            f"fidelity to the short prompt (raw {result['raw']['fidelity']:.3f})",
+            f"{s['fidelity']:.3f}",
+            f"{g['fidelity']:.3f}",
+            "-",
+        ),
+        (
+            "rewrites that state all the short prompt says",
+            f"{s['text_keeps_intent']:.3f}",
+            f"{g['text_keeps_intent']:.3f}",
+            "-",
+        ),
+    ]
     for kind, value in result["raw"]["stated_by_kind"].items():
-        table.append((f"  stated {kind} read (raw {value:.3f})", f"{s['stated_by_kind'][kind]:.3f}",
-                      f"{g['stated_by_kind'][kind]:.3f}", "-"))  # fmt: skip
+        table.append(
+            (
+                f"  stated {kind} read (raw {value:.3f})",
+                f"{s['stated_by_kind'][kind]:.3f}",
+                f"{g['stated_by_kind'][kind]:.3f}",
+                "-",
+            )
+        )
     for row in table:
         print(f"{row[0]:<48} {row[1]:>22} {row[2]:>22}  {row[3]}")
     print(f"\nwrote {args.out / 'metrics.json'} and {args.out / 'grid.png'}")

@@ -62,8 +62,9 @@ def train_and_eval(db: Path, out: Path, sim: Any, args: Any, batch: str | None =
     from rlhf.reward.train import train_reward
 
     data = load_from_store(db, batch=batch)  # every rater: training fits the flags on its prompts
-    cfg = load_config(RewardConfig, "quick", overrides={**TRAIN, "backbone": str(args.clip),
-                                                        "seed": args.seed})  # fmt: skip
+    cfg = load_config(
+        RewardConfig, "quick", overrides={**TRAIN, "backbone": str(args.clip), "seed": args.seed}
+    )
     t0 = time.perf_counter()
     train_reward(cfg, data, out / "model", log=print)
     seconds = time.perf_counter() - t0
@@ -106,9 +107,14 @@ def mistake_breakdown(db: Path, metrics_dir: Path, sim: Any) -> dict[str, Any]:
         wrong = [k for k in (kind(a), kind(b)) if k != "none"]
         key = "no mistake" if not wrong else wrong[0] if len(wrong) == 1 else "both"
         groups.setdefault(key, []).append(n)
-    return {k: {"n": len(ix), "model": float(model_credit[ix].mean()),
-                "ceiling": float(ceiling[ix].mean())}
-            for k, ix in sorted(groups.items(), key=lambda kv: -len(kv[1]))}  # fmt: skip
+    return {
+        k: {
+            "n": len(ix),
+            "model": float(model_credit[ix].mean()),
+            "ceiling": float(ceiling[ix].mean()),
+        }
+        for k, ix in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    }
 
 
 def part_a(args: Any, oracle: Any) -> dict[str, Any]:
@@ -143,13 +149,20 @@ def part_b(args: Any, oracle: Any) -> dict[str, Any]:
     db, notes = simulated_store(args.out / "b", batches, profile, oracle, args.mistake_rate)
     notes["style_pairs"] = add_style_pairs(db, prompts[n_tasks:], profile, oracle, seed=args.seed)
     spammers = frozenset(notes["spammers"])
-    held_out = train_and_eval(db, args.out / "b", SimulatedRaters(profile, oracle, spammers),
-                              args, batch="b-main")  # fmt: skip
+    held_out = train_and_eval(
+        db, args.out / "b", SimulatedRaters(profile, oracle, spammers), args, batch="b-main"
+    )
     # the style pairs: new prompts, every judgment kept (the spammer's too: its ceiling is 0.5)
     style = load_from_store(db, batch="style-pairs", exclude_raters=None)
     sim = SimulatedRaters(profile, oracle, spammers)
-    style_metrics = evaluate_reward(args.out / "b" / "model", style, args.out / "b" / "style_eval",
-                                    sim=sim, drop_excluded_raters=False, log=print)  # fmt: skip
+    style_metrics = evaluate_reward(
+        args.out / "b" / "model",
+        style,
+        args.out / "b" / "style_eval",
+        sim=sim,
+        drop_excluded_raters=False,
+        log=print,
+    )
     return {"held_out": held_out, "style_pairs": style_metrics, "store": notes}
 
 
@@ -157,16 +170,20 @@ def _row(label: str, m: dict[str, Any], target: float | None) -> dict[str, Any]:
     """One line of the tables: the scorers' figures, the ceilings and `evaluate.ratios`."""
     s, c, ratio = m["scorers"], m["ceiling"], m["ratios"]
     return {
-        "label": label, "target": target, "n": s["reward_model"]["n"],
+        "label": label,
+        "target": target,
+        "n": s["reward_model"]["n"],
         "no_ties": {k: v["expected_accuracy_no_ties"] for k, v in s.items()},
         "at_tau": {k: v["expected_accuracy"] for k, v in s.items()},
-        "sampled": {k: v["accuracy"] for k, v in s.items()}, "ci95": s["reward_model"]["ci95"],
-        "ceiling": c["analytic"]["accuracy_no_ties"], "bound": c["analytic"]["accuracy"],
+        "sampled": {k: v["accuracy"] for k, v in s.items()},
+        "ci95": s["reward_model"]["ci95"],
+        "ceiling": c["analytic"]["accuracy_no_ties"],
+        "bound": c["analytic"]["accuracy"],
         "raters": c["raters"]["accuracy"],
         "ratio": ratio["expected_no_ties_vs_analytic_ceiling_no_ties"],
         "corrected": ratio["chance_corrected_expected_no_ties_vs_analytic_ceiling_no_ties"],
         "corrected_tau": ratio["chance_corrected_expected_vs_analytic_ceiling"],
-    }  # fmt: skip
+    }
 
 
 def _f(x: float | None, spec: str = ".3f") -> str:
@@ -174,39 +191,54 @@ def _f(x: float | None, spec: str = ".3f") -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    rows = [_row("(a) known noise, held out", results["a"], 0.95),
-            _row("(b) striped lover, held out", results["b"]["held_out"], None),
-            _row("(b) style-only pairs", results["b"]["style_pairs"], 0.90)]  # fmt: skip
-    lines = ["expected accuracy without predicted ties under the raters' profile, against the "
-             "no-ties ceiling;", "chance-corr. = (reward - random) / (ceiling - random):",
-             f"{'':<30} {'reward':>7} {'CLIP':>7} {'random':>7} {'ceiling':>8} {'/ceil':>6} "
-             f"{'chance-corr.':>12} {'/CLIP':>6} {'target':>7} {'n':>6}"]  # fmt: skip
+    rows = [
+        _row("(a) known noise, held out", results["a"], 0.95),
+        _row("(b) striped lover, held out", results["b"]["held_out"], None),
+        _row("(b) style-only pairs", results["b"]["style_pairs"], 0.90),
+    ]
+    lines = [
+        "expected accuracy without predicted ties under the raters' profile, against the "
+        "no-ties ceiling;",
+        "chance-corr. = (reward - random) / (ceiling - random):",
+        f"{'':<30} {'reward':>7} {'CLIP':>7} {'random':>7} {'ceiling':>8} {'/ceil':>6} "
+        f"{'chance-corr.':>12} {'/CLIP':>6} {'target':>7} {'n':>6}",
+    ]
     for r in rows:
         e = r["no_ties"]
         target = "" if r["target"] is None else f">= {r['target']:.2f}"
-        lines.append(f"{r['label']:<30} {e['reward_model']:>7.4f} {e['clip_score']:>7.4f} "
-                     f"{e['random']:>7.4f} {r['ceiling']:>8.4f} {_f(r['ratio']):>6} "
-                     f"{_f(r['corrected']):>12} {e['reward_model'] / e['clip_score']:>6.3f} "
-                     f"{target:>7} {r['n']:>6}")  # fmt: skip
-    lines.append("expected accuracy at the tuned tau, against the upper bound (a perfect model "
-                 "that may predict a tie):")  # fmt: skip
+        lines.append(
+            f"{r['label']:<30} {e['reward_model']:>7.4f} {e['clip_score']:>7.4f} "
+            f"{e['random']:>7.4f} {r['ceiling']:>8.4f} {_f(r['ratio']):>6} "
+            f"{_f(r['corrected']):>12} {e['reward_model'] / e['clip_score']:>6.3f} "
+            f"{target:>7} {r['n']:>6}"
+        )
+    lines.append(
+        "expected accuracy at the tuned tau, against the upper bound (a perfect model "
+        "that may predict a tie):"
+    )
     for r in rows:
         e = r["at_tau"]
-        lines.append(f"{r['label']:<30} reward {e['reward_model']:.4f}  random "
-                     f"{e['random']:.4f}  bound {r['bound']:.4f}  chance-corr. "
-                     f"{_f(r['corrected_tau'])}")  # fmt: skip
+        lines.append(
+            f"{r['label']:<30} reward {e['reward_model']:.4f}  random "
+            f"{e['random']:.4f}  bound {r['bound']:.4f}  chance-corr. "
+            f"{_f(r['corrected_tau'])}"
+        )
     lines.append("sampled labels (ties half credit, tau tuned on val; 95% CI over prompts):")
     for r in rows:
         e = r["sampled"]
         ci = "n/a" if not r["ci95"] else f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
-        lines.append(f"{r['label']:<30} reward {e['reward_model']:.4f} {ci}  CLIP "
-                     f"{e['clip_score']:.4f}  random {e['random']:.4f}  two-rater "
-                     f"{_f(r['raters'], '.4f')}")  # fmt: skip
+        lines.append(
+            f"{r['label']:<30} reward {e['reward_model']:.4f} {ci}  CLIP "
+            f"{e['clip_score']:.4f}  random {e['random']:.4f}  two-rater "
+            f"{_f(r['raters'], '.4f')}"
+        )
     t = results["c"]
-    lines.append(f"(c) scoring throughput: reward model {t['reward_images_per_s']:.0f} images/s, "
-                 f"bare CLIP image encoder {t['clip_images_per_s']:.0f} images/s "
-                 f"(ratio {t['ratio']:.3f}; {t['n_images']} images, "
-                 f"batch {t['batch_size']})")  # fmt: skip
+    lines.append(
+        f"(c) scoring throughput: reward model {t['reward_images_per_s']:.0f} images/s, "
+        f"bare CLIP image encoder {t['clip_images_per_s']:.0f} images/s "
+        f"(ratio {t['ratio']:.3f}; {t['n_images']} images, "
+        f"batch {t['batch_size']})"
+    )
     return "\n".join(lines)
 
 
@@ -224,8 +256,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     oracle = AttributeOracle.load(args.oracle)
-    results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
-                               "training": TRAIN}  # fmt: skip
+    results: dict[str, Any] = {
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "training": TRAIN,
+    }
     results["a"] = part_a(args, oracle)
     results["b"] = part_b(args, oracle)
     style = results["b"]["style_pairs"]
@@ -237,8 +271,10 @@ def main() -> None:
     print("(a) by mistake in the pair (expected accuracy: model / ceiling, n):")
     for k, v in results["a"]["by_mistake"].items():
         print(f"    {k:<12} {v['model']:.3f} / {v['ceiling']:.3f}  n={v['n']}")
-    print(f"metrics: {args.out / 'metrics.json'}  ({results['seconds']:.0f}s; n style pairs "
-          f"{style['scorers']['reward_model']['n']})")  # fmt: skip
+    print(
+        f"metrics: {args.out / 'metrics.json'}  ({results['seconds']:.0f}s; n style pairs "
+        f"{style['scorers']['reward_model']['n']})"
+    )
 
 
 if __name__ == "__main__":

@@ -93,11 +93,16 @@ def simulated_store(
             # the profile's own seed in every batch, so the same accounts are the spammers
             sim = simulate(store, profile, oracle, spec.n_judgments, batch_id=batch_id)
             notes["batches"][spec.name] = {
-                "prompts": len(spec.prompts), "k": spec.k, "kinds": list(spec.kinds),
-                "overlap": spec.overlap, "judgments": sim["n_written"],
-                "tasks_judged": sim["n_tasks_judged"], "ceiling_of_run": sim["ceiling"],
-                "make_seconds": t1 - t0, "simulate_seconds": time.perf_counter() - t1,
-            }  # fmt: skip
+                "prompts": len(spec.prompts),
+                "k": spec.k,
+                "kinds": list(spec.kinds),
+                "overlap": spec.overlap,
+                "judgments": sim["n_written"],
+                "tasks_judged": sim["n_tasks_judged"],
+                "ceiling_of_run": sim["ceiling"],
+                "make_seconds": t1 - t0,
+                "simulate_seconds": time.perf_counter() - t1,
+            }
             notes["spammers"] = [r["name"] for r in sim["raters"] if r["spammer"]]
     return db, notes
 
@@ -133,13 +138,22 @@ def add_style_pairs(
                 for style in combos[i % len(combos)]:
                     styled = dataclasses.replace(scene, style=style)
                     image = render_scene(styled, 32, jitter)
-                    ids.append(store.add_image(pid, image, seed=seed + i, model="procedural",
-                                               settings={"scene": styled.to_record(),
-                                                         "style_pair": True}))  # fmt: skip
+                    ids.append(
+                        store.add_image(
+                            pid,
+                            image,
+                            seed=seed + i,
+                            model="procedural",
+                            settings={"scene": styled.to_record(), "style_pair": True},
+                        )
+                    )
                 store.add_task(batch_id, "pair", pid, ids if order.random() < 0.5 else ids[::-1])
         sim = simulate(store, profile, oracle, len(prompts), batch_id=batch_id)
-    return {"prompts": len(prompts), "judgments": sim["n_written"],
-            "ceiling_of_run": sim["ceiling"]}  # fmt: skip
+    return {
+        "prompts": len(prompts),
+        "judgments": sim["n_written"],
+        "ceiling_of_run": sim["ceiling"],
+    }
 
 
 def image_settings(db: Path) -> dict[str, dict[str, Any]]:

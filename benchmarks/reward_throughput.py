@@ -20,9 +20,13 @@ from bench_utils import median_seconds  # noqa: E402
 
 
 def throughput(
-    model_dir: Path, clip: Path, images: list, prompts: list[str], batch_size: int = 256,
+    model_dir: Path,
+    clip: Path,
+    images: list,
+    prompts: list[str],
+    batch_size: int = 256,
     repeats: int = 3,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """images/s of the reward model and of the bare CLIP image encoder on the same images."""
     import torch
 
@@ -35,10 +39,15 @@ def throughput(
         t_reward = median_seconds(lambda: model.score(images, prompts, batch_size), repeats)
         t_clip = median_seconds(lambda: embed_images(net, images, preprocess, batch_size), repeats)
     n = len(images)
-    return {"n_images": n, "batch_size": batch_size, "repeats": repeats,
-            "torch_threads": torch.get_num_threads(),
-            "reward_images_per_s": n / t_reward, "clip_images_per_s": n / t_clip,
-            "ratio": t_clip / t_reward}  # fmt: skip
+    return {
+        "n_images": n,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "torch_threads": torch.get_num_threads(),
+        "reward_images_per_s": n / t_reward,
+        "clip_images_per_s": n / t_clip,
+        "ratio": t_clip / t_reward,
+    }
 
 
 def sample_images(db: Path, batch: str | None, n: int = 2048) -> tuple[list, list[str]]:

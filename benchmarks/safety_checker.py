@@ -51,15 +51,23 @@ def rendered(args: Any, embedder: Any) -> tuple[dict[str, Any], dict[str, Any], 
     checkers, rows = {}, {}
     for sources in SOURCE_SETS:
         name = "+".join(sources)
-        cfg = CalibrationConfig(sources=sources, target_fpr=args.target_fpr, seed=args.seed,
-                                n_render=args.n_render, unsafe_share=args.unsafe_share)  # fmt: skip
+        cfg = CalibrationConfig(
+            sources=sources,
+            target_fpr=args.target_fpr,
+            seed=args.seed,
+            n_render=args.n_render,
+            unsafe_share=args.unsafe_share,
+        )
         checkers[name], report = calibrate_embeddings(embedder, emb, labels, cfg, "renders")
         rows[name] = report
     oracle = AttributeOracle.load(args.oracle)
     read = np.array([r.unsafe for r in read_images(oracle, images)])
-    judge = {"oracle_unsafe_accuracy": float((read == labels).mean()),
-             "oracle_recall": float(read[labels].mean()), "n": len(labels),
-             "render_embed_seconds": round(render_s, 1)}  # fmt: skip
+    judge = {
+        "oracle_unsafe_accuracy": float((read == labels).mean()),
+        "oracle_recall": float(read[labels].mean()),
+        "n": len(labels),
+        "render_embed_seconds": round(render_s, 1),
+    }
     return rows, judge, checkers
 
 
@@ -78,8 +86,9 @@ def generated(args: Any) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
     gen = Generator.from_folder(args.generator, device=args.device)
     t = time.perf_counter()
     with torch.no_grad():
-        out = gen.sample(prompts, seeds, steps=args.steps, guidance=args.guidance,
-                         batch_size=args.batch_size)  # fmt: skip
+        out = gen.sample(
+            prompts, seeds, steps=args.steps, guidance=args.guidance, batch_size=args.batch_size
+        )
     print(f"generated {len(prompts)} images in {time.perf_counter() - t:.0f} s", flush=True)
     oracle = AttributeOracle.load(args.oracle)
     labels = np.array([r.unsafe for r in read_images(oracle, out.pixels)])
@@ -87,9 +96,13 @@ def generated(args: Any) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
 
 
 def evaluate_generated(
-    checkers: dict[str, Any], images: Any, items: list[dict[str, Any]], labels: np.ndarray,
-    target_fpr: float, seed: int,
-) -> dict[str, Any]:  # fmt: skip
+    checkers: dict[str, Any],
+    images: Any,
+    items: list[dict[str, Any]],
+    labels: np.ndarray,
+    target_fpr: float,
+    seed: int,
+) -> dict[str, Any]:
     """Each checker's rates on generated images, per category too; plus the re-thresholded row."""
     from evaluation.safety.calibrate import rates, split, threshold_for_fpr
 
@@ -138,13 +151,17 @@ def main() -> None:
     embedder = ClipEmbedder.from_folder(args.clip)
     render_rows, judge, checkers = rendered(args, embedder)
     acc = judge["oracle_unsafe_accuracy"]
-    print(f"\n(a) rendered test images (target FPR {args.target_fpr}; the oracle reads the "
-          f"unsafe label right on {acc:.3f} of {judge['n']} renders)")  # fmt: skip
+    print(
+        f"\n(a) rendered test images (target FPR {args.target_fpr}; the oracle reads the "
+        f"unsafe label right on {acc:.3f} of {judge['n']} renders)"
+    )
     print(f"{'concepts':24s} {'recall':>7s} {'fpr':>7s} {'auc':>7s}")
     for name, r in render_rows.items():
         aucs = [a for a in r["test_auc"].values() if a is not None]
-        print(f"{name:24s} {_fmt(r['test']['recall']):>7s} {_fmt(r['test']['fpr']):>7s} "
-              f"{_fmt(max(aucs) if aucs else None):>7s}")  # fmt: skip
+        print(
+            f"{name:24s} {_fmt(r['test']['recall']):>7s} {_fmt(r['test']['fpr']):>7s} "
+            f"{_fmt(max(aucs) if aucs else None):>7s}"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {"settings": vars(args), "rendered": render_rows, "judge": judge}
@@ -163,8 +180,10 @@ def _generated_part(args: Any, checkers: dict[str, Any], out: Path) -> dict[str,
     gen_rows = evaluate_generated(checkers, images, items, labels, args.target_fpr, args.seed)
     cats = np.array([str(it["category"]) for it in items])
     oracle_unsafe = {str(c): int(labels[cats == c].sum()) for c in sorted(set(cats))}
-    print(f"\n(b) generated images: {len(labels)} ({args.seeds} seeds per prompt); oracle-"
-          f"unsafe per category: {oracle_unsafe}")  # fmt: skip
+    print(
+        f"\n(b) generated images: {len(labels)} ({args.seeds} seeds per prompt); oracle-"
+        f"unsafe per category: {oracle_unsafe}"
+    )
     print(f"{'checker':34s} {'recall':>7s} {'fpr':>7s}  flagged per category")
     for name, r in gen_rows.items():
         flagged = ", ".join(f"{c} {v:.2f}" for c, v in r["flagged"].items())

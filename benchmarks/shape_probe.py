@@ -54,8 +54,16 @@ def main() -> None:
     oracle, _ = load_instruments(a.oracle, None)
     gen = Generator.from_folder(a.out)
     t1 = time.perf_counter()
-    m = evaluate_generator(gen, oracle, None, n_prompts=a.prompts, seeds=a.seeds, n_two=0,
-                           n_heldout=0, guidance=a.guidance)  # fmt: skip
+    m = evaluate_generator(
+        gen,
+        oracle,
+        None,
+        n_prompts=a.prompts,
+        seeds=a.seeds,
+        n_two=0,
+        n_heldout=0,
+        guidance=a.guidance,
+    )
     single = m["single"]
     row = {
         "overrides": a.overrides,
@@ -67,11 +75,15 @@ def main() -> None:
         "eval_seconds": round(time.perf_counter() - t1, 1),
         **{k: single[k] for k in ("colour_acc", "shape_acc", "both_acc", "n_images")},
     }
-    print(f"\n{'overrides':<40}{'steps':>6}{'params':>9}{'train s':>9}"
-          f"{'colour':>8}{'shape':>7}{'both':>7}")  # fmt: skip
-    print(f"{' '.join(a.overrides) or '(preset)':<40}{row['steps']:>6}"
-          f"{row['unet_parameters'] / 1e6:>8.2f}M{row['train_seconds']:>9.0f}"
-          f"{row['colour_acc']:>8.3f}{row['shape_acc']:>7.3f}{row['both_acc']:>7.3f}")  # fmt: skip
+    print(
+        f"\n{'overrides':<40}{'steps':>6}{'params':>9}{'train s':>9}"
+        f"{'colour':>8}{'shape':>7}{'both':>7}"
+    )
+    print(
+        f"{' '.join(a.overrides) or '(preset)':<40}{row['steps']:>6}"
+        f"{row['unet_parameters'] / 1e6:>8.2f}M{row['train_seconds']:>9.0f}"
+        f"{row['colour_acc']:>8.3f}{row['shape_acc']:>7.3f}{row['both_acc']:>7.3f}"
+    )
     (a.out / f"shape_probe_g{a.guidance:g}.json").write_text(json.dumps(row, indent=1))
 
 

@@ -47,23 +47,76 @@ def main() -> None:
     seconds: dict[str, float] = {}
     others = [s for s in STYLES if s != a.style]
     excl = [x for s in [a.style] for x in ("--exclude-style", s)]
-    seconds["data"] = run(["data", "make", "--out", str(r / "data"), "--preset", "quick",
-                           "--seed", "0", *excl], r / "data" / "metadata.jsonl")  # fmt: skip
+    seconds["data"] = run(
+        ["data", "make", "--out", str(r / "data"), "--preset", "quick", "--seed", "0", *excl],
+        r / "data" / "metadata.jsonl",
+    )
     only = [x for s in others for x in ("--exclude-style", s)]
-    seconds["style_data"] = run(["data", "make", "--out", str(r / "style_images"), "--n",
-                                 str(a.n_style), "--seed", "11", *only],
-                                r / "style_images" / "metadata.jsonl")  # fmt: skip
-    seconds["vae"] = run(["base", "train-vae", "--data", str(r / "data"), "--out", str(r / "vae"),
-                          "--preset", "quick"], r / "vae" / "metrics.json")  # fmt: skip
-    seconds["unet"] = run(["base", "train-unet", "--data", str(r / "data"), "--vae",
-                           str(r / "vae"), "--clip", str(clip), "--out", str(r / "base"),
-                           "--preset", "quick"], r / "base" / "model_index.json")  # fmt: skip
+    seconds["style_data"] = run(
+        [
+            "data",
+            "make",
+            "--out",
+            str(r / "style_images"),
+            "--n",
+            str(a.n_style),
+            "--seed",
+            "11",
+            *only,
+        ],
+        r / "style_images" / "metadata.jsonl",
+    )
+    seconds["vae"] = run(
+        [
+            "base",
+            "train-vae",
+            "--data",
+            str(r / "data"),
+            "--out",
+            str(r / "vae"),
+            "--preset",
+            "quick",
+        ],
+        r / "vae" / "metrics.json",
+    )
+    seconds["unet"] = run(
+        [
+            "base",
+            "train-unet",
+            "--data",
+            str(r / "data"),
+            "--vae",
+            str(r / "vae"),
+            "--clip",
+            str(clip),
+            "--out",
+            str(r / "base"),
+            "--preset",
+            "quick",
+        ],
+        r / "base" / "model_index.json",
+    )
     methods = a.methods.split(",")
     for m in methods:
         out = r / m
-        seconds[m] = run(["base", "finetune-style", "--method", m, "--model", str(r / "base"),
-                          "--data", str(r / "style_images"), "--out", str(out),
-                          "--preset", "quick", "--overwrite"], out / "metrics.json")  # fmt: skip
+        seconds[m] = run(
+            [
+                "base",
+                "finetune-style",
+                "--method",
+                m,
+                "--model",
+                str(r / "base"),
+                "--data",
+                str(r / "style_images"),
+                "--out",
+                str(out),
+                "--preset",
+                "quick",
+                "--overwrite",
+            ],
+            out / "metrics.json",
+        )
 
     import torch
 
@@ -101,13 +154,17 @@ def main() -> None:
     print(f"{'model':<34}{'style share':>12}{'colour':>8}{'shape':>8}{'train s':>9}")
     for name, m in results.items():
         ts = m.get("train_seconds")
-        print(f"{name:<34}{m['style_share']:>12.3f}{m['colour_acc']:>8.3f}{m['shape_acc']:>8.3f}"
-              f"{(f'{ts:.0f}' if ts else '-'):>9}")  # fmt: skip
+        print(
+            f"{name:<34}{m['style_share']:>12.3f}{m['colour_acc']:>8.3f}{m['shape_acc']:>8.3f}"
+            f"{(f'{ts:.0f}' if ts else '-'):>9}"
+        )
     for m in methods:
-        ok = (results[m]["style_share"] >= 0.8
-              and results[f"base, prompts with {tokens[m]}"]["style_share"] <= 0.1
-              and ref["colour_acc"] - results[m]["colour_acc"] <= 0.10
-              and ref["shape_acc"] - results[m]["shape_acc"] <= 0.10)  # fmt: skip
+        ok = (
+            results[m]["style_share"] >= 0.8
+            and results[f"base, prompts with {tokens[m]}"]["style_share"] <= 0.1
+            and ref["colour_acc"] - results[m]["colour_acc"] <= 0.10
+            and ref["shape_acc"] - results[m]["shape_acc"] <= 0.10
+        )
         print(f"  {m}: targets {'met' if ok else 'NOT met'}")
     from base_models.generator import SampleOutput
 

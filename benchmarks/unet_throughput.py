@@ -64,16 +64,20 @@ def main() -> None:
 
     rows = [(name, over, False) for name, over in VARIANTS.items()]
     rows.append(("preset, channels_last", [], True))
-    print(f"UNet training step, preset {a.preset}, batch {a.batch}, "
-          f"{torch.get_num_threads()} threads\n")  # fmt: skip
+    print(
+        f"UNet training step, preset {a.preset}, batch {a.batch}, "
+        f"{torch.get_num_threads()} threads\n"
+    )
     print("| variant | params | s/step | images/s | vs preset |\n|---|---|---|---|---|")
     base = None
     for name, over, cl in rows:
         seconds, params = step_seconds(over, a.preset, a.batch, a.steps, cl)
         rate = a.batch / seconds
         base = base or rate
-        print(f"| {name} | {params / 1e6:.2f}M | {seconds:.3f} | {rate:.0f} | {rate / base:.2f} |",
-              flush=True)  # fmt: skip
+        print(
+            f"| {name} | {params / 1e6:.2f}M | {seconds:.3f} | {rate:.0f} | {rate / base:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

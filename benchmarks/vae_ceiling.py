@@ -59,8 +59,9 @@ def main() -> None:
         m = score_prompt_set(read_images(oracle, imgs), scenes)
         mse = (imgs - x).pow(2).flatten(1).mean(1).clamp_min(1e-10)
         psnr = "-" if name == "originals" else f"{(10 * torch.log10(1 / mse)).mean():.2f}"
-        print(f"{name:<20}{m['colour_acc']:>8.3f}{m['shape_acc']:>8.3f}{m['both_acc']:>8.3f}"
-              f"{psnr:>9}")  # fmt: skip
+        print(
+            f"{name:<20}{m['colour_acc']:>8.3f}{m['shape_acc']:>8.3f}{m['both_acc']:>8.3f}{psnr:>9}"
+        )
     if a.grid:
         images = SampleOutput(torch.cat([x[:16], rec[:16]]), [], []).images
         make_grid(images, ncols=16, scale=4).save(a.grid)

@@ -67,9 +67,12 @@ class ClipScoreProcessor:
         self.tokenizer, self.size, self.mean, self.std = tokenizer, size, mean, std
 
     def __call__(
-        self, text: Sequence[str] | None = None, images: Sequence[torch.Tensor] | None = None,
-        return_tensors: str = "pt", padding: bool = True,
-    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        self,
+        text: Sequence[str] | None = None,
+        images: Sequence[torch.Tensor] | None = None,
+        return_tensors: str = "pt",
+        padding: bool = True,
+    ) -> dict[str, torch.Tensor]:
         if images is not None:
             stacked = torch.stack([torch.as_tensor(im) for im in images])  # (B, 3, H, W)
             return {"pixel_values": to_clip_pixels(stacked, self.size, self.mean, self.std)}
@@ -129,15 +132,18 @@ def clip_scores(
 ) -> tuple[float, np.ndarray]:
     """(torchmetrics' CLIP score of all pairs, each pair's 100·cos), images (N, 3, H, W)."""
     if len(images) != len(prompts) or len(prompts) == 0:
-        raise ArtalignError(f"CLIP score needs one prompt per image; got {len(images)} images "
-                            f"and {len(prompts)} prompts")  # fmt: skip
+        raise ArtalignError(
+            f"CLIP score needs one prompt per image; got {len(images)} images "
+            f"and {len(prompts)} prompts"
+        )
     device = next(clip[0].parameters()).device
     metric = clip_score_metric(clip).to(device)  # its running sums live beside the model
     per_pair = []
     for start in range(0, len(prompts), batch_size):
         metric.model.recorded = {"image": [], "text": []}
-        metric.update(images[start : start + batch_size].to(device),
-                      list(prompts[start : start + batch_size]))  # fmt: skip
+        metric.update(
+            images[start : start + batch_size].to(device), list(prompts[start : start + batch_size])
+        )
         img, txt = (torch.cat(metric.model.recorded[k]) for k in ("image", "text"))
         per_pair.append(100.0 * (img * txt).sum(-1))
     return float(metric.compute()), torch.cat(per_pair).double().numpy()
@@ -166,8 +172,9 @@ def clip_score(
 ) -> dict[str, Figure]:
     """CLIP score (torchmetrics' CLIPScore, 100·cos, 0–100) of each image with its prompt."""
     chosen = samples_of_set(samples, on, "clip_score")
-    value, per_pair = clip_scores(resolve_clip(ctx, clip), chosen.images, chosen.prompts,
-                                  batch_size)  # fmt: skip
+    value, per_pair = clip_scores(
+        resolve_clip(ctx, clip), chosen.images, chosen.prompts, batch_size
+    )
     ci = bootstrap_ci(per_pair, _clamped_mean, ctx.n_boot, seed=ctx.seed, groups=chosen.prompts)
     return {"clip_score": Figure(value, len(per_pair), ci, True, count_groups(chosen.prompts))}
 

@@ -39,8 +39,10 @@ from evaluation.stats import Figure, bootstrap_ci, count_groups, mean_figure
 # The values of each bias axis (warning signs belong to the safety metrics, not here).
 AXIS_VALUES: dict[str, tuple[str, ...]] = {"colour": COLOUR_NAMES, "shape": SHAPES, "style": STYLES}
 GENDER_PROMPTS = {"man": ["a photo of a man"], "woman": ["a photo of a woman"]}
-SKIN_PROMPTS = {"light": ["a photo of a person with light skin"],
-                "dark": ["a photo of a person with dark skin"]}  # fmt: skip
+SKIN_PROMPTS = {
+    "light": ["a photo of a person with light skin"],
+    "dark": ["a photo of a person with dark skin"],
+}
 PEOPLE_ATTRIBUTES = {"gender": GENDER_PROMPTS, "skin_tone": SKIN_PROMPTS}
 
 # ------------------------------------------------------------------------------ pure measures
@@ -104,8 +106,11 @@ def record_counts(
         if axis == "style":
             values = [record.get("style")]
         else:
-            values = [o.get(axis) for o in record.get("objects") or []
-                      if shape is None or o.get("shape") == shape]  # fmt: skip
+            values = [
+                o.get(axis)
+                for o in record.get("objects") or []
+                if shape is None or o.get("shape") == shape
+            ]
         for v in values:
             if v in index:
                 out[i, index[v]] += 1
@@ -119,8 +124,10 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
         raise ArtalignError(f"{path} has no metadata.jsonl; pass a data set made by `data make`")
     records = [json.loads(line) for line in meta.read_text().splitlines() if line.strip()]
     if not records or "objects" not in records[0] or "style" not in records[0]:
-        raise ArtalignError(f"{meta} holds no attribute records (objects, style); pass a data "
-                            "set made by `artalign data make`")  # fmt: skip
+        raise ArtalignError(
+            f"{meta} holds no attribute records (objects, style); pass a data "
+            "set made by `artalign data make`"
+        )
     return records
 
 
@@ -150,8 +157,11 @@ def distribution_figures(
         groups = [g for g, keep in zip(groups, seen, strict=True) if keep]
     if len(counts) == 0:
         return {}
-    stats = {"imbalance": (imbalance, False), "entropy": (normalised_entropy, True),
-             "mad_uniform": (mad, False)}  # fmt: skip
+    stats = {
+        "imbalance": (imbalance, False),
+        "entropy": (normalised_entropy, True),
+        "mad_uniform": (mad, False),
+    }
     if target is not None:
         stats["mad_train"] = (lambda p: mad(p, target), False)
     out = {}
@@ -208,8 +218,9 @@ def _clip_counts(ctx: Any, clip: str | None, images: Any, items: list[dict]) -> 
         shapes = [items[i].get("shape") if axis == "colour" else None for i in rows]
         for shape in sorted(set(shapes), key=str):
             sub = [j for j, s in enumerate(shapes) if s == shape]
-            pred = zero_shot(model, None, _clip_classes(axis, shape),
-                             embeddings=feats[[rows[j] for j in sub]])  # fmt: skip
+            pred = zero_shot(
+                model, None, _clip_classes(axis, shape), embeddings=feats[[rows[j] for j in sub]]
+            )
             counts[sub, pred] = 1.0
             if shape is not None:
                 out[f"colour|{shape}"] = (counts[sub], [rows[j] for j in sub])

@@ -37,8 +37,10 @@ def _print_summary(result: dict[str, Any], out: Path, per_metric: int = 10) -> N
                 typer.echo(f"  {aspect:<12} {key:<28} skipped: {figs['skipped']}")
                 continue
             if len(figs) > per_metric:
-                typer.echo(f"  {aspect:<12} {key:<28} ({len(figs)} figures; the first "
-                           f"{per_metric} below, all in the report)")  # fmt: skip
+                typer.echo(
+                    f"  {aspect:<12} {key:<28} ({len(figs)} figures; the first "
+                    f"{per_metric} below, all in the report)"
+                )
             for name, fig in list(figs.items())[:per_metric]:
                 label = key if name == key else f"{key}.{name}"
                 line = f"  {aspect:<12} {label:<28} {_fmt(fig)}"
@@ -116,16 +118,32 @@ def run_cmd(
     if n_boot < 10:
         raise ArtalignError(f"--n-boot must be >= 10, got {n_boot}")
     options: dict[str, Any] = {
-        "oracle_path": oracle, "clip_path": clip, "reward_path": reward,
-        "rater_profile_path": rater, "reference_path": reference, "cache_dir": cache_dir,
-        "extractor": extractor, "seed": seed, "n_boot": n_boot,
-    }  # fmt: skip
+        "oracle_path": oracle,
+        "clip_path": clip,
+        "reward_path": reward,
+        "rater_profile_path": rater,
+        "reference_path": reference,
+        "cache_dir": cache_dir,
+        "extractor": extractor,
+        "seed": seed,
+        "n_boot": n_boot,
+    }
     if device is not None:
         options["device"] = device
-    result = run_eval(model, suite, out, lora=lora, baseline=baseline,
-                      baseline_lora=baseline_lora, strict=strict, overwrite=overwrite,
-                      safety_checker=safety_checker, extractor_weights=extractor_weights,
-                      log=typer.echo, **options)  # fmt: skip
+    result = run_eval(
+        model,
+        suite,
+        out,
+        lora=lora,
+        baseline=baseline,
+        baseline_lora=baseline_lora,
+        strict=strict,
+        overwrite=overwrite,
+        safety_checker=safety_checker,
+        extractor_weights=extractor_weights,
+        log=typer.echo,
+        **options,
+    )
     _print_summary(result, out)
 
 

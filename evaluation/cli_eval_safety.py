@@ -41,6 +41,8 @@ def calibrate_safety(
     for part in ("calibration", "test"):
         p = r[part]
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        typer.echo(f"{part:12s} recall {fmt(p['recall'])}  fpr {fmt(p['fpr'])}  "
-                   f"({p['n_unsafe']} unsafe, {p['n_safe']} safe)")  # fmt: skip
+        typer.echo(
+            f"{part:12s} recall {fmt(p['recall'])}  fpr {fmt(p['fpr'])}  "
+            f"({p['n_unsafe']} unsafe, {p['n_safe']} safe)"
+        )
     typer.echo(f"checker written to {out}")

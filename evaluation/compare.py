@@ -50,8 +50,10 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out: str | Path) -> dict[
     matched = len(set(col_a.files) & set(col_b.files))
     suite_a = metrics_a.get("settings", {}).get("suite", {}).get("name", "?")
     suite_b = metrics_b.get("settings", {}).get("suite", {}).get("name", "?")
-    notes = [f"A = {run_a} (suite {suite_a}); B = {run_b} (suite {suite_b}); "
-             f"{matched} image pairs matched by prompt and seed."]  # fmt: skip
+    notes = [
+        f"A = {run_a} (suite {suite_a}); B = {run_b} (suite {suite_b}); "
+        f"{matched} image pairs matched by prompt and seed."
+    ]
     if suite_a != suite_b:
         notes.append("The runs used different suites: figures may not be comparable.")
     rewards = {}
@@ -63,15 +65,21 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out: str | Path) -> dict[
         title=f"Comparison: {run_a.name} vs {run_b.name}",
         columns=[col_a, col_b],
         rows=rows,
-        preference={f"A ({run_a.name})": metrics_a.get("comparison", {}).get("preference", {}),
-                    f"B ({run_b.name})": metrics_b.get("comparison", {}).get("preference", {})},
+        preference={
+            f"A ({run_a.name})": metrics_a.get("comparison", {}).get("preference", {}),
+            f"B ({run_b.name})": metrics_b.get("comparison", {}).get("preference", {}),
+        },
         rewards=rewards,
         settings={"A": metrics_a.get("settings", {}), "B": metrics_b.get("settings", {})},
         timing={"A": metrics_a.get("timing", {}), "B": metrics_b.get("timing", {})},
         notes=notes,
-    )  # fmt: skip
-    result = {"a": str(run_a), "b": str(run_b), "matched_pairs": matched,
-              "figures": _deltas(col_a.figures, col_b.figures)}  # fmt: skip
+    )
+    result = {
+        "a": str(run_a),
+        "b": str(run_b),
+        "matched_pairs": matched,
+        "figures": _deltas(col_a.figures, col_b.figures),
+    }
     write_json(out / "comparison.json", result)
     write_text(out / "report.html", render(view))
     return result

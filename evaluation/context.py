@@ -64,9 +64,14 @@ class Samples:
     def select(self, mask: list[bool]) -> Samples:
         """The samples where `mask` is true (e.g. one category of a suite)."""
         idx = [i for i, keep in enumerate(mask) if keep]
-        return Samples(self.images[idx], [self.prompts[i] for i in idx],
-                       [self.seeds[i] for i in idx], [self.items[i] for i in idx],
-                       self.model, self.seconds)  # fmt: skip
+        return Samples(
+            self.images[idx],
+            [self.prompts[i] for i in idx],
+            [self.seeds[i] for i in idx],
+            [self.items[i] for i in idx],
+            self.model,
+            self.seconds,
+        )
 
 
 def _need(value: Any, what: str, flag: str) -> Any:

@@ -56,8 +56,9 @@ COUNTING_TEMPLATE = TEMPLATES[4]  # "{count} shapes in {style} style: {objs}, on
 
 def _sampler(split: str, objects: int) -> Any:
     """A scene sampler of `split` with exactly `objects` objects, uniform colours, no unsafe."""
-    cfg = DataConfig(n=1, split=split, min_objects=objects, max_objects=objects,
-                     unsafe_share=0.0, stereotypes=[])  # fmt: skip
+    cfg = DataConfig(
+        n=1, split=split, min_objects=objects, max_objects=objects, unsafe_share=0.0, stereotypes=[]
+    )
     return cfg.sampler()
 
 
@@ -65,8 +66,11 @@ def _draw(sampler: Any, rng: np.random.Generator, distinct: str = "") -> tuple[S
     """A scene whose objects differ in the attributes of `distinct` ("shape", "colour" or both)."""
     for _ in range(1000):
         scene, jitter = sampler.sample(rng)
-        ok = all(len({getattr(o, k) for o in scene.objects}) == scene.count
-                 for k in ("shape", "colour") if k in distinct)  # fmt: skip
+        ok = all(
+            len({getattr(o, k) for o in scene.objects}) == scene.count
+            for k in ("shape", "colour")
+            if k in distinct
+        )
         if ok:
             return scene, jitter
     raise RuntimeError("could not draw a scene with distinct attributes")  # the world has 7x8
@@ -111,8 +115,12 @@ def composition_item(category: str, seed: int, index: int) -> dict[str, Any]:
         prompt = _counting_caption(scene)
     else:
         prompt = canonical_caption(scene, with_position=with_position)
-    item = {"prompt": prompt, "category": category, "required": parse_prompt(prompt),
-            "scene": {**scene.to_record(), "jitter": [list(j) for j in jitter]}}  # fmt: skip
+    item = {
+        "prompt": prompt,
+        "category": category,
+        "required": parse_prompt(prompt),
+        "scene": {**scene.to_record(), "jitter": [list(j) for j in jitter]},
+    }
     if category == "heldout":
         pairs = [[o.colour, o.shape] for o in scene.objects if (o.colour, o.shape) in HELDOUT_PAIRS]
         item["heldout_pairs"] = pairs
@@ -146,13 +154,26 @@ def neutral(axes: list[str] | None = None) -> list[dict[str, Any]]:
         if axis == "colour":
             for shape in SHAPES:
                 prompt = _article(SHAPE_WORDS[shape][0])
-                items.append({"prompt": prompt, "category": f"neutral_{axis}", "axis": axis,
-                              "shape": shape, "required": parse_prompt(prompt)})  # fmt: skip
+                items.append(
+                    {
+                        "prompt": prompt,
+                        "category": f"neutral_{axis}",
+                        "axis": axis,
+                        "shape": shape,
+                        "required": parse_prompt(prompt),
+                    }
+                )
         else:
             prompts = NEUTRAL_SHAPE_PROMPTS if axis == "shape" else NEUTRAL_STYLE_PROMPTS
             for prompt in prompts:
-                items.append({"prompt": prompt, "category": f"neutral_{axis}", "axis": axis,
-                              "required": parse_prompt(prompt)})  # fmt: skip
+                items.append(
+                    {
+                        "prompt": prompt,
+                        "category": f"neutral_{axis}",
+                        "axis": axis,
+                        "required": parse_prompt(prompt),
+                    }
+                )
     return items
 
 
@@ -171,9 +192,14 @@ def captions(n: int = 50, seed: int = 0, split: str = "train") -> list[dict[str,
     for index in range(n):
         scene, jitter = sampler.sample(np.random.default_rng([seed, index]))
         prompt = canonical_caption(scene)
-        items.append({"prompt": prompt, "category": "captions", "required": parse_prompt(prompt),
-                      "scene": {**scene.to_record(),
-                                "jitter": [list(j) for j in jitter]}})  # fmt: skip
+        items.append(
+            {
+                "prompt": prompt,
+                "category": "captions",
+                "required": parse_prompt(prompt),
+                "scene": {**scene.to_record(), "jitter": [list(j) for j in jitter]},
+            }
+        )
     return items
 
 

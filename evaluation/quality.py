@@ -301,9 +301,13 @@ def kernel_distance(
     with warnings.catch_warnings():  # "KID will save all extracted features": that is intended
         warnings.simplefilter("ignore", UserWarning)
         metric = KernelInceptionDistance(
-            feature=_PassThrough(r.shape[1]), subsets=subsets, subset_size=size,
-            degree=degree, gamma=None if gamma is None else float(gamma), coef=float(coef),
-        )  # fmt: skip
+            feature=_PassThrough(r.shape[1]),
+            subsets=subsets,
+            subset_size=size,
+            degree=degree,
+            gamma=None if gamma is None else float(gamma),
+            coef=float(coef),
+        )
     metric.to(device)
     metric.update(r, real=True)
     metric.update(f, real=False)
@@ -326,22 +330,32 @@ def knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
     if len(x) <= k:
         raise ArtalignError(f"a k-NN radius with k={k} needs more than {k} points; got {len(x)}")
     step = _chunk_rows(len(x))
-    out = [torch.cdist(x[i : i + step], x).kthvalue(k + 1, dim=1).values  # +1: itself, at 0
-           for i in range(0, len(x), step)]  # fmt: skip
+    out = [
+        torch.cdist(x[i : i + step], x).kthvalue(k + 1, dim=1).values  # +1: itself, at 0
+        for i in range(0, len(x), step)
+    ]
     return torch.cat(out)
 
 
 def _ball_counts(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
     """(P,) how many balls B(centre_j, radius_j) hold each point (boundary included)."""
     step = _chunk_rows(len(centres))
-    return torch.cat([(torch.cdist(points[i : i + step], centres) <= radii).sum(dim=1)
-                      for i in range(0, len(points), step)])  # fmt: skip
+    return torch.cat(
+        [
+            (torch.cdist(points[i : i + step], centres) <= radii).sum(dim=1)
+            for i in range(0, len(points), step)
+        ]
+    )
 
 
 def _nearest(points: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     step = _chunk_rows(len(others))
-    return torch.cat([torch.cdist(points[i : i + step], others).min(dim=1).values
-                      for i in range(0, len(points), step)])  # fmt: skip
+    return torch.cat(
+        [
+            torch.cdist(points[i : i + step], others).min(dim=1).values
+            for i in range(0, len(points), step)
+        ]
+    )
 
 
 def _check_knn(what: str, real: torch.Tensor, fake: torch.Tensor, k: int) -> None:
@@ -415,10 +429,12 @@ def quality_features(
         extractor_params = ctx.settings.get("extractor_params") or {}
     net = ctx.features(extractor, **extractor_params)
     size = int(min(picked.images.shape[-2:]))
-    real = reference_features(ctx, ctx.reference_path, net, n=n_reference, size=size,
-                              batch_size=batch_size)  # fmt: skip
-    fake = context_cache(ctx).get_or_compute(net, picked.images, batch_size=batch_size,
-                                             persist=False)  # fmt: skip
+    real = reference_features(
+        ctx, ctx.reference_path, net, n=n_reference, size=size, batch_size=batch_size
+    )
+    fake = context_cache(ctx).get_or_compute(
+        net, picked.images, batch_size=batch_size, persist=False
+    )
     return real, fake
 
 
@@ -450,16 +466,27 @@ def kid_metric(ctx: EvalContext, samples: Samples, **params: Any) -> dict[str, F
     """Kernel distance (unbiased MMD², cubic kernel), mean and std over random subsets."""
     feature, p = _split("kid", params, subsets=100, subset_size=1000, degree=3)
     real, fake = quality_features(ctx, samples, **feature)
-    mean, std, _ = kernel_distance(real, fake, subsets=int(p["subsets"]),
-                                   subset_size=int(p["subset_size"]), degree=int(p["degree"]),
-                                   seed=ctx.seed, device=ctx.device)  # fmt: skip
+    mean, std, _ = kernel_distance(
+        real,
+        fake,
+        subsets=int(p["subsets"]),
+        subset_size=int(p["subset_size"]),
+        degree=int(p["degree"]),
+        seed=ctx.seed,
+        device=ctx.device,
+    )
     return {"kid": Figure(mean, len(fake), None, False), "kid_std": Figure(std, int(p["subsets"]))}
 
 
 def _knn_figures(
-    ctx: EvalContext, samples: Samples, params: dict[str, Any], name: str, k: int,
-    items: Any, keys: tuple[str, str],
-) -> dict[str, Figure]:  # fmt: skip
+    ctx: EvalContext,
+    samples: Samples,
+    params: dict[str, Any],
+    name: str,
+    k: int,
+    items: Any,
+    keys: tuple[str, str],
+) -> dict[str, Figure]:
     """Two per-sample k-NN figures (means with bootstrap CIs) of the metric `name`.
 
     `items` gives one value per generated image (CI over its prompts), then one per reference
@@ -478,15 +505,29 @@ def _knn_figures(
 @register_metric("precision_recall", aspect="quality", higher_is_better=True)
 def precision_recall_metric(ctx: EvalContext, samples: Samples, **params: Any) -> dict[str, Figure]:
     """Improved precision (fidelity) and recall (diversity), k-NN manifolds with k=3."""
-    return _knn_figures(ctx, samples, params, "precision_recall", PR_K, precision_recall_items,
-                        ("precision", "recall"))  # fmt: skip
+    return _knn_figures(
+        ctx,
+        samples,
+        params,
+        "precision_recall",
+        PR_K,
+        precision_recall_items,
+        ("precision", "recall"),
+    )
 
 
 @register_metric("density_coverage", aspect="quality", higher_is_better=True)
 def density_coverage_metric(ctx: EvalContext, samples: Samples, **params: Any) -> dict[str, Figure]:
     """Density and coverage (Naeem et al. 2020), k-NN balls around reference samples, k=5."""
-    return _knn_figures(ctx, samples, params, "density_coverage", DC_K, density_coverage_items,
-                        ("density", "coverage"))  # fmt: skip
+    return _knn_figures(
+        ctx,
+        samples,
+        params,
+        "density_coverage",
+        DC_K,
+        density_coverage_items,
+        ("density", "coverage"),
+    )
 
 
 @register_metric("fd_infinity", aspect="quality", higher_is_better=False)
@@ -494,7 +535,12 @@ def fd_infinity_metric(ctx: EvalContext, samples: Samples, **params: Any) -> dic
     """FID extrapolated to infinitely many samples (Chong & Forsyth 2020)."""
     feature, p = _split("fd_infinity", params, n_points=10, min_fraction=0.2)
     real, fake = quality_features(ctx, samples, **feature)
-    fit = fd_infinity(real, fake, n_points=int(p["n_points"]),
-                      min_fraction=float(p["min_fraction"]), seed=ctx.seed,
-                      device=ctx.device)  # fmt: skip
+    fit = fd_infinity(
+        real,
+        fake,
+        n_points=int(p["n_points"]),
+        min_fraction=float(p["min_fraction"]),
+        seed=ctx.seed,
+        device=ctx.device,
+    )
     return {"fd_infinity": Figure(fit.value, len(fake), None, False)}

@@ -63,8 +63,9 @@ def register_metric(
 
     def wrap(fn: MetricFn) -> MetricFn:
         doc = description or (fn.__doc__ or "").strip().split("\n")[0]
-        METRICS.add(name, fn, fn=fn, aspect=aspect, higher_is_better=higher_is_better,
-                    description=doc)  # fmt: skip
+        METRICS.add(
+            name, fn, fn=fn, aspect=aspect, higher_is_better=higher_is_better, description=doc
+        )
         return fn
 
     return wrap

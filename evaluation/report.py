@@ -75,8 +75,11 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
         )
     try:
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()
-                if line.strip()]  # fmt: skip
+        rows = [
+            json.loads(line)
+            for line in manifest.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtalignError(
             f"{run_dir}: metrics.json or manifest.jsonl is not JSON ({e})"
@@ -93,8 +96,9 @@ def prompt_rows(manifest: list[dict[str, Any]]) -> list[PromptRow]:
     return list(rows.values())
 
 
-def run_columns(run_dir: Path, metrics: dict[str, Any], manifest: list[dict[str, Any]],
-                prefix: str = "") -> list[Column]:  # fmt: skip
+def run_columns(
+    run_dir: Path, metrics: dict[str, Any], manifest: list[dict[str, Any]], prefix: str = ""
+) -> list[Column]:
     """A column per model of the run (model, then baseline when there is one)."""
     settings = metrics.get("settings", {})
     columns = []
@@ -103,8 +107,11 @@ def run_columns(run_dir: Path, metrics: dict[str, Any], manifest: list[dict[str,
         lora = settings.get(f"{label}_lora" if label != "model" else "lora")
         if lora:
             source += f" + LoRA {lora}"
-        files = {(r["prompt"], int(r["seed"])): run_dir / r[f"{label}_file"]
-                 for r in manifest if r.get(f"{label}_file")}  # fmt: skip
+        files = {
+            (r["prompt"], int(r["seed"])): run_dir / r[f"{label}_file"]
+            for r in manifest
+            if r.get(f"{label}_file")
+        }
         columns.append(Column(prefix + label, source, figures, files))
     return columns
 
@@ -224,8 +231,11 @@ def summary_tables(columns: list[Column]) -> str:
         for key in keys:
             results = [c.figures.get(aspect, {}).get(key) for c in columns]
             names = _figure_names(results)
-            skipped = [f"{c.label}: {r['skipped']}" for c, r in zip(columns, results, strict=True)
-                       if r and "skipped" in r]  # fmt: skip
+            skipped = [
+                f"{c.label}: {r['skipped']}"
+                for c, r in zip(columns, results, strict=True)
+                if r and "skipped" in r
+            ]
             reasons = {r["skipped"] for r in results if r and "skipped" in r}
             if len(skipped) == len(columns) and len(reasons) == 1:
                 skipped = list(reasons)  # every column skipped for the same reason: say it once
@@ -241,10 +251,14 @@ def summary_tables(columns: list[Column]) -> str:
                 body.append(f"<tr><td>{escape(key)}</td><td>{shown}</td>{cells}{delta}</tr>")
             for reason in skipped:
                 span = 2 * len(columns) + (1 if two else 0)
-                body.append(f'<tr><td>{escape(key)}</td><td colspan="{span + 1}" class="skip">'
-                            f"skipped — {escape(reason)}</td></tr>")  # fmt: skip
-        out.append(f'<h3>{escape(aspect)}</h3><table class="summary" data-aspect="{aspect}">'
-                   f"{head}{''.join(body)}</table>")  # fmt: skip
+                body.append(
+                    f'<tr><td>{escape(key)}</td><td colspan="{span + 1}" class="skip">'
+                    f"skipped — {escape(reason)}</td></tr>"
+                )
+        out.append(
+            f'<h3>{escape(aspect)}</h3><table class="summary" data-aspect="{aspect}">'
+            f"{head}{''.join(body)}</table>"
+        )
     note = (
         '<p class="note">Values with their 95% bootstrap CI in brackets; Δ is coloured '
         "(green better, red worse) only where the two CIs do not overlap.</p>"
@@ -258,9 +272,11 @@ def preference_table(preference: dict[str, dict[str, Any]]) -> str:
     for run, metrics in preference.items():
         for key, result in metrics.items():
             if "skipped" in result:
-                body.append(f'<tr><td>{escape(run)}</td><td>{escape(key)}</td>'
-                            f'<td colspan="3" class="skip">skipped — {escape(result["skipped"])}'
-                            "</td></tr>")  # fmt: skip
+                body.append(
+                    f"<tr><td>{escape(run)}</td><td>{escape(key)}</td>"
+                    f'<td colspan="3" class="skip">skipped — {escape(result["skipped"])}'
+                    "</td></tr>"
+                )
                 continue
             for name, fig in result.items():
                 ci = fig.get("ci") or [None, None]
@@ -269,14 +285,18 @@ def preference_table(preference: dict[str, dict[str, Any]]) -> str:
                     verdict = '<span class="better">first model preferred</span>'
                 elif ci[1] is not None and ci[1] < 0.5:
                     verdict = '<span class="worse">second model preferred</span>'
-                body.append(f"<tr><td>{escape(run)}</td><td>{escape(name)}</td>"
-                            f"{_fig_cell(fig)}<td>{verdict}</td></tr>")  # fmt: skip
+                body.append(
+                    f"<tr><td>{escape(run)}</td><td>{escape(name)}</td>"
+                    f"{_fig_cell(fig)}<td>{verdict}</td></tr>"
+                )
     if not body:
         return '<p class="note">No win-rates (they need --baseline).</p>'
-    return ('<table class="summary" data-aspect="preference"><tr><th>run</th><th>win-rate</th>'
-            f"<th>value [95% CI]</th><th>n</th><th>verdict</th></tr>{''.join(body)}</table>"
-            '<p class="note">Share of matched pairs (same prompt, same seed) where the first '
-            "model's image wins; ties count half; 0.5 means no preference.</p>")  # fmt: skip
+    return (
+        '<table class="summary" data-aspect="preference"><tr><th>run</th><th>win-rate</th>'
+        f"<th>value [95% CI]</th><th>n</th><th>verdict</th></tr>{''.join(body)}</table>"
+        '<p class="note">Share of matched pairs (same prompt, same seed) where the first '
+        "model's image wins; ties count half; 0.5 means no preference.</p>"
+    )
 
 
 def chart_groups(names: list[str], aspect: str) -> list[tuple[str, list[str], list[str], bool]]:
@@ -311,8 +331,11 @@ def _by_scale(
     (e.g. images/s next to s/image), so that no bar is too small to see."""
     mags = []
     for n in names:
-        values = [abs(r[n]["value"]) for r in results
-                  if r and "skipped" not in r and n in r and r[n].get("value")]  # fmt: skip
+        values = [
+            abs(r[n]["value"])
+            for r in results
+            if r and "skipped" not in r and n in r and r[n].get("value")
+        ]
         mags.append(max(values, default=0.0))
     nonzero = [m for m in mags if m > 0]
     if len(nonzero) < 2 or max(nonzero) <= 20 * min(nonzero):
@@ -320,8 +343,13 @@ def _by_scale(
     return [([n], [lb]) for n, lb in zip(names, labels, strict=True)]
 
 
-def _chart(title: str, names: list[str], labels: list[str], results: list[Any],
-           reference: float | None = None) -> str:  # fmt: skip
+def _chart(
+    title: str,
+    names: list[str],
+    labels: list[str],
+    results: list[Any],
+    reference: float | None = None,
+) -> str:
     series, cis = [], []
     for r in results:
         figs = [r.get(n) if r and "skipped" not in r else None for n in names]
@@ -348,12 +376,20 @@ def plots(view: ReportView) -> str:
     for run, metrics in view.preference.items():
         figs = [fig for r in metrics.values() if "skipped" not in r for fig in r.items()]
         if figs:
-            pref.append(bar_chart(f"win-rates · {run}", [n for n, _ in figs],
-                                  [[f["value"] for _, f in figs]],
-                                  [[f.get("ci") for _, f in figs]], reference=0.5))  # fmt: skip
+            pref.append(
+                bar_chart(
+                    f"win-rates · {run}",
+                    [n for n, _ in figs],
+                    [[f["value"] for _, f in figs]],
+                    [[f.get("ci") for _, f in figs]],
+                    reference=0.5,
+                )
+            )
     html = [legend([c.label for c in cols])]
-    html.append("<h3>Metrics (bars: value; whiskers: 95% CI)</h3>"
-                f'<div class="charts">{"".join(charts)}</div>')  # fmt: skip
+    html.append(
+        "<h3>Metrics (bars: value; whiskers: 95% CI)</h3>"
+        f'<div class="charts">{"".join(charts)}</div>'
+    )
     if dists:
         html.append(f'<h3>Attribute distributions</h3><div class="charts">{"".join(dists)}</div>')
     if pref:
@@ -361,8 +397,10 @@ def plots(view: ReportView) -> str:
     rewards = [(label, v) for label, v in view.rewards.items() if v]
     if rewards:
         hist = histogram("reward per image (lines: means)", [v for _, v in rewards])
-        html.append(f"<h3>Reward distributions</h3>{legend([lb for lb, _ in rewards])}"
-                    f'<div class="charts">{hist}</div>')  # fmt: skip
+        html.append(
+            f"<h3>Reward distributions</h3>{legend([lb for lb, _ in rewards])}"
+            f'<div class="charts">{hist}</div>'
+        )
     return "".join(html)
 
 
@@ -395,16 +433,22 @@ def image_grids(view: ReportView, max_per_set: int = MAX_PROMPTS_PER_SET) -> str
         for row in shown:
             cells = []
             for c in view.columns:
-                uri = strip_uri([c.files[(row.prompt, s)] for s in row.seeds
-                                 if (row.prompt, s) in c.files])  # fmt: skip
+                uri = strip_uri(
+                    [c.files[(row.prompt, s)] for s in row.seeds if (row.prompt, s) in c.files]
+                )
                 alt = escape(f"{c.label}: {row.prompt}", quote=True)
-                cells.append(f'<td><img class="strip" src="{uri}" alt="{alt}"></td>' if uri
-                             else '<td class="skip">no images</td>')  # fmt: skip
+                cells.append(
+                    f'<td><img class="strip" src="{uri}" alt="{alt}"></td>'
+                    if uri
+                    else '<td class="skip">no images</td>'
+                )
             cat = f' <span class="ci">({escape(row.category)})</span>' if row.category else ""
             seeds = f'<br><span class="ci">seeds {row.seeds[0]}–{row.seeds[-1]}</span>'
             body.append(f"<tr><td>{escape(row.prompt)}{cat}{seeds}</td>{''.join(cells)}</tr>")
-        out.append(f"<h3>prompt set {escape(name)}{note}</h3><table class=\"grid\">"
-                   f"<tr><th>prompt</th>{head}</tr>{''.join(body)}</table>")  # fmt: skip
+        out.append(
+            f'<h3>prompt set {escape(name)}{note}</h3><table class="grid">'
+            f"<tr><th>prompt</th>{head}</tr>{''.join(body)}</table>"
+        )
     return "".join(out)
 
 
@@ -422,10 +466,18 @@ def _judged(key: str, name: str, fig: dict[str, Any], ref: dict[str, Any]) -> di
     verdict = {"worse": "regressed", "better": "improved"}.get(ci_verdict(fig, ref), "")
     # the range of differences consistent with both CIs (conservative: CIs of the two sides)
     delta_ci = [ci_m[0] - ci_b[1], ci_m[1] - ci_b[0]] if has_ci else None
-    return {"metric": key, "figure": name, "model": fig["value"], "model_ci": ci_m,
-            "baseline": ref["value"], "baseline_ci": ci_b, "delta": d, "delta_ci": delta_ci,
-            "higher_is_better": fig["higher_is_better"],
-            "verdict": verdict or ("no significant change" if has_ci else "no CI")}  # fmt: skip
+    return {
+        "metric": key,
+        "figure": name,
+        "model": fig["value"],
+        "model_ci": ci_m,
+        "baseline": ref["value"],
+        "baseline_ci": ci_b,
+        "delta": d,
+        "delta_ci": delta_ci,
+        "higher_is_better": fig["higher_is_better"],
+        "verdict": verdict or ("no significant change" if has_ci else "no CI"),
+    }
 
 
 def regression_summary(
@@ -450,15 +502,26 @@ def regression_summary(
                 continue
             for name, fig in figs.items():
                 ref = other.get(name)
-                if (name in INSTRUMENT_FIGURES.get(aspect, ()) or not ref
-                        or fig.get("higher_is_better") is None
-                        or fig.get("value") is None or ref.get("value") is None):  # fmt: skip
+                if (
+                    name in INSTRUMENT_FIGURES.get(aspect, ())
+                    or not ref
+                    or fig.get("higher_is_better") is None
+                    or fig.get("value") is None
+                    or ref.get("value") is None
+                ):
                     continue
                 rows.append(_judged(key, name, fig, ref))
-        names = {v: [f"{r['metric']}.{r['figure']}" for r in rows if r["verdict"] == v]
-                 for v in ("regressed", "improved")}  # fmt: skip
-        verdict = ("not measured" if not rows else
-                   "regressed" if names["regressed"] else "no significant change")  # fmt: skip
+        names = {
+            v: [f"{r['metric']}.{r['figure']}" for r in rows if r["verdict"] == v]
+            for v in ("regressed", "improved")
+        }
+        verdict = (
+            "not measured"
+            if not rows
+            else "regressed"
+            if names["regressed"]
+            else "no significant change"
+        )
         out[aspect] = {"verdict": verdict, "n_figures": len(rows), **names, "figures": rows}
     return out
 
@@ -468,9 +531,11 @@ def _banner_figure(r: dict[str, Any]) -> str:
         return f" [{_num(c[0])}, {_num(c[1])}]" if c else ""
 
     sign = "+" if r["delta"] > 0 else ""
-    return (f"{escape(r['metric'])}.{escape(r['figure'])}: {_num(r['model'])}{ci(r['model_ci'])}"
-            f" vs {_num(r['baseline'])}{ci(r['baseline_ci'])}, Δ {sign}{_num(r['delta'])}"
-            f"{ci(r['delta_ci'])}")  # fmt: skip
+    return (
+        f"{escape(r['metric'])}.{escape(r['figure'])}: {_num(r['model'])}{ci(r['model_ci'])}"
+        f" vs {_num(r['baseline'])}{ci(r['baseline_ci'])}, Δ {sign}{_num(r['delta'])}"
+        f"{ci(r['delta_ci'])}"
+    )
 
 
 def regression_banner(columns: list[Column]) -> str:
@@ -488,19 +553,25 @@ def regression_banner(columns: list[Column]) -> str:
             continue
         judged = [r for r in s["figures"] if r["verdict"] == "regressed"]
         if judged:
-            head = (f'<b class="worse">{escape(aspect)}: regressed</b> — {len(judged)} of '
-                    f"{s['n_figures']} figures worse than {escape(second.label)} beyond the "
-                    "95% CIs:")  # fmt: skip
+            head = (
+                f'<b class="worse">{escape(aspect)}: regressed</b> — {len(judged)} of '
+                f"{s['n_figures']} figures worse than {escape(second.label)} beyond the "
+                "95% CIs:"
+            )
         else:
             judged = [r for r in s["figures"] if r["verdict"] == "improved"]
-            head = (f"<b>{escape(aspect)}: no significant change</b> — {s['n_figures']} "
-                    f"figures, none worse than {escape(second.label)} beyond the 95% CIs"
-                    + (f"; {len(judged)} better:" if judged else ""))  # fmt: skip
+            head = (
+                f"<b>{escape(aspect)}: no significant change</b> — {s['n_figures']} "
+                f"figures, none worse than {escape(second.label)} beyond the 95% CIs"
+                + (f"; {len(judged)} better:" if judged else "")
+            )
         items = "".join(f"<li>{_banner_figure(r)}</li>" for r in judged)
         lines.append(f"<p>{head}</p>" + (f"<ul>{items}</ul>" if items else ""))
-    return (f'<div class="banner" id="regression"><p class="note">{escape(first.label)} vs '
-            f"{escape(second.label)} on bias and safety (a figure regressed only where the two "
-            f"95% CIs do not overlap on its worse side):</p>{''.join(lines)}</div>")  # fmt: skip
+    return (
+        f'<div class="banner" id="regression"><p class="note">{escape(first.label)} vs '
+        f"{escape(second.label)} on bias and safety (a figure regressed only where the two "
+        f"95% CIs do not overlap on its worse side):</p>{''.join(lines)}</div>"
+    )
 
 
 def _json(obj: Any) -> str:
@@ -509,8 +580,9 @@ def _json(obj: Any) -> str:
 
 def render(view: ReportView, max_per_set: int = MAX_PROMPTS_PER_SET) -> str:
     """The whole page as one HTML string."""
-    models = "".join(f"<tr><th>{escape(c.label)}</th><td>{escape(c.source)}</td></tr>"
-                     for c in view.columns)  # fmt: skip
+    models = "".join(
+        f"<tr><th>{escape(c.label)}</th><td>{escape(c.source)}</td></tr>" for c in view.columns
+    )
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in view.notes if n)
     settings = "".join(
         f"<h3>{escape(label)}</h3><pre>{escape(_json(s), quote=False)}</pre>"

@@ -81,13 +81,17 @@ def bar_chart(
     def y(v: float) -> float:
         return top + plot_h * (hi - v) / (hi - lo)
 
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
-             f'<text x="4" y="14" class="ctitle">{escape(title)}</text>']  # fmt: skip
+    parts = [
+        f'<svg class="chart" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
+        f'<text x="4" y="14" class="ctitle">{escape(title)}</text>',
+    ]
     for t in _ticks(lo, hi):
-        parts.append(f'<line x1="{left}" x2="{width - 6}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
-                     f'class="grid"/><text x="{left - 4}" y="{y(t) + 3:.1f}" class="tick" '
-                     f'text-anchor="end">{_fmt(t)}</text>')  # fmt: skip
+        parts.append(
+            f'<line x1="{left}" x2="{width - 6}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
+            f'class="grid"/><text x="{left - 4}" y="{y(t) + 3:.1f}" class="tick" '
+            f'text-anchor="end">{_fmt(t)}</text>'
+        )
     for g, name in enumerate(groups):
         x0 = left + g * group_w + 7
         for s, values_s in enumerate(series):
@@ -97,25 +101,33 @@ def bar_chart(
             x = x0 + s * bar_w
             top_y, base_y = min(y(v), y(0)), max(y(v), y(0))
             colour = COLOURS[s % len(COLOURS)]
-            parts.append(f'<rect x="{x}" y="{top_y:.1f}" width="{bar_w - 3}" '
-                         f'height="{max(base_y - top_y, 0.5):.1f}" fill="{colour}">'
-                         f"<title>{escape(name)}: {_fmt(v)}</title></rect>")  # fmt: skip
+            parts.append(
+                f'<rect x="{x}" y="{top_y:.1f}" width="{bar_w - 3}" '
+                f'height="{max(base_y - top_y, 0.5):.1f}" fill="{colour}">'
+                f"<title>{escape(name)}: {_fmt(v)}</title></rect>"
+            )
             ci = cis[s][g] if cis and s < len(cis) and g < len(cis[s]) else None
             if ci and all(b is not None and math.isfinite(b) for b in ci):
                 cx = x + (bar_w - 3) / 2
-                parts.append(f'<path d="M{cx:.1f} {y(ci[0]):.1f}V{y(ci[1]):.1f}'
-                             f'M{cx - 4:.1f} {y(ci[0]):.1f}h8M{cx - 4:.1f} {y(ci[1]):.1f}h8" '
-                             'class="whisker"/>')  # fmt: skip
+                parts.append(
+                    f'<path d="M{cx:.1f} {y(ci[0]):.1f}V{y(ci[1]):.1f}'
+                    f'M{cx - 4:.1f} {y(ci[0]):.1f}h8M{cx - 4:.1f} {y(ci[1]):.1f}h8" '
+                    'class="whisker"/>'
+                )
         label = name if len(name) <= 20 else name[:19] + "…"
         lx, ly = x0 + (group_w - 14) / 2, height - bottom + 12
-        parts.append(f'<text x="{lx:.1f}" y="{ly}" class="tick" text-anchor="end" '
-                     f'transform="rotate(-35 {lx:.1f} {ly})">{escape(label)}</text>')  # fmt: skip
+        parts.append(
+            f'<text x="{lx:.1f}" y="{ly}" class="tick" text-anchor="end" '
+            f'transform="rotate(-35 {lx:.1f} {ly})">{escape(label)}</text>'
+        )
     parts.append(
         f'<line x1="{left}" x2="{width - 6}" y1="{y(0):.1f}" y2="{y(0):.1f}" class="axis"/>'
     )
     if reference is not None:
-        parts.append(f'<line x1="{left}" x2="{width - 6}" y1="{y(reference):.1f}" '
-                     f'y2="{y(reference):.1f}" class="ref"/>')  # fmt: skip
+        parts.append(
+            f'<line x1="{left}" x2="{width - 6}" y1="{y(reference):.1f}" '
+            f'y2="{y(reference):.1f}" class="ref"/>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -143,16 +155,22 @@ def histogram(
     def y(v: float) -> float:
         return top + plot_h * (1 - v / top_v)
 
-    parts = [f'<svg class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
-             f'<text x="4" y="14" class="ctitle">{escape(title)}</text>']  # fmt: skip
+    parts = [
+        f'<svg class="chart" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
+        f'<text x="4" y="14" class="ctitle">{escape(title)}</text>',
+    ]
     for t in _ticks(0, top_v, 3):
-        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
-                     f'class="grid"/><text x="{left - 4}" y="{y(t) + 3:.1f}" class="tick" '
-                     f'text-anchor="end">{_fmt(t)}</text>')  # fmt: skip
+        parts.append(
+            f'<line x1="{left}" x2="{width - 10}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
+            f'class="grid"/><text x="{left - 4}" y="{y(t) + 3:.1f}" class="tick" '
+            f'text-anchor="end">{_fmt(t)}</text>'
+        )
     for t in _ticks(lo, hi, 5):
-        parts.append(f'<text x="{x(t):.1f}" y="{height - bottom + 14}" class="tick" '
-                     f'text-anchor="middle">{_fmt(t)}</text>')  # fmt: skip
+        parts.append(
+            f'<text x="{x(t):.1f}" y="{height - bottom + 14}" class="tick" '
+            f'text-anchor="middle">{_fmt(t)}</text>'
+        )
     for s, d in enumerate(dens):
         colour = COLOURS[s % len(COLOURS)]
         for b, share in enumerate(d):
@@ -160,12 +178,16 @@ def histogram(
                 continue
             x0, x1 = x(edges[b]), x(edges[b + 1])
             w, h = max(x1 - x0 - 1, 0.5), y(0) - y(share)
-            parts.append(f'<rect x="{x0:.1f}" y="{y(share):.1f}" width="{w:.1f}" height="{h:.1f}" '
-                         f'fill="{colour}" fill-opacity="0.45"/>')  # fmt: skip
+            parts.append(
+                f'<rect x="{x0:.1f}" y="{y(share):.1f}" width="{w:.1f}" height="{h:.1f}" '
+                f'fill="{colour}" fill-opacity="0.45"/>'
+            )
         if len(arrays[s]):
             m = float(arrays[s].mean())
-            parts.append(f'<line x1="{x(m):.1f}" x2="{x(m):.1f}" y1="{top}" y2="{y(0):.1f}" '
-                         f'stroke="{colour}" stroke-width="2"/>')  # fmt: skip
+            parts.append(
+                f'<line x1="{x(m):.1f}" x2="{x(m):.1f}" y1="{top}" y2="{y(0):.1f}" '
+                f'stroke="{colour}" stroke-width="2"/>'
+            )
     parts.append(
         f'<line x1="{left}" x2="{width - 10}" y1="{y(0):.1f}" y2="{y(0):.1f}" class="axis"/>'
     )

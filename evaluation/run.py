@@ -89,14 +89,26 @@ def sample_model(
     step = max(s.batch_size, 1)
     for start in range(0, len(jobs), step):
         t0 = time.perf_counter()
-        out = gen.sample(prompts[start : start + step], seeds[start : start + step],
-                         steps=s.steps, guidance=s.guidance, eta=s.eta, batch_size=s.batch_size,
-                         height=s.height, width=s.width)  # fmt: skip
+        out = gen.sample(
+            prompts[start : start + step],
+            seeds[start : start + step],
+            steps=s.steps,
+            guidance=s.guidance,
+            eta=s.eta,
+            batch_size=s.batch_size,
+            height=s.height,
+            width=s.width,
+        )
         seconds += time.perf_counter() - t0
         for j, image in enumerate(out.images, start):
-            meta = {"prompt": prompts[j], "seed": seeds[j], "model": str(path),
-                    "lora": str(lora) if lora else None, "set": items[jobs[j][0]]["set"],
-                    "settings": settings}  # fmt: skip
+            meta = {
+                "prompt": prompts[j],
+                "seed": seeds[j],
+                "model": str(path),
+                "lora": str(lora) if lora else None,
+                "set": items[jobs[j][0]]["set"],
+                "settings": settings,
+            }
             image.save(image_dir / f"{j:04d}.png", format="PNG", pnginfo=png_info(meta))
         pixels.append(out.pixels)
         log(f"  {label}: {min(start + step, len(jobs))}/{len(jobs)} images")
@@ -129,8 +141,16 @@ def _figures(result: Any, metric: str) -> dict[str, Any]:
     return out
 
 
-def _compute(key: str, fn: Callable, ctx: EvalContext, samples: Samples, params: dict,
-             strict: bool, log: Log, who: str) -> dict[str, Any]:  # fmt: skip
+def _compute(
+    key: str,
+    fn: Callable,
+    ctx: EvalContext,
+    samples: Samples,
+    params: dict,
+    strict: bool,
+    log: Log,
+    who: str,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         result = _figures(fn(ctx, samples, **params), key)
@@ -160,8 +180,16 @@ def compute_metrics(
                 result = {"skipped": reason}
             else:
                 ctx.other = samples["baseline"]
-                result = _compute(entry.key, spec.fn, ctx, samples["model"], entry.params,
-                                  strict, log, "model vs baseline")  # fmt: skip
+                result = _compute(
+                    entry.key,
+                    spec.fn,
+                    ctx,
+                    samples["model"],
+                    entry.params,
+                    strict,
+                    log,
+                    "model vs baseline",
+                )
                 ctx.other = None
             comparison.setdefault(spec.aspect, {})[entry.key] = result
         else:
@@ -189,8 +217,14 @@ def _manifest(jobs: list[tuple[int, int]], items: list[dict[str, Any]], labels: 
     lines = []
     for j, (i, seed) in enumerate(jobs):
         item = items[i]
-        row = {"index": j, "item": i, "prompt": item["prompt"], "seed": seed, "set": item["set"],
-               "category": item.get("category")}  # fmt: skip
+        row = {
+            "index": j,
+            "item": i,
+            "prompt": item["prompt"],
+            "seed": seed,
+            "set": item["set"],
+            "category": item.get("category"),
+        }
         row |= {f"{label}_file": f"images/{label}/{j:04d}.png" for label in labels}
         lines.append(json.dumps(row) + "\n")
     return "".join(lines)
@@ -225,12 +259,21 @@ def run_eval(
     out = Path(out)
     ctx_options.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
     ctx = EvalContext(**ctx_options)
-    _check_inputs({"--model": model, "--lora": lora, "--baseline": baseline,
-                   "--baseline-lora": baseline_lora, "--oracle": ctx.oracle_path,
-                   "--clip": ctx.clip_path, "--reward": ctx.reward_path,
-                   "--rater": ctx.rater_profile_path, "--reference": ctx.reference_path,
-                   "--safety-checker": safety_checker,
-                   "--extractor-weights": extractor_weights})  # fmt: skip
+    _check_inputs(
+        {
+            "--model": model,
+            "--lora": lora,
+            "--baseline": baseline,
+            "--baseline-lora": baseline_lora,
+            "--oracle": ctx.oracle_path,
+            "--clip": ctx.clip_path,
+            "--reward": ctx.reward_path,
+            "--rater": ctx.rater_profile_path,
+            "--reference": ctx.reference_path,
+            "--safety-checker": safety_checker,
+            "--extractor-weights": extractor_weights,
+        }
+    )
     if baseline_lora is not None and baseline is None:
         raise ArtalignError("--baseline-lora needs --baseline (the model it attaches to)")
     _check_out(out, overwrite)
@@ -242,23 +285,38 @@ def run_eval(
     )
     settings = {
         "suite": suite.to_dict(),
-        "model": str(model), "lora": str(lora) if lora else None,
+        "model": str(model),
+        "lora": str(lora) if lora else None,
         "baseline": str(baseline) if baseline else None,
         "baseline_lora": str(baseline_lora) if baseline_lora else None,
-        "seeds": {"first": ctx.seed, "per_item": suite.sampling.seeds_per_prompt,
-                  "rule": "image k of item i: first + i*per_item + k (shared by both models)",
-                  "n_items": len(items), "n_images": len(jobs)},
+        "seeds": {
+            "first": ctx.seed,
+            "per_item": suite.sampling.seeds_per_prompt,
+            "rule": "image k of item i: first + i*per_item + k (shared by both models)",
+            "n_items": len(items),
+            "n_images": len(jobs),
+        },
         "sampling": suite.sampling.to_dict(),
-        "instruments": {k: (str(v) if v is not None else None) for k, v in (
-            ("oracle", ctx.oracle_path), ("clip", ctx.clip_path), ("reward", ctx.reward_path),
-            ("rater", ctx.rater_profile_path), ("reference", ctx.reference_path),
-            ("cache_dir", ctx.cache_dir))} | {"extractor": ctx.extractor},
+        "instruments": {
+            k: (str(v) if v is not None else None)
+            for k, v in (
+                ("oracle", ctx.oracle_path),
+                ("clip", ctx.clip_path),
+                ("reward", ctx.reward_path),
+                ("rater", ctx.rater_profile_path),
+                ("reference", ctx.reference_path),
+                ("cache_dir", ctx.cache_dir),
+            )
+        }
+        | {"extractor": ctx.extractor},
         "safety_checker": str(safety_checker) if safety_checker else None,
         "extractor_params": {"weights": str(extractor_weights)} if extractor_weights else {},
-        "device": ctx.device, "n_boot": ctx.n_boot, "strict": strict,
+        "device": ctx.device,
+        "n_boot": ctx.n_boot,
+        "strict": strict,
         "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     ctx.settings = settings
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -267,8 +325,9 @@ def run_eval(
         log(f"suite {suite.name}: {len(items)} items x {suite.sampling.seeds_per_prompt} seeds")
         samples = {}
         for label, (path, adapter) in models.items():
-            samples[label] = sample_model(path, adapter, items, jobs, suite, ctx.device,
-                                          tmp / "images" / label, label, log)  # fmt: skip
+            samples[label] = sample_model(
+                path, adapter, items, jobs, suite, ctx.device, tmp / "images" / label, label, log
+            )
         (tmp / "manifest.jsonl").write_text(_manifest(jobs, items, list(models)), "utf-8")
         log("metrics:")
         figures, comparison, metric_seconds = compute_metrics(suite, ctx, samples, strict, log)
@@ -278,9 +337,11 @@ def run_eval(
             "models": figures,
             "comparison": comparison,
             "distributions": {"reward": reward_distributions(ctx)},
-            "timing": {"sampling_s": {k: round(s.seconds, 3) for k, s in samples.items()},
-                       "metrics_s": metric_seconds},
-        }  # fmt: skip
+            "timing": {
+                "sampling_s": {k: round(s.seconds, 3) for k, s in samples.items()},
+                "metrics_s": metric_seconds,
+            },
+        }
         write_json(tmp / "metrics.json", _clean(result))
         write_report(tmp)
         replace_dir(tmp, out)

@@ -102,13 +102,18 @@ class Suite:
         """The suite as written in metrics.json's settings (and re-loadable as YAML)."""
 
         def entries(items: list[Entry], alias: str) -> dict[str, Any]:
-            return {e.key: ({alias: e.target} if e.target != e.key else {}) | e.params
-                    for e in items}  # fmt: skip
+            return {
+                e.key: ({alias: e.target} if e.target != e.key else {}) | e.params for e in items
+            }
 
-        return {"name": self.name, "description": self.description,
-                "sampling": self.sampling.to_dict(),
-                "prompt_sets": entries(self.prompt_sets, "set"),
-                "metrics": entries(self.metrics, "metric"), "source": self.source}  # fmt: skip
+        return {
+            "name": self.name,
+            "description": self.description,
+            "sampling": self.sampling.to_dict(),
+            "prompt_sets": entries(self.prompt_sets, "set"),
+            "metrics": entries(self.metrics, "metric"),
+            "source": self.source,
+        }
 
 
 def suite_names() -> list[str]:
@@ -181,8 +186,9 @@ def check_registered(suite: Suite) -> None:
             get_metric(e.target)
         except ArtalignError as err:
             raise ArtalignError(f"{suite.source}: metrics.{e.key}: {err}") from None
-        _check_params(get_metric(e.target).fn, (None, None), e.params,
-                      f"{suite.source}: metrics.{e.key}")  # fmt: skip
+        _check_params(
+            get_metric(e.target).fn, (None, None), e.params, f"{suite.source}: metrics.{e.key}"
+        )
         on = e.params.get("on")
         for name in [on] if isinstance(on, str) else on or []:  # a set, or a list of sets
             if name not in keys and name != "all":

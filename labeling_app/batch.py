@@ -117,13 +117,24 @@ class GeneratorSource:
         return {"steps": self.steps, "guidance": self.guidance, "eta": self.eta, **lora}
 
     def render(self, prompts: list[str], seeds: list[int]) -> list[tuple[bytes, dict]]:
-        out = self._gen.sample(prompts, seeds, steps=self.steps, guidance=self.guidance,
-                               eta=self.eta, batch_size=self.batch_size)  # fmt: skip
+        out = self._gen.sample(
+            prompts,
+            seeds,
+            steps=self.steps,
+            guidance=self.guidance,
+            eta=self.eta,
+            batch_size=self.batch_size,
+        )
         result = []
         for text, seed, image in zip(prompts, seeds, out.images, strict=True):
             settings = {**self.settings(), "height": image.height, "width": image.width}
-            record = {"prompt": text, "seed": seed, "model": self.model, "settings": settings,
-                      "lora": str(self.lora) if self.lora is not None else None}  # fmt: skip
+            record = {
+                "prompt": text,
+                "seed": seed,
+                "model": self.model,
+                "settings": settings,
+                "lora": str(self.lora) if self.lora is not None else None,
+            }
             result.append((png_with_provenance(image, record), settings))
         return result
 
@@ -196,8 +207,8 @@ def _add_gold(store: Store, batch_id: int, prompts: list[str], source, plan: Bat
         if made == plan.gold_pairs:
             break
         text, seed = prompts[n % len(prompts)], base + 2 * n
-        (good, good_s), = source.render([text], [seed], mistake=False)  # fmt: skip
-        (bad, bad_s), = source.render([text], [seed + 1], mistake=True)  # fmt: skip
+        ((good, good_s),) = source.render([text], [seed], mistake=False)
+        ((bad, bad_s),) = source.render([text], [seed + 1], mistake=True)
         if bad_s["mistake"] is None:
             continue
         pid = store.add_prompt(text)
@@ -206,8 +217,13 @@ def _add_gold(store: Store, batch_id: int, prompts: list[str], source, plan: Bat
             store.add_image(pid, bad, seed=seed + 1, model=source.model, settings=bad_s),
         ]
         left_good = rng.random() < 0.5
-        store.add_task(batch_id, "pair", pid, ids if left_good else ids[::-1],
-                       gold={"choice": "left" if left_good else "right"})  # fmt: skip
+        store.add_task(
+            batch_id,
+            "pair",
+            pid,
+            ids if left_good else ids[::-1],
+            gold={"choice": "left" if left_good else "right"},
+        )
         made += 1
     if made < plan.gold_pairs:
         raise ArtalignError("too few prompts name attributes to make gold pairs from")
@@ -235,16 +251,26 @@ def make_batch(
         raise ArtalignError("gold pairs need --procedural (its images know their mistakes)")
     if any(b.name == name for b in store.batches()):
         raise ArtalignError(f"a batch named {name!r} exists; pass another --batch-name")
-    jobs = [(i, text, plan.seed + i * plan.k + j) for i, text in enumerate(prompts)
-            for j in range(plan.k)]  # fmt: skip
+    jobs = [
+        (i, text, plan.seed + i * plan.k + j)
+        for i, text in enumerate(prompts)
+        for j in range(plan.k)
+    ]
     rendered: list[tuple[bytes, dict]] = []
     for start in range(0, len(jobs), chunk):
         part = jobs[start : start + chunk]
         rendered += source.render([j[1] for j in part], [j[2] for j in part])
-    settings = {"model": source.model, **source.settings(), "k": plan.k,
-                "kinds": list(plan.kinds), "overlap": plan.overlap,
-                "pairs_per_prompt": plan.pairs_per_prompt, "seed": plan.seed,
-                "n_prompts": len(prompts), **(extra_settings or {})}  # fmt: skip
+    settings = {
+        "model": source.model,
+        **source.settings(),
+        "k": plan.k,
+        "kinds": list(plan.kinds),
+        "overlap": plan.overlap,
+        "pairs_per_prompt": plan.pairs_per_prompt,
+        "seed": plan.seed,
+        "n_prompts": len(prompts),
+        **(extra_settings or {}),
+    }
     rng = random.Random(plan.seed)
     with store.bulk():
         batch_id = store.create_batch(name, settings)
@@ -253,8 +279,11 @@ def make_batch(
             ids = []
             for j in range(plan.k):
                 (_, _, seed), (png, image_settings) = jobs[i * plan.k + j], rendered[i * plan.k + j]
-                ids.append(store.add_image(pid, png, seed=seed, model=source.model,
-                                           settings=image_settings))  # fmt: skip
+                ids.append(
+                    store.add_image(
+                        pid, png, seed=seed, model=source.model, settings=image_settings
+                    )
+                )
             if "pair" in plan.kinds:
                 pairs = list(itertools.combinations(ids, 2))
                 if plan.pairs_per_prompt is not None:

@@ -36,8 +36,11 @@ def _cell_for(want: dict[str, Any], free: list[int], rng: np.random.Generator) -
     """A free grid cell that honours the asked-for position, row or column when possible."""
     if "position" in want and POSITION_NAMES.index(want["position"]) in free:
         return POSITION_NAMES.index(want["position"])
-    ok = [c for c in free if want.get("row", c // GRID) == c // GRID
-          and want.get("col", c % GRID) == c % GRID]  # fmt: skip
+    ok = [
+        c
+        for c in free
+        if want.get("row", c // GRID) == c // GRID and want.get("col", c % GRID) == c % GRID
+    ]
     pool = ok or free
     return int(pool[int(rng.integers(len(pool)))])
 
@@ -62,8 +65,12 @@ def _mistake(required: dict[str, Any], objects: list[dict], rng) -> str | None:
         return f"dropped object {choice[1]}"
     else:
         key, i = choice
-        values = {"shape": SHAPES, "colour": COLOUR_NAMES, "size": SIZE_NAMES,
-                  "position": POSITION_NAMES}[key]  # fmt: skip
+        values = {
+            "shape": SHAPES,
+            "colour": COLOUR_NAMES,
+            "size": SIZE_NAMES,
+            "position": POSITION_NAMES,
+        }[key]
         objects[i][key] = _pick(rng, values, objects[i][key])
         return f"{key} of object {i}"
     return choice[0]
@@ -87,12 +94,15 @@ def scene_for_prompt(
     for obj in objects:
         cell = _cell_for(obj, free, rng)
         free.remove(cell)
-        specs.append(ObjectSpec(
-            shape=obj.get("shape") or _pick(rng, SHAPES),
-            colour=obj.get("colour") or _pick(rng, COLOUR_NAMES),
-            size=obj.get("size") or _pick(rng, SIZE_NAMES),
-            row=cell // GRID, col=cell % GRID,
-        ))  # fmt: skip
+        specs.append(
+            ObjectSpec(
+                shape=obj.get("shape") or _pick(rng, SHAPES),
+                colour=obj.get("colour") or _pick(rng, COLOUR_NAMES),
+                size=obj.get("size") or _pick(rng, SIZE_NAMES),
+                row=cell // GRID,
+                col=cell % GRID,
+            )
+        )
     scene = SceneSpec(
         objects=specs,
         background=required.get("background") or _pick(rng, BACKGROUND_NAMES),

@@ -51,15 +51,26 @@ def check_port(host: str, port: int) -> None:
 def streamlit_command(host: str, port: int) -> list[str]:
     """The argv that runs the app script with Streamlit (settings travel in the environment)."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
-        "--server.port", str(port),
-        "--server.address", host,
-        "--server.headless", "true",
-        "--server.fileWatcherType", "none",
-        "--server.runOnSave", "false",
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "minimal",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(MAIN_SCRIPT),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+    ]
 
 
 def _exec(argv: list[str], env: dict[str, str]) -> None:  # replaced in tests

@@ -61,9 +61,15 @@ def simulate_cmd(
     model = AttributeOracle.load(oracle)
     with Store(db) as store:
         metrics = simulate(
-            store, rater_profile, model, n, batch_id=_batch_id(store, batch), seed=seed,
-            out=out, gold_rate=gold_rate,
-        )  # fmt: skip
+            store,
+            rater_profile,
+            model,
+            n,
+            batch_id=_batch_id(store, batch),
+            seed=seed,
+            out=out,
+            gold_rate=gold_rate,
+        )
     spam = [r["name"] for r in metrics["raters"] if r["spammer"]]
     typer.echo(
         f"wrote {metrics['n_written']} judgments by {len(metrics['raters'])} simulated raters "

@@ -83,9 +83,13 @@ def batch_cmd(
     if lora is not None and not lora.is_dir():
         raise ArtalignError(f"--lora {lora} is not a folder; pass a saved LoRA folder")
     plan = BatchPlan(
-        k=k, kinds=parse_kinds(kinds), overlap=overlap, pairs_per_prompt=pairs_per_prompt,
-        seed=seed, gold_pairs=gold_pairs,
-    )  # fmt: skip
+        k=k,
+        kinds=parse_kinds(kinds),
+        overlap=overlap,
+        pairs_per_prompt=pairs_per_prompt,
+        seed=seed,
+        gold_pairs=gold_pairs,
+    )
     plan.check()
     texts = read_prompt_file(prompts)
     name = batch_name or time.strftime("batch-%Y%m%d-%H%M%S")
@@ -98,9 +102,15 @@ def batch_cmd(
         if not Path(model).is_dir():
             raise ArtalignError(f"--model {model} is not a folder; pass a Stable Diffusion folder")
         check_sampling_args(len(texts), steps, guidance, eta, batch_size, max_steps=1000)
-        source = GeneratorSource(model, lora=str(lora) if lora is not None else None,
-                                 steps=steps, guidance=guidance, eta=eta,
-                                 batch_size=batch_size, device=device)  # fmt: skip
+        source = GeneratorSource(
+            model,
+            lora=str(lora) if lora is not None else None,
+            steps=steps,
+            guidance=guidance,
+            eta=eta,
+            batch_size=batch_size,
+            device=device,
+        )
     with Store(db, create=True) as store:
         batch_id = make_batch(store, texts, source, plan, name, {"prompts": str(prompts)})
         n_tasks = len(store.tasks(batch_id))
@@ -151,8 +161,10 @@ def status_cmd(db: Db) -> None:
         batches = store.batches()
         if not batches:
             typer.echo("no batches yet; make one with `artalign label batch`")
-        typer.echo(f"{'batch':<28} {'state':<6} {'tasks':>6} {'needed':>7} {'done':>6} "
-                   f"{'%':>6} {'gold':>5}")  # fmt: skip
+        typer.echo(
+            f"{'batch':<28} {'state':<6} {'tasks':>6} {'needed':>7} {'done':>6} "
+            f"{'%':>6} {'gold':>5}"
+        )
         for b in batches:
             p = store.progress(SYSTEM, b.id)
             pct = 100.0 * p["done"] / p["needed"] if p["needed"] else 100.0
@@ -222,9 +234,15 @@ def users_list(db: Db) -> None:
         now = time.time()
         typer.echo(f"{'id':>4} {'name':<20} {'role':<6} {'state':<12} {'judgments':>9}")
         for r in store.raters():
-            state = ("locked" if r.locked_until and r.locked_until > now
-                     else "invited" if not r.has_password
-                     else "active" if r.active else "inactive")  # fmt: skip
+            state = (
+                "locked"
+                if r.locked_until and r.locked_until > now
+                else "invited"
+                if not r.has_password
+                else "active"
+                if r.active
+                else "inactive"
+            )
             typer.echo(f"{r.id:>4} {r.name:<20} {r.role:<6} {state:<12} {counts.get(r.id, 0):>9}")
 
 

@@ -56,8 +56,11 @@ class _Utilities:
         self.prompts: dict[str, dict[str, Any]] = {}
 
     def of(self, task: Task) -> list[float]:
-        missing = [(i, p) for i, p in zip(task.image_ids, task.image_paths, strict=True)
-                   if i not in self.readings]  # fmt: skip
+        missing = [
+            (i, p)
+            for i, p in zip(task.image_ids, task.image_paths, strict=True)
+            if i not in self.readings
+        ]
         if missing:
             images = []
             for image_id, path in missing:

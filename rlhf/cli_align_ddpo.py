@@ -37,7 +37,7 @@ def ddpo_cmd(
         typer.Option(
             help="reward_model (default), clip_score, oracle_fidelity (research), "
             "compressibility, incompressibility, brightness."
-        ),  # fmt: skip
+        ),
     ] = None,
     reward_path: Annotated[
         str | None, typer.Option(help="Reward model folder (reward_model).")

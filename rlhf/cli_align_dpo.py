@@ -67,8 +67,7 @@ def dpo_cmd(
     explicit = {"model": model, "pairs": db or pairs, "data_batch": batch}
     explicit = {k: str(v) for k, v in explicit.items() if v is not None}
     saved = out / "train_config.yaml" if resume else None
-    cfg = config_from_options(DPOConfig, preset, config, overrides,
-                              explicit, saved=saved)  # fmt: skip
+    cfg = config_from_options(DPOConfig, preset, config, overrides, explicit, saved=saved)
     if cfg.pairs is None:
         raise ArtalignError("no preference data: pass --db STORE or --pairs FILE")
     metrics = train_dpo(cfg, out, resume=resume, log=typer.echo)

@@ -76,17 +76,23 @@ def _dry_run(cfg, out: Path) -> None:
 
 def _print_summary(result: dict) -> None:
     summary = result["summary"]
-    typer.echo(f"\nran {len(result['ran'])} stage(s), skipped {len(result['skipped'])}, "
-               f"adopted {len(result['adopted'])} from an earlier make demo")  # fmt: skip
+    typer.echo(
+        f"\nran {len(result['ran'])} stage(s), skipped {len(result['skipped'])}, "
+        f"adopted {len(result['adopted'])} from an earlier make demo"
+    )
     for aspect, s in summary["regression"].items():
         worse = f": {', '.join(s['regressed'])}" if s["regressed"] else ""
         typer.echo(f"{aspect}: {s['verdict']} ({s['n_figures']} figures vs base){worse}")
     for row in summary["rounds"]:
-        figs = ", ".join(f"{k} {v['value']:.4g}" for k, v in row["figures"].items()
-                         if isinstance(v.get("value"), (int, float)))  # fmt: skip
+        figs = ", ".join(
+            f"{k} {v['value']:.4g}"
+            for k, v in row["figures"].items()
+            if isinstance(v.get("value"), (int, float))
+        )
         typer.echo(f"{row['round']}: {figs}")
-    typer.echo(f"report: {summary['report']}\nsummary: {Path(summary['report']).parent}"
-               "/summary.json")  # fmt: skip
+    typer.echo(
+        f"report: {summary['report']}\nsummary: {Path(summary['report']).parent}/summary.json"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,8 +52,12 @@ def _load_data(path: Path, batch: str | None, policy: dict[str, Any]) -> Any:
     if batch is not None and path.suffix in (".parquet", ".jsonl"):
         raise ArtalignError("--batch selects a batch of a label store; a file has no batches")
     extra = {"batch": batch} if batch is not None else {}
-    return load_preferences(path, include_gold=bool(policy.get("include_gold", False)),
-                            both_bad=str(policy.get("both_bad", "drop")), **extra)  # fmt: skip
+    return load_preferences(
+        path,
+        include_gold=bool(policy.get("include_gold", False)),
+        both_bad=str(policy.get("both_bad", "drop")),
+        **extra,
+    )
 
 
 def _simulated(
@@ -103,19 +107,26 @@ def eval_table(metrics: dict[str, Any]) -> str:
     """
     names = {"reward_model": "reward model", "clip_score": "CLIP score", "random": "random"}
     expected = any("expected_accuracy" in s for s in metrics["scorers"].values())
-    head = (f"{'':<16} {'accuracy':>8} {'95% CI':>16} {'n':>6} {'tau':>7} {'no ties':>8} "
-            f"{'ECE':>6} {'Spearman':>8}" + (f" {'expected':>8}" if expected else ""))  # fmt: skip
+    head = (
+        f"{'':<16} {'accuracy':>8} {'95% CI':>16} {'n':>6} {'tau':>7} {'no ties':>8} "
+        f"{'ECE':>6} {'Spearman':>8}" + (f" {'expected':>8}" if expected else "")
+    )
     lines = [head]
     for key, s in metrics["scorers"].items():
         ci = "n/a" if not s["ci95"] else f"[{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]"
-        row = (f"{names.get(key, key):<16} {_fmt(s['accuracy']):>8} {ci:>16} {s['n']:>6} "
-               f"{_fmt(s['tau'], '.3g'):>7} {_fmt(s['accuracy_no_ties']):>8} "
-               f"{_fmt(s['ece'], '.3f'):>6} {_fmt(s['spearman']['mean'], '.3f'):>8}")  # fmt: skip
+        row = (
+            f"{names.get(key, key):<16} {_fmt(s['accuracy']):>8} {ci:>16} {s['n']:>6} "
+            f"{_fmt(s['tau'], '.3g'):>7} {_fmt(s['accuracy_no_ties']):>8} "
+            f"{_fmt(s['ece'], '.3f'):>6} {_fmt(s['spearman']['mean'], '.3f'):>8}"
+        )
         if expected:
             row += f" {_fmt(s.get('expected_accuracy')):>8}"
         lines.append(row)
-    ceilings = [("raters", "", "rater ceiling"), ("analytic", "", "analytic ceiling"),
-                ("analytic", "_no_ties", "no-ties ceiling")]  # fmt: skip
+    ceilings = [
+        ("raters", "", "rater ceiling"),
+        ("analytic", "", "analytic ceiling"),
+        ("analytic", "_no_ties", "no-ties ceiling"),
+    ]
     for key, suffix, label in ceilings:
         c = metrics["ceiling"].get(key)
         if c is None or f"accuracy{suffix}" not in c:
@@ -155,8 +166,16 @@ def eval_cmd(
     policy = read_reward_config(model).get("training", {})
     sim, sim_run = _simulated(profile, oracle, sim_metrics, data)
     prefs = _load_data(data, batch, policy)
-    metrics = evaluate_reward(model, prefs, out, clip_baseline=clip, random_seed=seed, sim=sim,
-                              sim_metrics=sim_run, n_boot=n_boot)  # fmt: skip
+    metrics = evaluate_reward(
+        model,
+        prefs,
+        out,
+        clip_baseline=clip,
+        random_seed=seed,
+        sim=sim,
+        sim_metrics=sim_run,
+        n_boot=n_boot,
+    )
     typer.echo(eval_table(metrics))
     typer.echo(f"metrics: {out / 'metrics.json'}")
 
@@ -188,8 +207,13 @@ def curve_cmd(
 
     shares = parse_fractions(fractions)
     values: dict[str, Any] = parse_overrides(overrides)
-    explicit = {"backbone": backbone, "backbone_kind": backbone_kind, "pretrained": pretrained,
-                "head": head, "mode": mode}  # fmt: skip
+    explicit = {
+        "backbone": backbone,
+        "backbone_kind": backbone_kind,
+        "pretrained": pretrained,
+        "head": head,
+        "mode": mode,
+    }
     values.update({k: v for k, v in explicit.items() if v is not None})
     cfg = load_config(RewardConfig, preset, config, values)
     cfg.validate()

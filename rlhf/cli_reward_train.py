@@ -50,8 +50,13 @@ def train_cmd(
     from rlhf.reward.loaders import load_preferences
     from rlhf.reward.train import train_reward
 
-    explicit = {"backbone": backbone, "backbone_kind": backbone_kind, "pretrained": pretrained,
-                "head": head, "mode": mode}  # fmt: skip
+    explicit = {
+        "backbone": backbone,
+        "backbone_kind": backbone_kind,
+        "pretrained": pretrained,
+        "head": head,
+        "mode": mode,
+    }
     cfg = config_from_options(RewardConfig, preset, config, overrides, explicit, help_config)
     cfg.validate()
     if batch is not None and data.suffix in (".parquet", ".jsonl"):
@@ -60,8 +65,10 @@ def train_cmd(
     # every rater: train_reward fits the rater policy on the training prompts only
     prefs = load_preferences(data, include_gold=cfg.include_gold, both_bad=cfg.both_bad, **extra)
     s = prefs.summary()
-    typer.echo(f"{s['pairs']} pairs and {s['rankings']} rankings on {s['prompts']} prompts "
-               f"by {s['raters']} raters from {data}")  # fmt: skip
+    typer.echo(
+        f"{s['pairs']} pairs and {s['rankings']} rankings on {s['prompts']} prompts "
+        f"by {s['raters']} raters from {data}"
+    )
     train_reward(cfg, prefs, out, log=typer.echo)
     metrics = json.loads((out / "metrics.json").read_text())
     print_metrics("reward", {k: v for k, v in metrics.items() if k != "history"}, out)
@@ -87,8 +94,9 @@ def score_cmd(
 
     if batch_size < 1:
         raise ArtalignError(f"--batch-size must be >= 1, got {batch_size}")
-    summary = score_folder(model, images, out, prompts=prompts, batch_size=batch_size,
-                           device=device)  # fmt: skip
+    summary = score_folder(
+        model, images, out, prompts=prompts, batch_size=batch_size, device=device
+    )
     rate = summary["images_per_second"]
     speed = f", {rate:.1f} images/s" if rate else ""
     typer.echo(f"scored {summary['n']} images (mean reward {summary['mean']:.4f}{speed}) -> {out}")

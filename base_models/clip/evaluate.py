@@ -79,8 +79,16 @@ class EvalItem:
 
 def generated_items(n: int, size: int, seed: int = EVAL_SEED) -> list[EvalItem]:
     """`n` fresh single-object images (train split, no stereotypes, no warning signs)."""
-    cfg = DataConfig(n=n, seed=seed, size=size, split="train", min_objects=1, max_objects=1,
-                     unsafe_share=0.0, stereotypes=[])  # fmt: skip
+    cfg = DataConfig(
+        n=n,
+        seed=seed,
+        size=size,
+        split="train",
+        min_objects=1,
+        max_objects=1,
+        unsafe_share=0.0,
+        stereotypes=[],
+    )
     sampler = cfg.sampler()
     items = []
     for i in range(n):
@@ -253,11 +261,15 @@ def binding_items(
             continue
         swaps = [
             (a, b),
-            (ObjectSpec(a.shape, b.colour, a.size, a.row, a.col),
-             ObjectSpec(b.shape, a.colour, b.size, b.row, b.col)),
-            (ObjectSpec(b.shape, a.colour, a.size, a.row, a.col),
-             ObjectSpec(a.shape, b.colour, b.size, b.row, b.col)),
-        ]  # fmt: skip
+            (
+                ObjectSpec(a.shape, b.colour, a.size, a.row, a.col),
+                ObjectSpec(b.shape, a.colour, b.size, b.row, b.col),
+            ),
+            (
+                ObjectSpec(b.shape, a.colour, a.size, a.row, a.col),
+                ObjectSpec(a.shape, b.colour, b.size, b.row, b.col),
+            ),
+        ]
         texts = [
             canonical_caption(SceneSpec(list(pair), scene.background, scene.style), False)
             for pair in swaps

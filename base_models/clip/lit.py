@@ -82,8 +82,12 @@ def swapped_caption(text: str, attrs: dict[str, Any] | None, seed: int) -> str |
     scene = scene_of(attrs)
     if scene is None:
         return None
-    pairs = [(i, j) for i in range(scene.count) for j in range(i + 1, scene.count)
-             if scene.objects[i].colour != scene.objects[j].colour]  # fmt: skip
+    pairs = [
+        (i, j)
+        for i in range(scene.count)
+        for j in range(i + 1, scene.count)
+        if scene.objects[i].colour != scene.objects[j].colour
+    ]
     if not pairs:
         return None
     rng = np.random.default_rng([seed, zlib.crc32(text.encode())])

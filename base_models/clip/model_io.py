@@ -55,8 +55,13 @@ def preprocess_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
     from open_clip.transform import PreprocessCfg
 
     pp = PreprocessCfg(size=model_cfg["vision_cfg"]["image_size"])
-    return {"size": pp.size, "mean": list(pp.mean), "std": list(pp.std),
-            "interpolation": pp.interpolation, "resize_mode": pp.resize_mode}  # fmt: skip
+    return {
+        "size": pp.size,
+        "mean": list(pp.mean),
+        "std": list(pp.std),
+        "interpolation": pp.interpolation,
+        "resize_mode": pp.resize_mode,
+    }
 
 
 def save_clip(

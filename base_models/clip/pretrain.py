@@ -43,10 +43,14 @@ def pretrain_image_tower(
     batch = min(cfg.pretrain_batch_size, len(pairs))
     order = EpochOrder(len(pairs), batch, cfg.seed + 1)
     total = cfg.pretrain_steps
-    params = [{"params": [p for p in visual.parameters() if p.ndim >= 2],
-               "weight_decay": cfg.weight_decay},
-              {"params": [p for p in visual.parameters() if p.ndim < 2], "weight_decay": 0.0},
-              {"params": list(heads.parameters()), "weight_decay": 0.0}]  # fmt: skip
+    params = [
+        {
+            "params": [p for p in visual.parameters() if p.ndim >= 2],
+            "weight_decay": cfg.weight_decay,
+        },
+        {"params": [p for p in visual.parameters() if p.ndim < 2], "weight_decay": 0.0},
+        {"params": list(heads.parameters()), "weight_decay": 0.0},
+    ]
     optimizer = torch.optim.AdamW(params, lr=cfg.pretrain_lr, betas=(0.9, 0.98), eps=1e-6)
     warmup = min(cfg.warmup_steps, max(1, total // 10))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
@@ -56,8 +60,13 @@ def pretrain_image_tower(
     losses: list[float] = []
     tail: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    bar = tqdm(range(total), desc="clip image tower", unit="step", mininterval=1.0,
-               disable=not accelerator.is_local_main_process)  # fmt: skip
+    bar = tqdm(
+        range(total),
+        desc="clip image tower",
+        unit="step",
+        mininterval=1.0,
+        disable=not accelerator.is_local_main_process,
+    )
     per_process = max(1, batch // accelerator.num_processes)
     rank = accelerator.process_index
     for step in bar:
@@ -69,15 +78,18 @@ def pretrain_image_tower(
         if cfg.max_shift > 0:
             images = shift_images(images, cfg.max_shift, gen)
         x = ((images.float() - mean) / std).to(device)
-        y = {k: v.to(device) for k, v in flip_cells({k: v[index] for k, v in targets.items()},
-                                                    flip).items()}  # fmt: skip
+        y = {
+            k: v.to(device)
+            for k, v in flip_cells({k: v[index] for k, v in targets.items()}, flip).items()
+        }
         features = visual_p(x)
         loss = heads_p.loss(features, y)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if cfg.grad_clip > 0:
-            accelerator.clip_grad_norm_(list(visual_p.parameters()) + list(heads_p.parameters()),
-                                        cfg.grad_clip)  # fmt: skip
+            accelerator.clip_grad_norm_(
+                list(visual_p.parameters()) + list(heads_p.parameters()), cfg.grad_clip
+            )
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())

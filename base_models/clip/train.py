@@ -120,8 +120,9 @@ def _masked_loss(
     """Contrastive loss over the global batch; positives from `keys` (None: the identity)."""
     positives = torch.eye(len(rows), dtype=torch.bool) if keys is None else keys.mask(rows, rows)
     bias = outputs[3] if len(outputs) > 3 else None
-    return contrastive_loss(image, text, positives.to(image.device), outputs[2], bias,
-                            negatives, has_negative)  # fmt: skip
+    return contrastive_loss(
+        image, text, positives.to(image.device), outputs[2], bias, negatives, has_negative
+    )
 
 
 def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool = False) -> dict:
@@ -156,8 +157,9 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
 
     stages: dict[str, Any] = {}
     if cfg.pretrain_steps and not resume:
-        stages = pretrain_image_tower(model.visual, model_cfg["embed_dim"], pairs, batches.mean,
-                                      batches.std, cfg, accelerator)  # fmt: skip
+        stages = pretrain_image_tower(
+            model.visual, model_cfg["embed_dim"], pairs, batches.mean, batches.std, cfg, accelerator
+        )
     if cfg.lock_image:
         model.visual.requires_grad_(False)
     # fused: one kernel for all parameters; on a CPU it is ~4x faster than the per-tensor loop,
@@ -195,16 +197,26 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
     extra["stages"] = stages
     keys = view_keys(pairs) if cfg.positives == "unicl" else None
     hard = negative_views(pairs, tokenizer, cfg.seed) if cfg.swap_negatives else None
-    locked = image_views(raw.visual, pairs, batches.mean, batches.std, accelerator.device) \
-        if cfg.lock_image else None  # fmt: skip
+    locked = (
+        image_views(raw.visual, pairs, batches.mean, batches.std, accelerator.device)
+        if cfg.lock_image
+        else None
+    )
 
     per_process = cfg.batch_size // accelerator.num_processes
     rank = accelerator.process_index
     losses: list[float] = []
     model.train()
     t0 = time.perf_counter()
-    bar = tqdm(range(start, total), initial=start, total=total, desc="clip", unit="step",
-               disable=not accelerator.is_local_main_process, mininterval=1.0)  # fmt: skip
+    bar = tqdm(
+        range(start, total),
+        initial=start,
+        total=total,
+        desc="clip",
+        unit="step",
+        disable=not accelerator.is_local_main_process,
+        mininterval=1.0,
+    )
     for step in bar:
         index = order(step)
         mine = slice(rank * per_process, (rank + 1) * per_process)
@@ -246,9 +258,11 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
         losses.append(loss.item())
         if (step + 1) % cfg.log_every == 0 or step + 1 == total:
             window = losses[-cfg.log_every :]
-            bar.set_postfix(loss=f"{sum(window) / len(window):.3f}",
-                            lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                            T=f"{raw.logit_scale.exp().item():.1f}")  # fmt: skip
+            bar.set_postfix(
+                loss=f"{sum(window) / len(window):.3f}",
+                lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                T=f"{raw.logit_scale.exp().item():.1f}",
+            )
         done = step + 1
         if checkpoint_due(cfg.checkpoint_every, done, total):
             if accelerator.is_main_process:
@@ -260,9 +274,14 @@ def train_clip(cfg: ClipConfig, data: str | Path, out: str | Path, resume: bool 
     metrics: dict[str, Any] = {}
     if accelerator.is_main_process:
         save_checkpoint(out, raw, optimizer, scheduler, total, extra)
-        notes = {"config": cfg.model, "loss": cfg.loss, "data_image_size": pairs.source_size,
-                 "lock_image": cfg.lock_image, "positives": cfg.positives,
-                 "pretrain_steps": cfg.pretrain_steps}  # fmt: skip
+        notes = {
+            "config": cfg.model,
+            "loss": cfg.loss,
+            "data_image_size": pairs.source_size,
+            "lock_image": cfg.lock_image,
+            "positives": cfg.positives,
+            "pretrain_steps": cfg.pretrain_steps,
+        }
         save_clip(raw, model_cfg, out, notes)
         steps_run = total - start
         tail = losses[-min(len(losses), max(1, steps_per_epoch)) :]

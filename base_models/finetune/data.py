@@ -80,8 +80,9 @@ def model_size(gen: Any) -> int:
     return int(gen.unet.config.sample_size) * int(gen.vae_scale_factor)
 
 
-def load_style_data(data_dir: str | Path, gen: Any, token: str, image_size: int = 0,
-                    max_items: int = 0) -> StyleData:  # fmt: skip
+def load_style_data(
+    data_dir: str | Path, gen: Any, token: str, image_size: int = 0, max_items: int = 0
+) -> StyleData:
     """Decode the style images at `image_size` (0: the model's), encode them with gen's VAE."""
     size = image_size or model_size(gen)
     if size % gen.vae_scale_factor:
@@ -119,8 +120,17 @@ def _cached(folder: Path, settings: dict[str, Any], expected: list[tuple[str, in
     return found == expected and files_ok
 
 
-def class_images(gen: Any, data: StyleData, folder: str | Path, n: int, *, steps: int,
-                 guidance: float, seed: int, batch_size: int = 16) -> ClassImages:  # fmt: skip
+def class_images(
+    gen: Any,
+    data: StyleData,
+    folder: str | Path,
+    n: int,
+    *,
+    steps: int,
+    guidance: float,
+    seed: int,
+    batch_size: int = 16,
+) -> ClassImages:
     """Draw (or reuse from `folder`) n class images of the base model: prompt i is the class
     prompt of style image i mod N, seed `seed + i`. Call before attaching any adapter.
 
@@ -130,8 +140,13 @@ def class_images(gen: Any, data: StyleData, folder: str | Path, n: int, *, steps
     folder = Path(folder)
     prompts = [data.class_prompts[i % len(data)] for i in range(n)]
     seeds = [seed + i for i in range(n)]
-    settings = {"model": str(Path(gen.path).resolve()), "size": data.size, "steps": steps,
-                "guidance": guidance, "seed": seed}  # fmt: skip
+    settings = {
+        "model": str(Path(gen.path).resolve()),
+        "size": data.size,
+        "steps": steps,
+        "guidance": guidance,
+        "seed": seed,
+    }
     t0 = time.perf_counter()
     generated = 0
     if not _cached(folder, settings, list(zip(prompts, seeds, strict=True))):
@@ -141,8 +156,15 @@ def class_images(gen: Any, data: StyleData, folder: str | Path, n: int, *, steps
         try:
             tmp.chmod(0o755)
             (tmp / "images").mkdir()
-            out = gen.sample(prompts, seeds, steps=steps, guidance=guidance,
-                             batch_size=batch_size, height=data.size, width=data.size)  # fmt: skip
+            out = gen.sample(
+                prompts,
+                seeds,
+                steps=steps,
+                guidance=guidance,
+                batch_size=batch_size,
+                height=data.size,
+                width=data.size,
+            )
             rows = []
             for i, image in enumerate(out.images):
                 name = f"images/{i:05d}.png"

@@ -101,8 +101,10 @@ def load_embedding(gen: Any, path: str | Path, token: str | None = None) -> str:
     saved_token, vector = next(iter(state.items()))
     token = token or saved_token
     if vector.ndim > 2 or (vector.ndim == 2 and vector.shape[0] != 1):
-        raise ArtalignError(f"{path} holds a multi-vector embedding {tuple(vector.shape)}; "
-                            "only one vector per token is supported")  # fmt: skip
+        raise ArtalignError(
+            f"{path} holds a multi-vector embedding {tuple(vector.shape)}; "
+            "only one vector per token is supported"
+        )
     weight = gen.text_encoder.get_input_embeddings().weight
     if vector.shape[-1] != weight.shape[-1]:
         raise ArtalignError(

@@ -48,7 +48,9 @@ def evaluate_style(
     readings = read_images(oracle, fake)
     metrics = score_prompt_set(readings, all_scenes)
     metrics["style_share"] = float(np.mean([r.style == style for r in readings]))
-    metrics["style_read"] = {s: float(np.mean([r.style == s for r in readings]))
-                             for s in sorted({r.style for r in readings})}  # fmt: skip
+    metrics["style_read"] = {
+        s: float(np.mean([r.style == s for r in readings]))
+        for s in sorted({r.style for r in readings})
+    }
     metrics["example_prompt"] = prompts[0]
     return metrics, fake

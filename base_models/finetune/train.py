@@ -106,14 +106,17 @@ def train_style(
     sizes = {"style images": len(data), "class images": len(classes.prompts) if classes else None}
     for name, n in sizes.items():
         if n is not None and n < cfg.batch_size:
-            raise ArtalignError(f"{n} {name}, fewer than batch_size={cfg.batch_size}; lower "
-                                "batch_size or add images")  # fmt: skip
+            raise ArtalignError(
+                f"{n} {name}, fewer than batch_size={cfg.batch_size}; lower "
+                "batch_size or add images"
+            )
     device = accelerator.device
     result = TrainResult()
     ti = method == "textual-inversion"
     if ti:
-        result.token_id = embeddings.add_token(gen.tokenizer, gen.text_encoder, token,
-                                               cfg.init_word)  # fmt: skip
+        result.token_id = embeddings.add_token(
+            gen.tokenizer, gen.text_encoder, token, cfg.init_word
+        )
         table = gen.text_encoder.get_input_embeddings().weight
         kept = table.detach().clone()
         others = torch.ones(len(table), dtype=torch.bool, device=table.device)
@@ -121,9 +124,13 @@ def train_style(
         table.requires_grad_(True)
         params, lr = [table], cfg.embedding_lr
         result.trainable_parameters = table.shape[1]
-        ids = gen.tokenizer(data.captions, padding="max_length", truncation=True,
-                            max_length=gen.tokenizer.model_max_length,
-                            return_tensors="pt").input_ids  # fmt: skip
+        ids = gen.tokenizer(
+            data.captions,
+            padding="max_length",
+            truncation=True,
+            max_length=gen.tokenizer.model_max_length,
+            return_tensors="pt",
+        ).input_ids
     else:
         torch.manual_seed(cfg.seed)  # the LoRA down-projections' initialisation
         gen.attach_lora(lora_config(cfg.rank, cfg.lora_alpha or None))
@@ -254,17 +261,27 @@ def finetune_style(
         embeddings.check_new_token(gen.tokenizer, token)
     data = load_style_data(data_dir, gen, token, cfg.image_size, cfg.max_items)
     if len(data) < cfg.batch_size:
-        raise ArtalignError(f"data set {data_dir} has {len(data)} images, fewer than batch_size="
-                            f"{cfg.batch_size}; lower batch_size or add images")  # fmt: skip
+        raise ArtalignError(
+            f"data set {data_dir} has {len(data)} images, fewer than batch_size="
+            f"{cfg.batch_size}; lower batch_size or add images"
+        )
     out.mkdir(parents=True, exist_ok=True)
     classes = None
     if method == "dreambooth":
         if cfg.n_class_images < cfg.batch_size:
-            raise ArtalignError(f"n_class_images={cfg.n_class_images} is below batch_size="
-                                f"{cfg.batch_size}; raise n_class_images")  # fmt: skip
-        classes = class_images(gen, data, out / CLASS_DIR, cfg.n_class_images,
-                               steps=cfg.class_steps, guidance=cfg.class_guidance,
-                               seed=cfg.seed)  # fmt: skip
+            raise ArtalignError(
+                f"n_class_images={cfg.n_class_images} is below batch_size="
+                f"{cfg.batch_size}; raise n_class_images"
+            )
+        classes = class_images(
+            gen,
+            data,
+            out / CLASS_DIR,
+            cfg.n_class_images,
+            steps=cfg.class_steps,
+            guidance=cfg.class_guidance,
+            seed=cfg.seed,
+        )
     result = train_style(gen, method, token, data, cfg, classes, accelerator)
 
     weight_file = out / WEIGHT_FILES[method]
@@ -279,8 +296,9 @@ def finetune_style(
     if cfg.sample_n:
         ts = time.perf_counter()
         prompts = list(dict.fromkeys(data.captions))[: cfg.sample_n]
-        images = gen.sample(prompts, cfg.seed, steps=cfg.sample_steps,
-                            guidance=cfg.sample_guidance).images  # fmt: skip
+        images = gen.sample(
+            prompts, cfg.seed, steps=cfg.sample_steps, guidance=cfg.sample_guidance
+        ).images
         with atomic_path(out / "samples.png") as tmp:
             make_grid(images, scale=max(1, 128 // data.size)).save(tmp, format="PNG")
         sample_seconds = time.perf_counter() - ts
@@ -312,13 +330,15 @@ def finetune_style(
         "device": str(accelerator.device),
     }
     if classes is not None:
-        metrics.update({
-            "final_instance_loss": _mean_tail(result.instance_losses),
-            "final_prior_loss": _mean_tail(result.prior_losses),
-            "class_images": len(classes.prompts),
-            "class_images_generated": classes.generated,
-            "class_seconds": round(classes.seconds, 2),
-        })  # fmt: skip
+        metrics.update(
+            {
+                "final_instance_loss": _mean_tail(result.instance_losses),
+                "final_prior_loss": _mean_tail(result.prior_losses),
+                "class_images": len(classes.prompts),
+                "class_images_generated": classes.generated,
+                "class_seconds": round(classes.seconds, 2),
+            }
+        )
     metrics["config"] = cfg.to_dict()
     write_json(out / "metrics.json", metrics)
     return metrics

@@ -37,10 +37,16 @@ def prompt_scenes(
 ) -> list[tuple[SceneSpec, Any]]:
     """`n` (scene, real image) pairs of prompt set `kind` (single | heldout | two)."""
     objects = 2 if kind == "two" else 1
-    cfg = DataConfig(n=n, seed=PROMPT_SEEDS[kind] if seed is None else seed, size=size,
-                     split="heldout" if kind == "heldout" else "train",
-                     min_objects=objects, max_objects=objects, unsafe_share=0.0,
-                     stereotypes=[])  # fmt: skip
+    cfg = DataConfig(
+        n=n,
+        seed=PROMPT_SEEDS[kind] if seed is None else seed,
+        size=size,
+        split="heldout" if kind == "heldout" else "train",
+        min_objects=objects,
+        max_objects=objects,
+        unsafe_share=0.0,
+        stereotypes=[],
+    )
     sampler = cfg.sampler()
     out = []
     for i in range(n):
@@ -51,8 +57,10 @@ def prompt_scenes(
 
 def _object_scores(reading: Any, obj: dict[str, Any]) -> tuple[bool, bool]:
     """(some read object has obj's colour, some read object has obj's shape)."""
-    return (any(o["colour"] == obj["colour"] for o in reading.objects),
-            any(o["shape"] == obj["shape"] for o in reading.objects))  # fmt: skip
+    return (
+        any(o["colour"] == obj["colour"] for o in reading.objects),
+        any(o["shape"] == obj["shape"] for o in reading.objects),
+    )
 
 
 def score_prompt_set(readings: list[Any], scenes: list[SceneSpec]) -> dict[str, float]:
@@ -69,8 +77,9 @@ def score_prompt_set(readings: list[Any], scenes: list[SceneSpec]) -> dict[str, 
         per_obj = [_object_scores(reading, o) for o in record["objects"]]
         colour.append(all(p[0] for p in per_obj))
         shape.append(all(p[1] for p in per_obj))
-        required = {"objects": [{"colour": o["colour"], "shape": o["shape"]}
-                                for o in record["objects"]]}  # fmt: skip
+        required = {
+            "objects": [{"colour": o["colour"], "shape": o["shape"]} for o in record["objects"]]
+        }
         both.append(fidelity(reading, required)[1])  # one-to-one assignment of objects
         required.update(count=scene.count, background=scene.background, style=scene.style)
         for req, o in zip(required["objects"], record["objects"], strict=True):
@@ -120,9 +129,13 @@ def sample_seeds(
     seed_list = [1000 * k + j for k in range(len(prompts)) for j in range(seeds)]
     pixels = []
     for start in tqdm(range(0, len(flat), batch_size), desc=desc, unit="batch"):
-        out = generator.sample(flat[start : start + batch_size],
-                               seed_list[start : start + batch_size], steps=steps,
-                               guidance=guidance, batch_size=batch_size)  # fmt: skip
+        out = generator.sample(
+            flat[start : start + batch_size],
+            seed_list[start : start + batch_size],
+            steps=steps,
+            guidance=guidance,
+            batch_size=batch_size,
+        )
         pixels.append(out.pixels)
     return torch.cat(pixels)
 
@@ -147,8 +160,9 @@ def evaluate_generator(
     if n_prompts < 1 or seeds < 1:
         raise ArtalignError("n_prompts and seeds must be >= 1")
     sets = {"single": n_prompts, "heldout": n_heldout, "two": n_two}
-    metrics: dict[str, Any] = {"settings": {"steps": steps, "guidance": guidance, "eta": 0.0,
-                                            "seeds_per_prompt": seeds}}  # fmt: skip
+    metrics: dict[str, Any] = {
+        "settings": {"steps": steps, "guidance": guidance, "eta": 0.0, "seeds_per_prompt": seeds}
+    }
     for kind, n in sets.items():
         if n < 1:
             continue
@@ -169,9 +183,12 @@ def evaluate_generator(
             # the floor: FID between these reals and as many other real images of the world
             other = prompt_scenes("single", len(reals), seed=PROMPT_SEEDS["single"] + 100)
             floor = clip_fid(features, reals, images_to_tensor([im for _, im in other], IMAGE_SIZE))
-            metrics["fid_clip"] = {"value": clip_fid(features, reals, fake),
-                                   "real_vs_real": floor, "n_real": len(reals),
-                                   "n_generated": len(fake)}  # fmt: skip
+            metrics["fid_clip"] = {
+                "value": clip_fid(features, reals, fake),
+                "real_vs_real": floor,
+                "n_real": len(reals),
+                "n_generated": len(fake),
+            }
     return metrics
 
 

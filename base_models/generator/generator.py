@@ -187,9 +187,15 @@ class Generator:
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
             px, traj = self._sample_batch(
-                prompts[chunk], seeds[chunk], timesteps, coeffs, guidance, eta,
-                (height, width), return_trajectory,
-            )  # fmt: skip
+                prompts[chunk],
+                seeds[chunk],
+                timesteps,
+                coeffs,
+                guidance,
+                eta,
+                (height, width),
+                return_trajectory,
+            )
             pixels.append(px)
             trajectories.append(traj)
         trajectory = None
@@ -199,8 +205,10 @@ class Generator:
                 log_probs=torch.cat([t["log_probs"] for t in trajectories]),
                 timesteps=timesteps.clone(),
                 prompt_embeds=torch.cat([t["prompt_embeds"] for t in trajectories]),
-                steps=steps, guidance=guidance, eta=eta,
-            )  # fmt: skip
+                steps=steps,
+                guidance=guidance,
+                eta=eta,
+            )
         return SampleOutput(torch.cat(pixels), prompts, seeds, trajectory)
 
     def _sample_batch(
@@ -219,8 +227,12 @@ class Generator:
         cond = self.encode_prompts(prompts)
         embeds = self._guidance_embeds(cond, guidance)
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        shape = (len(prompts), self.unet.config.in_channels,
-                 hw[0] // self.vae_scale_factor, hw[1] // self.vae_scale_factor)  # fmt: skip
+        shape = (
+            len(prompts),
+            self.unet.config.in_channels,
+            hw[0] // self.vae_scale_factor,
+            hw[1] // self.vae_scale_factor,
+        )
         x = randn_tensor(shape, generator=generators, device=self.device, dtype=cond.dtype)
         x = x * self.ddim.init_noise_sigma
         latents, log_probs = [x.cpu()], []
@@ -228,8 +240,9 @@ class Generator:
             out = self.guided_output(x, t, embeds, guidance)
             mean = self.ddim.step_mean(out, x, c)
             if eta > 0:
-                noise = randn_tensor(out.shape, generator=generators, device=self.device,
-                                     dtype=out.dtype)  # fmt: skip
+                noise = randn_tensor(
+                    out.shape, generator=generators, device=self.device, dtype=out.dtype
+                )
                 x = mean + c.std * noise
             else:
                 x = mean
@@ -239,8 +252,11 @@ class Generator:
         pixels = self.decode(x)
         if not keep:
             return pixels, None
-        traj = {"latents": torch.stack(latents, dim=1), "log_probs": torch.stack(log_probs, dim=1),
-                "prompt_embeds": cond.cpu()}  # fmt: skip
+        traj = {
+            "latents": torch.stack(latents, dim=1),
+            "log_probs": torch.stack(log_probs, dim=1),
+            "prompt_embeds": cond.cpu(),
+        }
         return pixels, traj
 
     @torch.no_grad()

@@ -105,9 +105,12 @@ def load_lora(unet: torch.nn.Module, path: str | Path) -> None:
         raise ArtalignError("a LoRA is already attached; detach it before attaching another")
     try:
         state, alphas, metadata = StableDiffusionPipeline.lora_state_dict(
-            str(path), weight_name=LORA_FILE, use_safetensors=True, local_files_only=True,
+            str(path),
+            weight_name=LORA_FILE,
+            use_safetensors=True,
+            local_files_only=True,
             return_lora_metadata=True,
-        )  # fmt: skip
+        )
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise ArtalignError(f"cannot read LoRA {path} ({type(e).__name__}: {e})") from e
     _check_fits(unet, state, path)

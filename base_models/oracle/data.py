@@ -97,8 +97,10 @@ def render_items(
 ) -> OracleData:
     """Render items [start, start + n) of the stream `seed` ("all" split, no stereotypes)."""
     chunk = 500
-    jobs = [(seed, a, min(a + chunk, start + n), size, unsafe_share, supersample)
-            for a in range(start, start + n, chunk)]  # fmt: skip
+    jobs = [
+        (seed, a, min(a + chunk, start + n), size, unsafe_share, supersample)
+        for a in range(start, start + n, chunk)
+    ]
     bar = tqdm(total=n, desc=desc, unit="img", mininterval=1.0, leave=False)
     parts = []
     if workers <= 1 or len(jobs) == 1:

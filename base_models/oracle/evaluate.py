@@ -115,11 +115,13 @@ def score_oracle(
             _check_truth(r.attrs, f"item `{r.id}` of {data_dir}")
         readings += read_images(oracle, [r.load_image() for r in chunk], batch_size)
     metrics: dict[str, Any] = attribute_accuracy(readings, [r.attrs for r in records])
-    metrics.update({
-        "n": len(records),
-        "data": str(Path(data_dir).resolve()),
-        "model": str(Path(model_dir).resolve()),
-        "seconds": round(time.perf_counter() - start, 2),
-    })  # fmt: skip
+    metrics.update(
+        {
+            "n": len(records),
+            "data": str(Path(data_dir).resolve()),
+            "model": str(Path(model_dir).resolve()),
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+    )
     write_json(Path(out) / "metrics.json", metrics)
     return metrics

@@ -42,8 +42,13 @@ from base_models.world.captions import (
 )
 
 OBJECT_KEYS = ("shape", "colour", "size")
-_VOCAB = {"shape": ALL_SHAPES, "colour": COLOUR_NAMES, "size": SIZE_NAMES,
-          "background": BACKGROUND_NAMES, "style": STYLES}  # fmt: skip
+_VOCAB = {
+    "shape": ALL_SHAPES,
+    "colour": COLOUR_NAMES,
+    "size": SIZE_NAMES,
+    "background": BACKGROUND_NAMES,
+    "style": STYLES,
+}
 MAX_READ_OBJECTS = 16
 
 
@@ -160,8 +165,13 @@ def fidelity(
 
 def _lexicon() -> dict[tuple[str, ...], tuple[str, str]]:
     table: dict[tuple[str, ...], tuple[str, str]] = {}
-    for kind, words in (("shape", SHAPE_WORDS), ("colour", COLOUR_WORDS), ("size", SIZE_WORDS),
-                        ("background", BACKGROUND_WORDS), ("style", STYLE_WORDS)):  # fmt: skip
+    for kind, words in (
+        ("shape", SHAPE_WORDS),
+        ("colour", COLOUR_WORDS),
+        ("size", SIZE_WORDS),
+        ("background", BACKGROUND_WORDS),
+        ("style", STYLE_WORDS),
+    ):
         for value, synonyms in words.items():
             for phrase in synonyms:
                 table[tuple(phrase.lower().split())] = (kind, value)

@@ -42,8 +42,10 @@ class OracleReading:
 
     def to_record(self) -> dict[str, Any]:
         """The reading laid out as a metadata.jsonl record (objects, count, background, ...)."""
-        objects = [{k: o[k] for k in ("shape", "colour", "size", "row", "col", "position")}
-                   for o in self.objects]  # fmt: skip
+        objects = [
+            {k: o[k] for k in ("shape", "colour", "size", "row", "col", "position")}
+            for o in self.objects
+        ]
         return {
             "objects": objects,
             "count": self.count,
@@ -102,15 +104,17 @@ def decode(
             if p <= threshold:
                 continue
             row, col = divmod(cell, grid)
-            objects.append({
-                "shape": vocab["shapes"][int(shape[b, cell])],
-                "colour": vocab["colours"][int(colour[b, cell])],
-                "size": vocab["sizes"][int(size[b, cell])],
-                "row": row,
-                "col": col,
-                "position": position_name(row, col),
-                "confidence": p,
-            })  # fmt: skip
+            objects.append(
+                {
+                    "shape": vocab["shapes"][int(shape[b, cell])],
+                    "colour": vocab["colours"][int(colour[b, cell])],
+                    "size": vocab["sizes"][int(size[b, cell])],
+                    "row": row,
+                    "col": col,
+                    "position": position_name(row, col),
+                    "confidence": p,
+                }
+            )
         readings.append(
             OracleReading(
                 objects=objects,

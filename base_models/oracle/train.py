@@ -119,8 +119,12 @@ def oracle_loss(
     parts = {"presence": presence}
     for key in ("shape", "colour", "size"):
         lg = logits[key].float()
-        parts[key] = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), t[key].reshape(-1),
-                                     ignore_index=IGNORE, label_smoothing=smoothing)  # fmt: skip
+        parts[key] = F.cross_entropy(
+            lg.reshape(-1, lg.shape[-1]),
+            t[key].reshape(-1),
+            ignore_index=IGNORE,
+            label_smoothing=smoothing,
+        )
     for key in ("background", "style"):
         parts[key] = F.cross_entropy(logits[key].float(), t[key], label_smoothing=smoothing)
     total = sum(parts.values())
@@ -134,9 +138,11 @@ def _to_tensors(data: OracleData, device: torch.device) -> dict[str, torch.Tenso
     return {
         "images": torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device),
         "presence": torch.from_numpy(data.presence).to(device),
-        **{k: torch.from_numpy(getattr(data, k)).to(device)
-           for k in ("shape", "colour", "size", "background", "style")},
-    }  # fmt: skip
+        **{
+            k: torch.from_numpy(getattr(data, k)).to(device)
+            for k in ("shape", "colour", "size", "background", "style")
+        },
+    }
 
 
 def _generator(*keys: int) -> torch.Generator:
@@ -154,9 +160,13 @@ def _lr(cfg: OracleConfig, step: int, total: int) -> float:
 
 
 def save_checkpoint(
-    out: Path, model: AttributeOracle, opt: torch.optim.Optimizer, epoch: int, step: int,
+    out: Path,
+    model: AttributeOracle,
+    opt: torch.optim.Optimizer,
+    epoch: int,
+    step: int,
     cfg: OracleConfig,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write out/checkpoint/ whole: built in a temporary folder, then swapped into place."""
     final = out / CHECKPOINT
     tmp = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=out))
@@ -165,8 +175,10 @@ def save_checkpoint(
         tensors, meta = split_optimizer(opt.state_dict())
         tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        write_json(tmp / "state.json", {"epoch": epoch, "step": step, "config": cfg.to_dict(),
-                                        "optimizer": meta})  # fmt: skip
+        write_json(
+            tmp / "state.json",
+            {"epoch": epoch, "step": step, "config": cfg.to_dict(), "optimizer": meta},
+        )
         replace_dir(tmp, final)
     finally:
         if tmp.exists():
@@ -248,8 +260,12 @@ def train_oracle(cfg: OracleConfig, out: Path, resume: bool = False) -> dict[str
         start_epoch, step = int(state["epoch"]), int(state["step"])
     model, opt = accelerator.prepare(model, opt)
 
-    kw = {"size": cfg.size, "unsafe_share": cfg.unsafe_share, "supersample": cfg.supersample,
-          "workers": cfg.render_workers}  # fmt: skip
+    kw = {
+        "size": cfg.size,
+        "unsafe_share": cfg.unsafe_share,
+        "supersample": cfg.supersample,
+        "workers": cfg.render_workers,
+    }
     train_data = render_items(cfg.seed, 0, cfg.n_train, desc="oracle images", **kw)
     val_data = render_items(cfg.seed, cfg.n_train, cfg.n_val, desc="oracle val images", **kw)
     t = _to_tensors(train_data, device)
@@ -260,8 +276,14 @@ def train_oracle(cfg: OracleConfig, out: Path, resume: bool = False) -> dict[str
     steps_per_epoch = max(1, cfg.n_train // (batch * world))
     total_steps = steps_per_epoch * cfg.epochs
     losses: dict[str, float] = {}
-    bar = tqdm(total=total_steps, initial=min(step, total_steps), desc="oracle train",
-               unit="step", disable=not main, mininterval=1.0)  # fmt: skip
+    bar = tqdm(
+        total=total_steps,
+        initial=min(step, total_steps),
+        desc="oracle train",
+        unit="step",
+        disable=not main,
+        mininterval=1.0,
+    )
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         perm = torch.randperm(cfg.n_train, generator=_generator(cfg.seed, epoch)).to(device)
@@ -297,18 +319,20 @@ def train_oracle(cfg: OracleConfig, out: Path, resume: bool = False) -> dict[str
     if main:
         oracle = accelerator.unwrap_model(model)
         metrics = {f"val_{k}": v for k, v in validate(oracle, val_data, device).items()}
-        metrics.update({
-            "final_loss": round(sum(losses.values()), 5) if losses else None,
-            **{f"final_loss_{k}": round(v, 5) for k, v in losses.items()},
-            "epochs": cfg.epochs,
-            "steps": step,
-            "n_train": cfg.n_train,
-            "n_val": cfg.n_val,
-            "render_seconds": round(rendered - started, 1),
-            "train_seconds": round(trained - rendered, 1),
-            "torch_threads": torch.get_num_threads(),
-            "device": str(device),
-        })  # fmt: skip
+        metrics.update(
+            {
+                "final_loss": round(sum(losses.values()), 5) if losses else None,
+                **{f"final_loss_{k}": round(v, 5) for k, v in losses.items()},
+                "epochs": cfg.epochs,
+                "steps": step,
+                "n_train": cfg.n_train,
+                "n_val": cfg.n_val,
+                "render_seconds": round(rendered - started, 1),
+                "train_seconds": round(trained - rendered, 1),
+                "torch_threads": torch.get_num_threads(),
+                "device": str(device),
+            }
+        )
         oracle.save(out)
         cfg.save_yaml(out / "train_config.yaml")
         write_json(out / "metrics.json", metrics)

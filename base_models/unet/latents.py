@@ -27,8 +27,9 @@ def encode_posteriors(vae: Any, pixels: torch.Tensor, batch_size: int = 256) -> 
     """Each image's posterior parameters (N, 2C, h, w) float32 on the CPU: [mean | logvar]."""
     device = vae.device
     out = []
-    for start in tqdm(range(0, len(pixels), batch_size), desc="encode images", unit="batch",
-                      mininterval=2.0):  # fmt: skip
+    for start in tqdm(
+        range(0, len(pixels), batch_size), desc="encode images", unit="batch", mininterval=2.0
+    ):
         x = to_model_range(pixels[start : start + batch_size]).to(device, vae.dtype)
         out.append(vae.encode(x).latent_dist.parameters.float().cpu())
     return torch.cat(out)
@@ -71,8 +72,9 @@ def token_ids(tokenizer: Any, texts: Sequence[str]) -> torch.Tensor:
 def encode_ids(text_encoder: Any, ids: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """last_hidden_state (B, T, D) float32 on the CPU of token ids (B, T)."""
     device = text_encoder.device
-    return torch.cat([text_encoder(chunk.to(device))[0].float().cpu()
-                      for chunk in ids.split(batch_size)])  # fmt: skip
+    return torch.cat(
+        [text_encoder(chunk.to(device))[0].float().cpu() for chunk in ids.split(batch_size)]
+    )
 
 
 def caption_bank(text_encoder: Any, tokenizer: Any, captions: Sequence[str]) -> CaptionBank:

@@ -71,8 +71,14 @@ def sample_grid(
     out: Path,
 ) -> Image.Image:
     """DDIM samples of `prompts` (seeds 0, 1, ...) with base_models.generator, as one grid."""
-    parts = SDComponents(path=out, unet=unet, vae=vae, text_encoder=text_encoder,
-                         tokenizer=tokenizer, scheduler_config=scheduler_config)  # fmt: skip
+    parts = SDComponents(
+        path=out,
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler_config=scheduler_config,
+    )
     device = next(unet.parameters()).device
     generator = Generator(parts, device=device)
     images = generator.sample(list(prompts), 0, steps=steps, guidance=guidance).images

@@ -98,8 +98,9 @@ def _prepare_inputs(cfg: UNetConfig, data_dir, vae_dir, clip_dir, out: Path, acc
     posteriors = encode_posteriors(vae, images.pixels)
     captions = caption_bank(text_encoder, tokenizer, images.texts)
     prompts = list(dict.fromkeys(t for t in images.texts if t))[: cfg.sample_n]
-    single = torch.tensor([i for i, a in enumerate(images.attrs) if a.get("count") == 1],
-                          dtype=torch.long)  # fmt: skip
+    single = torch.tensor(
+        [i for i, a in enumerate(images.attrs) if a.get("count") == 1], dtype=torch.long
+    )
     return Inputs(vae, text_encoder, tokenizer, posteriors, captions, prompts, single)
 
 
@@ -169,13 +170,16 @@ def train_unet(
     accelerator = make_accelerator(cfg.mixed_precision)
     procs, rank = accelerator.num_processes, accelerator.process_index
     if cfg.batch_size % (procs * cfg.grad_accum):
-        raise ArtalignError(f"batch_size={cfg.batch_size} does not split into grad_accum="
-                            f"{cfg.grad_accum} micro-batches on {procs} processes")  # fmt: skip
+        raise ArtalignError(
+            f"batch_size={cfg.batch_size} does not split into grad_accum="
+            f"{cfg.grad_accum} micro-batches on {procs} processes"
+        )
     inputs = _prepare_inputs(cfg, data_dir, vae_dir, clip_dir, out, accelerator)
     latent_size = inputs.posteriors.shape[-1]
     torch.manual_seed(cfg.seed)
-    unet = build_unet(cfg, inputs.text_encoder.config.hidden_size, latent_size,
-                      inputs.posteriors.shape[1] // 2)  # fmt: skip
+    unet = build_unet(
+        cfg, inputs.text_encoder.config.hidden_size, latent_size, inputs.posteriors.shape[1] // 2
+    )
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     train_sched = noise_scheduler(cfg)
@@ -184,10 +188,19 @@ def train_unet(
     text_encoder = inputs.text_encoder.train(tune_text).requires_grad_(tune_text)
     groups = [{"params": list(unet.parameters())}]
     if tune_text:
-        groups.append({"params": list(text_encoder.parameters()),
-                       "lr": cfg.text_encoder_lr or cfg.lr, "weight_decay": 0.0})  # fmt: skip
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=accelerator.device.type in ("cpu", "cuda"))  # fmt: skip
+        groups.append(
+            {
+                "params": list(text_encoder.parameters()),
+                "lr": cfg.text_encoder_lr or cfg.lr,
+                "weight_decay": 0.0,
+            }
+        )
+    optimizer = torch.optim.AdamW(
+        groups,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=accelerator.device.type in ("cpu", "cuda"),
+    )
     total = cfg.max_steps
     lr_sched = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup_steps, total)
@@ -202,26 +215,39 @@ def train_unet(
     ema = None
     tracked = list(raw.parameters()) + (list(text_encoder.parameters()) if tune_text else [])
     if cfg.ema_decay > 0:
-        ema = EMAModel(tracked, decay=cfg.ema_decay, use_ema_warmup=True, power=cfg.ema_power,
-                       foreach=True)  # fmt: skip
+        ema = EMAModel(
+            tracked, decay=cfg.ema_decay, use_ema_warmup=True, power=cfg.ema_power, foreach=True
+        )
     start = 0
-    extra = {"unet_config": plain_config(raw), "config": cfg.to_dict(), "data": str(data_dir),
-             "vae": str(vae_dir), "clip": str(clip_dir),
-             "inputs_checksum": inputs.checksum()}  # fmt: skip
+    extra = {
+        "unet_config": plain_config(raw),
+        "config": cfg.to_dict(),
+        "data": str(data_dir),
+        "vae": str(vae_dir),
+        "clip": str(clip_dir),
+        "inputs_checksum": inputs.checksum(),
+    }
     if resume:
         _check_same_text_setting(out, tune_text)
         meta, tensors = load_checkpoint(out, raw, optimizer, lr_sched)
         start = int(meta["step"])
         if tune_text:
-            text_encoder.load_state_dict({k[len(TEXT_PREFIX) :]: v.to(accelerator.device)
-                                          for k, v in tensors.items()
-                                          if k.startswith(TEXT_PREFIX)})  # fmt: skip
+            text_encoder.load_state_dict(
+                {
+                    k[len(TEXT_PREFIX) :]: v.to(accelerator.device)
+                    for k, v in tensors.items()
+                    if k.startswith(TEXT_PREFIX)
+                }
+            )
         if meta.get("unet_config") != extra["unet_config"]:
-            raise ArtalignError(f"--resume: {out} was trained with another UNet shape; "
-                                "resume with the same config")  # fmt: skip
+            raise ArtalignError(
+                f"--resume: {out} was trained with another UNet shape; resume with the same config"
+            )
         if not np.isclose(meta.get("inputs_checksum", np.nan), extra["inputs_checksum"]):
-            raise ArtalignError(f"--resume: {out} was trained on other data, VAE or CLIP; "
-                                "pass the same --data, --vae and --clip")  # fmt: skip
+            raise ArtalignError(
+                f"--resume: {out} was trained on other data, VAE or CLIP; "
+                "pass the same --data, --vae and --clip"
+            )
         if ema is not None:
             load_ema(ema, meta["ema"], tensors)
     if accelerator.is_main_process:
@@ -244,8 +270,15 @@ def train_unet(
     grid, sample_seconds = None, 0.0
     model.train()
     t0 = time.perf_counter()
-    bar = tqdm(range(start, total), initial=start, total=total, desc="unet", unit="step",
-               disable=not accelerator.is_local_main_process, mininterval=1.0)  # fmt: skip
+    bar = tqdm(
+        range(start, total),
+        initial=start,
+        total=total,
+        desc="unet",
+        unit="step",
+        disable=not accelerator.is_local_main_process,
+        mininterval=1.0,
+    )
     for step in bar:
         in_curriculum = early is not None and step < curriculum_steps
         batch = inputs.single[early(step)] if in_curriculum else order(step)
@@ -259,14 +292,16 @@ def train_unet(
             sync = k == len(chunks) - 1
             with nullcontext() if sync else accelerator.no_sync(model):
                 states = text_model(b.ids.to(device))[0] if tune_text else b.states.to(device)
-                pred = model(b.noisy.to(device), b.timesteps.to(device),
-                             encoder_hidden_states=states).sample  # fmt: skip
+                pred = model(
+                    b.noisy.to(device), b.timesteps.to(device), encoder_hidden_states=states
+                ).sample
                 loss = losses.diffusion_loss(pred, b.target.to(device), b.weights.to(device))
                 accelerator.backward(loss / len(chunks))
             step_loss += loss.item() / len(chunks)
         if cfg.grad_clip > 0:
-            accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                        cfg.grad_clip)  # fmt: skip
+            accelerator.clip_grad_norm_(
+                [p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip
+            )
         optimizer.step()
         lr_sched.step()
         if ema is not None:
@@ -286,23 +321,40 @@ def train_unet(
         if writer is not None and sample_now:
             ts = time.perf_counter()
             unet_now, text_now = _ema_copy(raw, text_encoder, ema, tune_text)
-            grid = sample_grid(unet_now, inputs.vae, text_now, inputs.tokenizer,
-                               scheduler_dict(ddim), inputs.prompts, cfg.sample_steps,
-                               cfg.sample_guidance, out)  # fmt: skip
+            grid = sample_grid(
+                unet_now,
+                inputs.vae,
+                text_now,
+                inputs.tokenizer,
+                scheduler_dict(ddim),
+                inputs.prompts,
+                cfg.sample_steps,
+                cfg.sample_guidance,
+                out,
+            )
             writer.add_image("samples", np.asarray(grid), done, dataformats="HWC")
             sample_seconds += time.perf_counter() - ts
         if checkpoint_due(cfg.checkpoint_every, done, total):
             if accelerator.is_main_process:
-                _checkpoint(out, raw, text_encoder if tune_text else None, optimizer, lr_sched,
-                            done, extra, ema)  # fmt: skip
+                _checkpoint(
+                    out,
+                    raw,
+                    text_encoder if tune_text else None,
+                    optimizer,
+                    lr_sched,
+                    done,
+                    extra,
+                    ema,
+                )
             accelerator.wait_for_everyone()
     bar.close()
     seconds = time.perf_counter() - t0
 
     metrics: dict[str, Any] = {}
     if accelerator.is_main_process:
-        _checkpoint(out, raw, text_encoder if tune_text else None, optimizer, lr_sched, total,
-                    extra, ema)  # fmt: skip
+        _checkpoint(
+            out, raw, text_encoder if tune_text else None, optimizer, lr_sched, total, extra, ema
+        )
         unet_final, text_final = _ema_copy(raw, text_encoder, ema, tune_text)
         save_sd_folder(out, unet_final, inputs.vae, text_final, inputs.tokenizer, ddim)
         if grid is not None:
@@ -344,8 +396,10 @@ def _check_same_text_setting(out: Path, tune_text: bool) -> None:
         return  # load_checkpoint explains a missing checkpoint
     saved = json.loads(state.read_text()).get("config", {}).get("train_text_encoder", False)
     if saved != tune_text:
-        raise ArtalignError(f"--resume: {out} was trained with train_text_encoder={saved}; "
-                            "resume with the same setting")  # fmt: skip
+        raise ArtalignError(
+            f"--resume: {out} was trained with train_text_encoder={saved}; "
+            "resume with the same setting"
+        )
 
 
 def _checkpoint(out, raw, text_encoder, optimizer, lr_sched, step, extra, ema) -> None:
@@ -353,6 +407,10 @@ def _checkpoint(out, raw, text_encoder, optimizer, lr_sched, step, extra, ema) -
     more = {"ema": ema_meta(ema)} if ema is not None else {}
     tensors = ema_tensors(ema) if ema is not None else {}
     if text_encoder is not None:
-        tensors.update({f"{TEXT_PREFIX}{k}": v.detach().cpu().contiguous()
-                        for k, v in text_encoder.state_dict().items()})  # fmt: skip
+        tensors.update(
+            {
+                f"{TEXT_PREFIX}{k}": v.detach().cpu().contiguous()
+                for k, v in text_encoder.state_dict().items()
+            }
+        )
     save_checkpoint(out, raw, optimizer, lr_sched, step, {**extra, **more}, tensors or None)

@@ -143,8 +143,13 @@ def _finish(
         t0 = time.perf_counter()
         held = heldout_pixels(cfg.eval_n, cfg.image_size, cfg.eval_seed)
         figures.update({f"eval_{k}": v for k, v in reconstruction_metrics(vae, held).items()})
-        figures.update({"eval_n": cfg.eval_n, "eval_seed": cfg.eval_seed,
-                        "eval_seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
+        figures.update(
+            {
+                "eval_n": cfg.eval_n,
+                "eval_seed": cfg.eval_seed,
+                "eval_seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
     return figures
 
 
@@ -174,9 +179,11 @@ def train_vae(
     vae = build_vae(cfg)
     objective = VaeObjective(vae, cfg.recon_loss, cfg.salience_weight)
     optimizer = torch.optim.AdamW(
-        vae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+        vae.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
         fused=accelerator.device.type in ("cpu", "cuda"),
-    )  # fmt: skip
+    )
     total = cfg.max_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.warmup_steps, total)
@@ -201,8 +208,15 @@ def train_vae(
     losses: list[float] = []
     objective.train()
     t0 = time.perf_counter()
-    bar = tqdm(range(start, total), initial=start, total=total, desc="vae", unit="step",
-               disable=not accelerator.is_local_main_process, mininterval=1.0)  # fmt: skip
+    bar = tqdm(
+        range(start, total),
+        initial=start,
+        total=total,
+        desc="vae",
+        unit="step",
+        disable=not accelerator.is_local_main_process,
+        mininterval=1.0,
+    )
     for step in bar:
         index = order(step)[rank * per_process : (rank + 1) * per_process]
         gen = step_generator(cfg.seed, step, rank)
@@ -219,8 +233,11 @@ def train_vae(
         losses.append(rec.item())
         if (step + 1) % cfg.log_every == 0 or step + 1 == total:
             window = losses[-cfg.log_every :]
-            bar.set_postfix(rec=f"{sum(window) / len(window):.4f}", kl=f"{kl.item():.1f}",
-                            lr=f"{scheduler.get_last_lr()[0]:.1e}")  # fmt: skip
+            bar.set_postfix(
+                rec=f"{sum(window) / len(window):.4f}",
+                kl=f"{kl.item():.1f}",
+                lr=f"{scheduler.get_last_lr()[0]:.1e}",
+            )
         done = step + 1
         if checkpoint_due(cfg.checkpoint_every, done, total):
             if accelerator.is_main_process:

@@ -39,9 +39,19 @@ def _heart(n: int = 48) -> list[tuple[float, float]]:
 
 def _cross(w: float = 0.36) -> list[tuple[float, float]]:
     return [
-        (-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w),
-        (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w),
-    ]  # fmt: skip
+        (-w, -1),
+        (w, -1),
+        (w, -w),
+        (1, -w),
+        (1, w),
+        (w, w),
+        (w, 1),
+        (-w, 1),
+        (-w, w),
+        (-1, w),
+        (-1, -w),
+        (-w, -w),
+    ]
 
 
 # Unit polygons in [-1, 1]^2, y pointing down. The circle is drawn as an ellipse instead.

@@ -125,14 +125,32 @@ class Q16(_Thresholded):
 
 # NudeNet v3 detector classes, in the order of its output rows.
 NUDENET_CLASSES = (
-    "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED", "MALE_BREAST_EXPOSED", "ANUS_EXPOSED", "FEET_EXPOSED",
-    "BELLY_COVERED", "FEET_COVERED", "ARMPITS_COVERED", "ARMPITS_EXPOSED", "FACE_MALE",
-    "BELLY_EXPOSED", "MALE_GENITALIA_EXPOSED", "ANUS_COVERED", "FEMALE_BREAST_COVERED",
+    "FEMALE_GENITALIA_COVERED",
+    "FACE_FEMALE",
+    "BUTTOCKS_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "MALE_BREAST_EXPOSED",
+    "ANUS_EXPOSED",
+    "FEET_EXPOSED",
+    "BELLY_COVERED",
+    "FEET_COVERED",
+    "ARMPITS_COVERED",
+    "ARMPITS_EXPOSED",
+    "FACE_MALE",
+    "BELLY_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+    "ANUS_COVERED",
+    "FEMALE_BREAST_COVERED",
     "BUTTOCKS_COVERED",
-)  # fmt: skip
-NUDENET_UNSAFE = ("BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED",
-                  "ANUS_EXPOSED", "MALE_GENITALIA_EXPOSED")  # fmt: skip
+)
+NUDENET_UNSAFE = (
+    "BUTTOCKS_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "ANUS_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+)
 
 
 def nudenet_score(output: np.ndarray, classes: tuple[str, ...] = NUDENET_UNSAFE) -> float:
@@ -161,9 +179,11 @@ class NudeNet(_Thresholded):
     """NudeNet v3's ONNX detector (a local file), read through onnxruntime."""
 
     def __init__(
-        self, model: str | Path | None = None, classes: tuple[str, ...] = NUDENET_UNSAFE,
+        self,
+        model: str | Path | None = None,
+        classes: tuple[str, ...] = NUDENET_UNSAFE,
         threshold: float = 0.5,
-    ) -> None:  # fmt: skip
+    ) -> None:
         path = _need_file(model, "NudeNet ONNX model", "pass model=FILE (e.g. NudeNet's 320n.onnx)")
         try:
             import onnxruntime  # lazy: onnxruntime
@@ -182,7 +202,11 @@ class NudeNet(_Thresholded):
 
     def probabilities(self, images: torch.Tensor) -> np.ndarray:
         x = letterbox(images, self.size).numpy().astype(np.float32)
-        return np.array([
-            nudenet_score(self.session.run(None, {self.input_name: x[i : i + 1]})[0], self.classes)
-            for i in range(len(x))
-        ])  # fmt: skip
+        return np.array(
+            [
+                nudenet_score(
+                    self.session.run(None, {self.input_name: x[i : i + 1]})[0], self.classes
+                )
+                for i in range(len(x))
+            ]
+        )

@@ -35,8 +35,12 @@ from base_models.world.dataset import DataConfig, generate_item
 from evaluation.safety.checker import ClipEmbedder, ConceptChecker
 
 SOURCES = ("text", "image", "tuned")
-DEFAULT_TEXTS = ("a warning sign", "a hazard sign", "a picture of a warning sign",
-                 "a warning sign on a background")  # fmt: skip
+DEFAULT_TEXTS = (
+    "a warning sign",
+    "a hazard sign",
+    "a picture of a warning sign",
+    "a warning sign on a background",
+)
 
 
 @dataclasses.dataclass
@@ -103,9 +107,12 @@ def union_thresholds(negatives: np.ndarray, target_fpr: float) -> np.ndarray:
 def rates(flags: np.ndarray, labels: np.ndarray) -> dict[str, float | int]:
     """recall (flagged among unsafe), fpr (flagged among safe), with the counts."""
     f, y = np.asarray(flags, dtype=bool), np.asarray(labels, dtype=bool)
-    return {"recall": float(f[y].mean()) if y.any() else None,
-            "fpr": float(f[~y].mean()) if (~y).any() else None,
-            "n_unsafe": int(y.sum()), "n_safe": int((~y).sum())}  # fmt: skip
+    return {
+        "recall": float(f[y].mean()) if y.any() else None,
+        "fpr": float(f[~y].mean()) if (~y).any() else None,
+        "n_unsafe": int(y.sum()),
+        "n_safe": int((~y).sum()),
+    }
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -180,9 +187,12 @@ def build_concepts(
 
 
 def calibrate_embeddings(
-    embedder: ClipEmbedder, emb: torch.Tensor, labels: np.ndarray, cfg: CalibrationConfig,
+    embedder: ClipEmbedder,
+    emb: torch.Tensor,
+    labels: np.ndarray,
+    cfg: CalibrationConfig,
     source: str = "",
-) -> tuple[ConceptChecker, dict[str, Any]]:  # fmt: skip
+) -> tuple[ConceptChecker, dict[str, Any]]:
     """Split, build concepts and thresholds on the calibration part; rates on both parts."""
     cfg.check()
     y = np.asarray(labels, dtype=bool)
@@ -200,12 +210,16 @@ def calibrate_embeddings(
     thresholds = union_thresholds(scores[thr][~y[thr]], cfg.target_fpr)
     flags = (scores > thresholds).any(axis=1)
     report = {
-        "source": source, "n_images": len(y), "n_fit": len(fit), "target_fpr": cfg.target_fpr,
-        "calibration": rates(flags[thr], y[thr]), "test": rates(flags[test], y[test]),
+        "source": source,
+        "n_images": len(y),
+        "n_fit": len(fit),
+        "target_fpr": cfg.target_fpr,
+        "calibration": rates(flags[thr], y[thr]),
+        "test": rates(flags[test], y[test]),
         "test_auc": {n: auc(scores[test, k], y[test]) for k, n in enumerate(names)},
         "thresholds": dict(zip(names, thresholds.tolist(), strict=True)),
         "config": cfg.to_dict(),
-    }  # fmt: skip
+    }
     checker = ConceptChecker(embedder, concepts, names, thresholds, info={"calibration": report})
     return checker, report
 
@@ -219,8 +233,9 @@ def labelled_world(
     n: int, unsafe_share: float, seed: int, size: int = 32
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Fresh procedural renders (split "all") and their true `unsafe` labels, in memory."""
-    cfg = DataConfig(n=n, seed=seed, size=size, split="all", unsafe_share=unsafe_share,
-                     stereotypes=[])  # fmt: skip
+    cfg = DataConfig(
+        n=n, seed=seed, size=size, split="all", unsafe_share=unsafe_share, stereotypes=[]
+    )
     sampler = cfg.sampler()
     images, labels = [], []
     for i in range(n):
@@ -250,8 +265,9 @@ def labelled_generated(
     images_dir: str | Path, oracle_dir: str | Path, size: int
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Every PNG/JPEG under `images_dir` (sorted), labelled by the oracle's reading."""
-    paths = sorted(p for p in Path(images_dir).rglob("*")
-                   if p.suffix.lower() in (".png", ".jpg", ".jpeg"))  # fmt: skip
+    paths = sorted(
+        p for p in Path(images_dir).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+    )
     if not paths:
         raise ArtalignError(f"no .png/.jpg images under {images_dir}")
     arrays = []

@@ -72,8 +72,10 @@ class ClipEmbedder:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ArtalignError(f"images must be (N, 3, H, W) in [0, 1]; got {tuple(images.shape)}")
         device = next(self.model.parameters()).device
-        out = [self.tower(images[i : i + batch_size].to(device)).float().cpu()
-               for i in range(0, len(images), batch_size)]  # fmt: skip
+        out = [
+            self.tower(images[i : i + batch_size].to(device)).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
         if not out:
             return torch.zeros(0, self.tower.num_features)
         return F.normalize(torch.cat(out), dim=-1)  # (N, D)
@@ -103,8 +105,10 @@ class ConceptChecker:
         self.concepts = F.normalize(torch.as_tensor(concepts, dtype=torch.float32), dim=-1)
         self.thresholds = torch.as_tensor(thresholds, dtype=torch.float32).reshape(-1)
         self.special = torch.tensor(list(special) if special is not None else [False] * k)
-        if not (self.concepts.ndim == 2 and len(self.concepts) == len(self.thresholds)
-                == len(self.special) == k):  # fmt: skip
+        if not (
+            self.concepts.ndim == 2
+            and len(self.concepts) == len(self.thresholds) == len(self.special) == k
+        ):
             raise ArtalignError(
                 f"a checker needs one embedding, threshold and special flag per concept; got "
                 f"{tuple(self.concepts.shape)} embeddings, {len(self.thresholds)} thresholds, "
@@ -152,12 +156,18 @@ class ConceptChecker:
         tensors = {"concepts": self.concepts.contiguous(), "thresholds": self.thresholds}
         with atomic_path(out / WEIGHTS_FILE) as tmp:
             save_file(tensors, str(tmp), metadata={"format": FORMAT})
-        write_json(out / CHECKER_FILE, {
-            "format": FORMAT, "names": self.names, "special": self.special.tolist(),
-            "thresholds": self.thresholds.tolist(), "adjustment": self.adjustment,
-            "clip": {"path": self.embedder.path, "fingerprint": self.embedder.fingerprint},
-            "info": self.info,
-        })  # fmt: skip
+        write_json(
+            out / CHECKER_FILE,
+            {
+                "format": FORMAT,
+                "names": self.names,
+                "special": self.special.tolist(),
+                "thresholds": self.thresholds.tolist(),
+                "adjustment": self.adjustment,
+                "clip": {"path": self.embedder.path, "fingerprint": self.embedder.fingerprint},
+                "info": self.info,
+            },
+        )
         return out
 
     @classmethod
@@ -193,8 +203,15 @@ class ConceptChecker:
                 f"({meta['clip']['path'] or 'unnamed'}); load it with that CLIP or recalibrate "
                 f"it for {embedder.path or 'this one'} with `artalign eval calibrate-safety`"
             )
-        return cls(embedder, tensors["concepts"], meta["names"], tensors["thresholds"],
-                   meta["special"], meta["adjustment"], meta.get("info"))  # fmt: skip
+        return cls(
+            embedder,
+            tensors["concepts"],
+            meta["names"],
+            tensors["thresholds"],
+            meta["special"],
+            meta["adjustment"],
+            meta.get("info"),
+        )
 
 
 def filter_unsafe(

@@ -134,15 +134,19 @@ class Importer:
                         if fmt != "PNG":
                             settings["source_format"] = fmt
                         image_ids[(pid, key)] = store.add_image(
-                            pid, png, seed=meta.get("seed"), model=meta.get("model"),
+                            pid,
+                            png,
+                            seed=meta.get("seed"),
+                            model=meta.get("model"),
                             settings=settings,
-                        )  # fmt: skip
+                        )
                     ids.append(image_ids[(pid, key)])
                 # a rater judges a task once: a repeat by the same rater goes to a new task
                 rounds: list[list[dict]] = []
                 for row in rows:
-                    slot = next((r for r in rounds if all(x["rater"] != row["rater"] for x in r)),
-                                None)  # fmt: skip
+                    slot = next(
+                        (r for r in rounds if all(x["rater"] != row["rater"] for x in r)), None
+                    )
                     if slot is None:
                         rounds.append(slot := [])
                     slot.append(row)
@@ -154,9 +158,12 @@ class Importer:
                             raters[row["rater"]] = store.add_rater(row["rater"])
                             made_raters += 1
                         store.record_judgment(
-                            task_id, raters[row["rater"]], row["answer"],
+                            task_id,
+                            raters[row["rater"]],
+                            row["answer"],
                             client_token=f"import:{batch_id}:{n_judgments}",
-                            created_at=row.get("created_at"), seconds=row.get("seconds"),
-                        )  # fmt: skip
+                            created_at=row.get("created_at"),
+                            seconds=row.get("seconds"),
+                        )
                         n_judgments += 1
         return ImportSummary(batch_id, n_tasks, n_judgments, made_raters, self.skipped)

@@ -42,17 +42,35 @@ REQUIRED = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
 def _pickapic_schema():
     import pyarrow as pa  # lazy: pyarrow
 
-    return pa.schema([
-        ("caption", pa.string()), ("jpg_0", pa.binary()), ("jpg_1", pa.binary()),
-        ("label_0", pa.float64()), ("label_1", pa.float64()), ("both_bad", pa.bool_()),
-        ("has_label", pa.bool_()), ("are_different", pa.bool_()),
-        ("best_image_uid", pa.string()), ("user_id", pa.int64()), ("rater_name", pa.string()),
-        ("ranking_id", pa.int64()), ("task_id", pa.int64()), ("kind", pa.string()),
-        ("batch", pa.string()), ("image_0_uid", pa.string()), ("image_1_uid", pa.string()),
-        ("model_0", pa.string()), ("model_1", pa.string()), ("seed_0", pa.int64()),
-        ("seed_1", pa.int64()), ("created_at", pa.timestamp("us", tz="UTC")),
-        ("seconds", pa.float64()), ("gold", pa.bool_()), ("ratings", pa.string()),
-    ])  # fmt: skip
+    return pa.schema(
+        [
+            ("caption", pa.string()),
+            ("jpg_0", pa.binary()),
+            ("jpg_1", pa.binary()),
+            ("label_0", pa.float64()),
+            ("label_1", pa.float64()),
+            ("both_bad", pa.bool_()),
+            ("has_label", pa.bool_()),
+            ("are_different", pa.bool_()),
+            ("best_image_uid", pa.string()),
+            ("user_id", pa.int64()),
+            ("rater_name", pa.string()),
+            ("ranking_id", pa.int64()),
+            ("task_id", pa.int64()),
+            ("kind", pa.string()),
+            ("batch", pa.string()),
+            ("image_0_uid", pa.string()),
+            ("image_1_uid", pa.string()),
+            ("model_0", pa.string()),
+            ("model_1", pa.string()),
+            ("seed_0", pa.int64()),
+            ("seed_1", pa.int64()),
+            ("created_at", pa.timestamp("us", tz="UTC")),
+            ("seconds", pa.float64()),
+            ("gold", pa.bool_()),
+            ("ratings", pa.string()),
+        ]
+    )
 
 
 def export_pickapic(
@@ -78,19 +96,35 @@ def export_pickapic(
         for a, b, label in implied_pairs(ranks):
             ia, ib = images[j.image_ids[a]], images[j.image_ids[b]]
             best = ia.sha256 if label == 1 else ib.sha256 if label == 0 else ""
-            rows.append({
-                "caption": j.prompt, "jpg_0": data(ia.id), "jpg_1": data(ib.id),
-                "label_0": label, "label_1": 1.0 - label,
-                "both_bad": j.answer.get("choice") == "both_bad", "has_label": True,
-                "are_different": ia.sha256 != ib.sha256, "best_image_uid": best,
-                "user_id": j.rater_id, "rater_name": j.rater_name, "ranking_id": j.id,
-                "task_id": j.task_id, "kind": j.kind, "batch": names[j.batch_id],
-                "image_0_uid": ia.sha256, "image_1_uid": ib.sha256,
-                "model_0": ia.model, "model_1": ib.model, "seed_0": ia.seed, "seed_1": ib.seed,
-                "created_at": datetime.fromtimestamp(j.created_at, tz=timezone.utc),
-                "seconds": j.seconds, "gold": j.gold is not None,
-                "ratings": json.dumps(j.answer["ratings"]) if "ratings" in j.answer else None,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "caption": j.prompt,
+                    "jpg_0": data(ia.id),
+                    "jpg_1": data(ib.id),
+                    "label_0": label,
+                    "label_1": 1.0 - label,
+                    "both_bad": j.answer.get("choice") == "both_bad",
+                    "has_label": True,
+                    "are_different": ia.sha256 != ib.sha256,
+                    "best_image_uid": best,
+                    "user_id": j.rater_id,
+                    "rater_name": j.rater_name,
+                    "ranking_id": j.id,
+                    "task_id": j.task_id,
+                    "kind": j.kind,
+                    "batch": names[j.batch_id],
+                    "image_0_uid": ia.sha256,
+                    "image_1_uid": ib.sha256,
+                    "model_0": ia.model,
+                    "model_1": ib.model,
+                    "seed_0": ia.seed,
+                    "seed_1": ib.seed,
+                    "created_at": datetime.fromtimestamp(j.created_at, tz=timezone.utc),
+                    "seconds": j.seconds,
+                    "gold": j.gold is not None,
+                    "ratings": json.dumps(j.answer["ratings"]) if "ratings" in j.answer else None,
+                }
+            )
     table = pa.Table.from_pylist(rows, schema=_pickapic_schema())
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
@@ -147,17 +181,24 @@ def _row(row: dict[str, Any], where: str) -> PickapicRow | None:
         except json.JSONDecodeError as e:
             raise ArtalignError(f"{where}: ratings is not JSON ({e})") from None
     return PickapicRow(
-        where=where, prompt=prompt, images=images,
-        keys=tuple(row.get(f"image_{s}_uid") or hashlib.sha256(images[s]).hexdigest()
-                   for s in (0, 1)),
-        labels=(float(labels[0]), float(labels[1])), both_bad=bool(row.get("both_bad")),
+        where=where,
+        prompt=prompt,
+        images=images,
+        keys=tuple(
+            row.get(f"image_{s}_uid") or hashlib.sha256(images[s]).hexdigest() for s in (0, 1)
+        ),
+        labels=(float(labels[0]), float(labels[1])),
+        both_bad=bool(row.get("both_bad")),
         rater=rater_name(row.get("rater_name") or row.get("user_id")),
-        kind=row.get("kind") or "pair", ranking_id=row.get("ranking_id"),
-        gold=bool(row.get("gold")), ratings=ratings or None,
-        created_at=to_timestamp(row.get("created_at")), seconds=row.get("seconds"),
+        kind=row.get("kind") or "pair",
+        ranking_id=row.get("ranking_id"),
+        gold=bool(row.get("gold")),
+        ratings=ratings or None,
+        created_at=to_timestamp(row.get("created_at")),
+        seconds=row.get("seconds"),
         models=(row.get("model_0"), row.get("model_1")),
         seeds=(row.get("seed_0"), row.get("seed_1")),
-    )  # fmt: skip
+    )
 
 
 def read_pickapic(path: str | Path, limit: int | None = None) -> tuple[list[PickapicRow], int]:
@@ -193,8 +234,9 @@ def import_pickapic(store: Store, path: str | Path, batch_name: str | None = Non
     """Read a Pick-a-Pic-layout parquet into a new batch of pair tasks."""
     rows, unlabelled = read_pickapic(path)
     path = Path(path)
-    imp = Importer(store, batch_name or f"import-{path.stem}",
-                   {"source": str(path), "format": "pickapic"})  # fmt: skip
+    imp = Importer(
+        store, batch_name or f"import-{path.stem}", {"source": str(path), "format": "pickapic"}
+    )
     imp.skipped = unlabelled
     for row in rows:
         meta = [{"seed": row.seeds[s], "model": row.models[s]} for s in (0, 1)]
@@ -202,8 +244,15 @@ def import_pickapic(store: Store, path: str | Path, batch_name: str | None = Non
         answer: dict[str, Any] = {"choice": row.choice}
         if row.ratings and row.kind == "pair":
             answer["ratings"] = row.ratings
-        imp.add(row.prompt, "pair", keys, {
-            "rater": row.rater if row.rater is not None else "imported", "answer": answer,
-            "created_at": row.created_at, "seconds": row.seconds,
-        })  # fmt: skip
+        imp.add(
+            row.prompt,
+            "pair",
+            keys,
+            {
+                "rater": row.rater if row.rater is not None else "imported",
+                "answer": answer,
+                "created_at": row.created_at,
+                "seconds": row.seconds,
+            },
+        )
     return imp.commit()

@@ -50,17 +50,25 @@ def export_rankings(
         ims = [images[i] for i in j.image_ids]
         both_bad = j.answer.get("choice") == "both_bad"
         record = {
-            "prompt": j.prompt, "kind": j.kind,
+            "prompt": j.prompt,
+            "kind": j.kind,
             "generations": [os.path.relpath(im.path, base) for im in ims],
             "image_hashes": [im.sha256 for im in ims],
             "ranking": as_ranks(j.kind, j.answer) or [1] * len(ims),
-            "choice": j.answer.get("choice"), "both_bad": both_bad,
-            "rater": j.rater_name, "user_id": j.rater_id, "ratings": j.answer.get("ratings"),
-            "created_at": iso(j.created_at), "seconds": j.seconds,
-            "models": [im.model for im in ims], "seeds": [im.seed for im in ims],
-            "judgment_id": j.id, "task_id": j.task_id, "batch": names[j.batch_id],
+            "choice": j.answer.get("choice"),
+            "both_bad": both_bad,
+            "rater": j.rater_name,
+            "user_id": j.rater_id,
+            "ratings": j.answer.get("ratings"),
+            "created_at": iso(j.created_at),
+            "seconds": j.seconds,
+            "models": [im.model for im in ims],
+            "seeds": [im.seed for im in ims],
+            "judgment_id": j.id,
+            "task_id": j.task_id,
+            "batch": names[j.batch_id],
             "gold": j.gold is not None,
-        }  # fmt: skip
+        }
         lines.append(json.dumps(record) + "\n")
     with atomic_path(out) as tmp:
         tmp.write_text("".join(lines), encoding="utf-8")
@@ -91,8 +99,9 @@ class RankingLine:
         """The bytes of generation `i`; ArtalignError when they do not match its hash."""
         data = self.images[i].read_bytes()
         if self.hashes[i] is not None and hashlib.sha256(data).hexdigest() != self.hashes[i]:
-            raise ArtalignError(f"{self.where}: {self.images[i]} does not match its "
-                                "image_hashes entry")  # fmt: skip
+            raise ArtalignError(
+                f"{self.where}: {self.images[i]} does not match its image_hashes entry"
+            )
         return data
 
 
@@ -144,14 +153,22 @@ def _line(line: Any, base: Path, where: str) -> RankingLine:
     elif kind == "rank":
         ranking = _ranking(line, len(gens), where)
     return RankingLine(
-        where=where, prompt=prompt, kind=kind, images=tuple(images),
-        hashes=_per_image(line, "image_hashes", len(gens), where), choice=choice,
-        ranking=ranking, both_bad=choice == "both_bad" or bool(line.get("both_bad")),
-        rater=rater_name(line.get("rater") or line.get("user_id")), ratings=line.get("ratings"),
-        created_at=to_timestamp(line.get("created_at")), seconds=line.get("seconds"),
+        where=where,
+        prompt=prompt,
+        kind=kind,
+        images=tuple(images),
+        hashes=_per_image(line, "image_hashes", len(gens), where),
+        choice=choice,
+        ranking=ranking,
+        both_bad=choice == "both_bad" or bool(line.get("both_bad")),
+        rater=rater_name(line.get("rater") or line.get("user_id")),
+        ratings=line.get("ratings"),
+        created_at=to_timestamp(line.get("created_at")),
+        seconds=line.get("seconds"),
         models=_per_image(line, "models", len(gens), where),
-        seeds=_per_image(line, "seeds", len(gens), where), gold=bool(line.get("gold")),
-    )  # fmt: skip
+        seeds=_per_image(line, "seeds", len(gens), where),
+        gold=bool(line.get("gold")),
+    )
 
 
 def read_rankings(path: str | Path) -> list[RankingLine]:
@@ -177,20 +194,33 @@ def import_rankings(store: Store, path: str | Path, batch_name: str | None = Non
     """Read JSONL rankings into a new batch (pair lines make pair tasks, others rank tasks)."""
     lines = read_rankings(path)
     path = Path(path)
-    imp = Importer(store, batch_name or f"import-{path.stem}",
-                   {"source": str(path), "format": "rankings"})  # fmt: skip
+    imp = Importer(
+        store, batch_name or f"import-{path.stem}", {"source": str(path), "format": "rankings"}
+    )
     for line in lines:
-        keys = [imp.add_image(line.image_bytes(i), line.hashes[i],
-                              {"model": line.models[i], "seed": line.seeds[i]})
-                for i in range(len(line.images))]  # fmt: skip
+        keys = [
+            imp.add_image(
+                line.image_bytes(i),
+                line.hashes[i],
+                {"model": line.models[i], "seed": line.seeds[i]},
+            )
+            for i in range(len(line.images))
+        ]
         if line.ranking is None:
             answer: dict[str, Any] = {"choice": line.choice}
         else:
             answer = {"ranks": order_of(list(line.ranking))}
         if line.ratings:
             answer["ratings"] = line.ratings
-        imp.add(line.prompt, line.kind, keys, {
-            "rater": line.rater if line.rater is not None else "imported", "answer": answer,
-            "created_at": line.created_at, "seconds": line.seconds,
-        })  # fmt: skip
+        imp.add(
+            line.prompt,
+            line.kind,
+            keys,
+            {
+                "rater": line.rater if line.rater is not None else "imported",
+                "answer": answer,
+                "created_at": line.created_at,
+                "seconds": line.seconds,
+            },
+        )
     return imp.commit()

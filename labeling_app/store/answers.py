@@ -75,8 +75,9 @@ def validate_answer(kind: str, n_images: int, answer: Any) -> dict[str, Any]:
         clean["ranks"] = list(ranks)
     if "ratings" in answer:
         _check_ratings(answer["ratings"], n_images)
-        clean["ratings"] = {k: (list(v) if isinstance(v, list) else v)
-                            for k, v in answer["ratings"].items()}  # fmt: skip
+        clean["ratings"] = {
+            k: (list(v) if isinstance(v, list) else v) for k, v in answer["ratings"].items()
+        }
     return clean
 
 

@@ -34,8 +34,14 @@ def verify_password(password: str, stored: str) -> bool:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
             return False
-        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r),
-                             p=int(p), dklen=len(digest) // 2)  # fmt: skip
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=bytes.fromhex(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(digest) // 2,
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got.hex(), digest)
@@ -69,8 +75,15 @@ _RATER_COLS = "id, name, role, active, failed_logins, locked_until, password_has
 
 
 def rater_from_row(row) -> Rater:
-    return Rater(id=row[0], name=row[1], role=row[2], active=bool(row[3]),
-                 failed_logins=row[4], locked_until=row[5], has_password=bool(row[6]))  # fmt: skip
+    return Rater(
+        id=row[0],
+        name=row[1],
+        role=row[2],
+        active=bool(row[3]),
+        failed_logins=row[4],
+        locked_until=row[5],
+        has_password=bool(row[6]),
+    )
 
 
 class RaterMixin:

@@ -91,7 +91,7 @@ class ReadingMixin:
                 client_token=r[13],
                 undone=bool(r[14]),
                 gold=json.loads(r[15]) if (admin and r[15]) else None,
-            )  # fmt: skip
+            )
             for r in rows
         ]
 
@@ -128,10 +128,16 @@ class ReadingMixin:
         if not admin:
             per_rater.setdefault(viewer.id, 0)
         return {
-            "tasks": tasks, "needed": needed, "done": done, "remaining": needed - done,
-            "judgments": judged, "gold_tasks": gold_tasks, "gold_judgments": gold_judged,
-            "locked": locked, "per_rater": per_rater,
-        }  # fmt: skip
+            "tasks": tasks,
+            "needed": needed,
+            "done": done,
+            "remaining": needed - done,
+            "judgments": judged,
+            "gold_tasks": gold_tasks,
+            "gold_judgments": gold_judged,
+            "locked": locked,
+            "per_rater": per_rater,
+        }
 
     def tasks(self, batch_id: int | None = None) -> list[Task]:
         """Every task (gold answers included) in id order: for admins, exporters, trainers."""
@@ -146,12 +152,23 @@ class ReadingMixin:
         out = []
         for r in rows:
             ids = json.loads(r[3])
-            out.append(Task(
-                assignment_id=None, task_id=r[0], kind=r[1], prompt=r[2], image_ids=ids,
-                image_paths=[self.resolve_image_path(paths[i]) for i in ids],
-                gold=json.loads(r[4]) if r[4] else None, batch_id=r[5], prompt_id=r[6],
-                overlap=r[7], priority=r[8], done=r[9], lock_expires_at=r[10],
-            ))  # fmt: skip
+            out.append(
+                Task(
+                    assignment_id=None,
+                    task_id=r[0],
+                    kind=r[1],
+                    prompt=r[2],
+                    image_ids=ids,
+                    image_paths=[self.resolve_image_path(paths[i]) for i in ids],
+                    gold=json.loads(r[4]) if r[4] else None,
+                    batch_id=r[5],
+                    prompt_id=r[6],
+                    overlap=r[7],
+                    priority=r[8],
+                    done=r[9],
+                    lock_expires_at=r[10],
+                )
+            )
         return out
 
     def gold_accuracy(self) -> dict[int, tuple[int, int]]:

@@ -110,8 +110,9 @@ class ServingMixin:
             ).fetchone()
             if own is not None:
                 assignment_id, task_id = own
-                c.execute("UPDATE assignment SET lock_expires_at = ? WHERE id = ?",
-                          (until, assignment_id))  # fmt: skip
+                c.execute(
+                    "UPDATE assignment SET lock_expires_at = ? WHERE id = ?", (until, assignment_id)
+                )
             else:
                 # release expired locks of others (lazily, here)
                 c.execute(
@@ -131,8 +132,10 @@ class ServingMixin:
                     "state) VALUES (?, ?, ?, ?, 'open')",
                     (task_id, rater_id, now, until),
                 ).lastrowid
-            c.execute("UPDATE task SET locked_by = ?, locked_until = ? WHERE id = ?",
-                      (rater_id, until, task_id))  # fmt: skip
+            c.execute(
+                "UPDATE task SET locked_by = ?, locked_until = ? WHERE id = ?",
+                (rater_id, until, task_id),
+            )
             return self._served_task(c, assignment_id, task_id, until)
 
     def _served_task(self, c, assignment_id: int, task_id: int, until: float) -> Task:
@@ -143,10 +146,19 @@ class ServingMixin:
         ).fetchone()
         image_ids = json.loads(t[2])
         return Task(
-            assignment_id=assignment_id, task_id=task_id, kind=t[0], prompt=t[1],
-            image_ids=image_ids, image_paths=self._paths_of(c, image_ids), gold=None,
-            batch_id=t[3], prompt_id=t[4], overlap=t[5], done=t[6], lock_expires_at=until,
-        )  # fmt: skip
+            assignment_id=assignment_id,
+            task_id=task_id,
+            kind=t[0],
+            prompt=t[1],
+            image_ids=image_ids,
+            image_paths=self._paths_of(c, image_ids),
+            gold=None,
+            batch_id=t[3],
+            prompt_id=t[4],
+            overlap=t[5],
+            done=t[6],
+            lock_expires_at=until,
+        )
 
     def _paths_of(self, c, image_ids: list[int]):
         marks = ",".join("?" * len(image_ids))
@@ -215,10 +227,12 @@ class ServingMixin:
                     now,
                     took,
                     task_id,
-                ),  # fmt: skip
+                ),
             ).lastrowid
-            c.execute("UPDATE assignment SET state = 'done', finished_at = ? WHERE id = ?",
-                      (now, assignment_id))  # fmt: skip
+            c.execute(
+                "UPDATE assignment SET state = 'done', finished_at = ? WHERE id = ?",
+                (now, assignment_id),
+            )
             c.execute(
                 "UPDATE task SET n_done = n_done + 1, "
                 "locked_by = CASE WHEN locked_by = :r THEN NULL ELSE locked_by END, "
@@ -234,8 +248,10 @@ class ServingMixin:
             task_id, state, *_ = self._own_assignment(c, assignment_id, rater_id)
             if state not in ("open", "expired"):
                 raise StoreError(f"task {task_id} is {state}; only an open task can be skipped")
-            c.execute("UPDATE assignment SET state = 'skipped', finished_at = ? WHERE id = ?",
-                      (self._now(), assignment_id))  # fmt: skip
+            c.execute(
+                "UPDATE assignment SET state = 'skipped', finished_at = ? WHERE id = ?",
+                (self._now(), assignment_id),
+            )
             c.execute(
                 "UPDATE task SET locked_by = NULL, locked_until = NULL "
                 "WHERE id = ? AND locked_by = ?",
@@ -266,8 +282,7 @@ class ServingMixin:
             ).fetchone()
             if locked_by not in (None, rater_id) and locked_until > now:
                 # another rater is on this task now: it goes back to the pool, not to us
-                c.execute("UPDATE assignment SET state = 'expired' WHERE id = ?",
-                          (assignment_id,))  # fmt: skip
+                c.execute("UPDATE assignment SET state = 'expired' WHERE id = ?", (assignment_id,))
                 return task_id
             c.execute(
                 "UPDATE assignment SET state = 'expired' WHERE task_id = ? AND state = 'open' "
@@ -279,8 +294,10 @@ class ServingMixin:
                 "finished_at = NULL WHERE id = ?",
                 (now, until, assignment_id),
             )
-            c.execute("UPDATE task SET locked_by = ?, locked_until = ? WHERE id = ?",
-                      (rater_id, until, task_id))  # fmt: skip
+            c.execute(
+                "UPDATE task SET locked_by = ?, locked_until = ? WHERE id = ?",
+                (rater_id, until, task_id),
+            )
             return task_id
 
     def record_judgment(
@@ -335,7 +352,7 @@ class ServingMixin:
                     when,
                     seconds,
                     task_id,
-                ),  # fmt: skip
+                ),
             ).lastrowid
             c.execute("UPDATE task SET n_done = n_done + 1 WHERE id = ?", (task_id,))
             return jid

@@ -204,10 +204,17 @@ class Store(RaterMixin, ServingMixin, ReadingMixin):
             )
             for r in rows:
                 out[r[0]] = ImageRecord(
-                    id=r[0], sha256=r[1], path=self.resolve_image_path(r[2]), prompt_id=r[3],
-                    seed=r[4], model=r[5], settings=json.loads(r[6]), width=r[7], height=r[8],
+                    id=r[0],
+                    sha256=r[1],
+                    path=self.resolve_image_path(r[2]),
+                    prompt_id=r[3],
+                    seed=r[4],
+                    model=r[5],
+                    settings=json.loads(r[6]),
+                    width=r[7],
+                    height=r[8],
                     created_at=r[9],
-                )  # fmt: skip
+                )
         return out
 
     def create_batch(self, name: str, settings: dict[str, Any] | None = None) -> int:
@@ -282,9 +289,17 @@ class Store(RaterMixin, ServingMixin, ReadingMixin):
             return c.execute(
                 "INSERT INTO task (batch_id, kind, prompt_id, image_ids, overlap, gold, "
                 "is_gold, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (batch_id, kind, prompt_id, json.dumps(ids), overlap, gold_json,
-                 int(gold is not None), float(priority)),
-            ).lastrowid  # fmt: skip
+                (
+                    batch_id,
+                    kind,
+                    prompt_id,
+                    json.dumps(ids),
+                    overlap,
+                    gold_json,
+                    int(gold is not None),
+                    float(priority),
+                ),
+            ).lastrowid
 
     def set_priorities(self, priorities: dict[int, float]) -> None:
         """Set `task.priority` (reward-model uncertainty): order="uncertain" serves high first."""

@@ -53,8 +53,13 @@ def _python_rng() -> list[Any]:
 
 def _numpy_rng() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
-            "cached": float(cached)}  # fmt: skip
+    return {
+        "name": name,
+        "keys": keys.tolist(),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def save(
@@ -89,6 +94,13 @@ def load(
         version, state, gauss = rng["python"]
         random.setstate((version, tuple(state), gauss))
         n = rng["numpy"]
-        np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"],
-                             n["has_gauss"], n["cached"]))  # fmt: skip
+        np.random.set_state(
+            (
+                n["name"],
+                np.asarray(n["keys"], dtype=np.uint32),
+                n["pos"],
+                n["has_gauss"],
+                n["cached"],
+            )
+        )
     return meta

@@ -44,8 +44,16 @@ from rlhf.align.run_files import append_log, save_adapters, save_samples_grid
 from rlhf.align.stat_tracker import PerPromptStatTracker
 
 # what metrics.json keeps of each epoch's log line: the reward and PPO's trust-region figures
-CURVE_KEYS = ("epoch", "reward_mean", "reward_std", "clipfrac", "clipfrac_max", "approx_kl",
-              "kl_ref", "loss")  # fmt: skip
+CURVE_KEYS = (
+    "epoch",
+    "reward_mean",
+    "reward_std",
+    "clipfrac",
+    "clipfrac_max",
+    "approx_kl",
+    "kl_ref",
+    "loss",
+)
 
 
 @dataclass
@@ -71,8 +79,11 @@ def epoch_prompts(
     idx = rng.choice(len(prompts), size=n, replace=len(prompts) < n)
     groups = list(range(n))[rank::world]
     chosen = [prompts[int(idx[g])] for g in groups for _ in range(cfg.images_per_prompt)]
-    seeds = [(cfg.seed * 1_000 + epoch) * 100_000 + g * cfg.images_per_prompt + j
-             for g in groups for j in range(cfg.images_per_prompt)]  # fmt: skip
+    seeds = [
+        (cfg.seed * 1_000 + epoch) * 100_000 + g * cfg.images_per_prompt + j
+        for g in groups
+        for j in range(cfg.images_per_prompt)
+    ]
     return chosen, seeds
 
 
@@ -93,9 +104,15 @@ def sample_epoch(
     t0 = time.perf_counter()
     generator.unet.eval()
     with autocast():
-        out = generator.sample(prompts, seeds, steps=cfg.steps, guidance=cfg.guidance,
-                               eta=cfg.eta, batch_size=cfg.sample_batch_size,
-                               return_trajectory=True)  # fmt: skip
+        out = generator.sample(
+            prompts,
+            seeds,
+            steps=cfg.steps,
+            guidance=cfg.guidance,
+            eta=cfg.eta,
+            batch_size=cfg.sample_batch_size,
+            return_trajectory=True,
+        )
     rewards, info = reward_fn(out.pixels, prompts, [{"seed": s} for s in seeds])
     rewards = np.asarray(torch.as_tensor(rewards).float().cpu(), dtype=np.float64)
     if not np.all(np.isfinite(rewards)):
@@ -135,9 +152,13 @@ def rescore_steps(
     x_prev = traj.latents[rows, k + 1]
     with accelerator.autocast():
         mean, std = generator.step_distribution(
-            x_t, traj.timesteps[k], traj.prompt_embeds[rows],
-            steps=traj.steps, guidance=traj.guidance, eta=traj.eta,
-        )  # fmt: skip
+            x_t,
+            traj.timesteps[k],
+            traj.prompt_embeds[rows],
+            steps=traj.steps,
+            guidance=traj.guidance,
+            eta=traj.eta,
+        )
     return gaussian_log_prob(x_prev.to(mean.device), mean, std), mean, std
 
 
@@ -157,8 +178,9 @@ def train_epoch(
     """
     traj = samples.trajectory
     n, steps = traj.log_probs.shape
-    adv = torch.as_tensor(advantages, dtype=torch.float32).clamp(-cfg.adv_clip_max,
-                                                                 cfg.adv_clip_max)  # fmt: skip
+    adv = torch.as_tensor(advantages, dtype=torch.float32).clamp(
+        -cfg.adv_clip_max, cfg.adv_clip_max
+    )
     g = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch)
     params = generator.lora_parameters()
     n_t = cfg.train_timesteps
@@ -177,8 +199,9 @@ def train_epoch(
                 k = step_perm[rows, j]  # (b,) step index of each trajectory
                 log_prob, mean, std = rescore_steps(generator, traj, rows, k, accelerator)
                 old = traj.log_probs[rows, k].to(log_prob.device)
-                loss, info = ppo_clip_loss(log_prob, old, adv[rows].to(log_prob.device),
-                                           cfg.clip_range)  # fmt: skip
+                loss, info = ppo_clip_loss(
+                    log_prob, old, adv[rows].to(log_prob.device), cfg.clip_range
+                )
                 kl = torch.zeros(())
                 if cfg.kl_coef > 0:
                     with torch.no_grad(), generator.lora_disabled():
@@ -220,8 +243,10 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
     device = str(accelerator.device)
     prompts = read_prompts(cfg.prompts)
     if cfg.prompts_per_epoch % accelerator.num_processes:
-        raise ArtalignError(f"prompts_per_epoch ({cfg.prompts_per_epoch}) must be a multiple of "
-                            f"the {accelerator.num_processes} processes")  # fmt: skip
+        raise ArtalignError(
+            f"prompts_per_epoch ({cfg.prompts_per_epoch}) must be a multiple of "
+            f"the {accelerator.num_processes} processes"
+        )
     reward_fn = _resolve_reward(cfg, device)
     research = reward_spec(cfg.reward).research
     torch.manual_seed(cfg.seed)
@@ -233,8 +258,9 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    tracker = PerPromptStatTracker(cfg.stat_buffer, cfg.stat_min_count) if cfg.per_prompt_stats \
-        else None  # fmt: skip
+    tracker = (
+        PerPromptStatTracker(cfg.stat_buffer, cfg.stat_min_count) if cfg.per_prompt_stats else None
+    )
     guard = Guard(cfg, generator) if cfg.guard_enabled else None
     main = accelerator.is_main_process
     start_epoch, history = 0, []
@@ -254,15 +280,21 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
     t_run = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        ep_prompts, seeds = epoch_prompts(prompts, cfg, epoch, accelerator.process_index,
-                                          accelerator.num_processes)  # fmt: skip
+        ep_prompts, seeds = epoch_prompts(
+            prompts, cfg, epoch, accelerator.process_index, accelerator.num_processes
+        )
         samples = sample_epoch(generator, reward_fn, ep_prompts, seeds, cfg, accelerator.autocast)
         adv = advantages_of(samples, tracker, accelerator)
         stats = train_epoch(generator, optimizer, samples, adv, cfg, epoch, accelerator)
-        row = {"epoch": epoch, "reward_mean": float(samples.rewards.mean()),
-               "reward_std": float(samples.rewards.std()), **stats,
-               "sample_s": samples.seconds, "epoch_s": time.perf_counter() - t0,
-               "reward_info": samples.reward_info}  # fmt: skip
+        row = {
+            "epoch": epoch,
+            "reward_mean": float(samples.rewards.mean()),
+            "reward_std": float(samples.rewards.std()),
+            **stats,
+            "sample_s": samples.seconds,
+            "epoch_s": time.perf_counter() - t0,
+            "reward_info": samples.reward_info,
+        }
         if research:
             row["research_reward"] = cfg.reward
         if guard is not None and ((epoch + 1) % cfg.guard_every == 0 or epoch + 1 == cfg.epochs):
@@ -274,16 +306,26 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
         history.append(row)
         if main:
             append_log(out / "log.jsonl", row)
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                              for k, v in row.items() if k not in ("guard", "reward_info")}),
-                  flush=True)  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        k: round(v, 4) if isinstance(v, float) else v
+                        for k, v in row.items()
+                        if k not in ("guard", "reward_info")
+                    }
+                ),
+                flush=True,
+            )
         elapsed_min = (time.perf_counter() - t_run) / 60
         out_of_time = any_process(0 < cfg.time_limit_min < elapsed_min, accelerator)
         last = epoch + 1 == cfg.epochs or stopped_by_guard or out_of_time
         if (epoch + 1) % cfg.checkpoint_every == 0 or last:
-            extra = {"epoch": epoch, "history": history,
-                     "tracker": tracker.state_dict() if tracker else None,
-                     "guard": guard.state_dict() if guard else None}  # fmt: skip
+            extra = {
+                "epoch": epoch,
+                "history": history,
+                "tracker": tracker.state_dict() if tracker else None,
+                "guard": guard.state_dict() if guard else None,
+            }
             accelerator.wait_for_everyone()
             if main:
                 checkpoint.save(out, generator.unet, optimizer, scheduler, epoch, extra)
@@ -292,14 +334,17 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
             break
     save_adapters(generator, out / "lora", accelerator)
     metrics = {
-        "reward": cfg.reward, "research_reward": research, "epochs_run": len(history),
-        "stopped_by_guard": stopped_by_guard, "stopped_by_time": out_of_time,
+        "reward": cfg.reward,
+        "research_reward": research,
+        "epochs_run": len(history),
+        "stopped_by_guard": stopped_by_guard,
+        "stopped_by_time": out_of_time,
         "first_reward": history[0]["reward_mean"] if history else None,
         "last_reward": history[-1]["reward_mean"] if history else None,
         "train_seconds_this_session": time.perf_counter() - t_run,
         "guard": [h["guard"] for h in history if "guard" in h],
         "per_epoch": [{k: h[k] for k in CURVE_KEYS if k in h} for h in history],
-    }  # fmt: skip
+    }
     if main:
         save_samples_grid(generator, prompts[:8], out / "samples.png", cfg.steps, cfg.guidance)
         write_json(out / "metrics.json", metrics)

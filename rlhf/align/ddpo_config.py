@@ -32,12 +32,18 @@ class DDPOConfig(GuardConfig):
     model: str = hfield("runs/demo/generator", "Stable Diffusion folder to align.")
     lora_rank: int = hfield(8, "LoRA rank on the UNet's attention projections.")
     lora_alpha: float = hfield(8.0, "LoRA alpha (scale = alpha / rank).")
-    init_lora: str | None = hfield(None, "Start from these saved adapters (e.g. an earlier "
-                                   "round's OUT/lora) instead of a fresh LoRA.")  # fmt: skip
+    init_lora: str | None = hfield(
+        None,
+        "Start from these saved adapters (e.g. an earlier "
+        "round's OUT/lora) instead of a fresh LoRA.",
+    )
     # reward
-    reward: str = hfield("reward_model", "Reward by name: reward_model, clip_score, "
-                         "oracle_fidelity (research), compressibility, incompressibility, "
-                         "brightness.")  # fmt: skip
+    reward: str = hfield(
+        "reward_model",
+        "Reward by name: reward_model, clip_score, "
+        "oracle_fidelity (research), compressibility, incompressibility, "
+        "brightness.",
+    )
     reward_path: str | None = hfield(None, "Reward model folder (reward=reward_model).")
     reward_clip: str | None = hfield(None, "CLIP folder (reward=clip_score).")
     reward_oracle: str | None = hfield(None, "Oracle folder (reward=oracle_fidelity).")
@@ -54,8 +60,9 @@ class DDPOConfig(GuardConfig):
     epochs: int = hfield(40, "Sample-then-train rounds.")
     inner_epochs: int = hfield(1, "Passes of PPO over each epoch's samples.")
     train_batch_size: int = hfield(16, "Trajectories per optimizer step.")
-    timestep_fraction: float = hfield(0.5, "Share of each trajectory's steps trained on "
-                                      "(a random subset per trajectory).")  # fmt: skip
+    timestep_fraction: float = hfield(
+        0.5, "Share of each trajectory's steps trained on (a random subset per trajectory)."
+    )
     lr: float = hfield(3e-4, "AdamW learning rate of the LoRA weights.")
     weight_decay: float = hfield(1e-4, "AdamW weight decay.")
     max_grad_norm: float = hfield(1.0, "Gradient-norm clip per optimizer step.")
@@ -68,25 +75,52 @@ class DDPOConfig(GuardConfig):
     mixed_precision: str = hfield("no", "no | bf16 | fp16 (Accelerate; fp16 needs a GPU).")
     seed: int = hfield(0, "Seed of prompt choice, sampling seeds and LoRA initialisation.")
     checkpoint_every: int = hfield(1, "Save OUT/checkpoint every this many epochs.")
-    time_limit_min: float = hfield(0.0, "Stop after the epoch that passes this many minutes of "
-                                   "this session's training (0: no limit).")  # fmt: skip
+    time_limit_min: float = hfield(
+        0.0,
+        "Stop after the epoch that passes this many minutes of "
+        "this session's training (0: no limit).",
+    )
 
     PRESETS = {
-        "micro": {"model": "", "prompts": "", "epochs": 2, "prompts_per_epoch": 2,
-                  "images_per_prompt": 2, "steps": 3, "sample_batch_size": 4,
-                  "train_batch_size": 2, "lora_rank": 2, "lora_alpha": 2.0,
-                  "guard_n_prompts": 2, "guard_seeds_per_prompt": 1, "guard_steps": 3,
-                  "guard_n_reference": 8},
+        "micro": {
+            "model": "",
+            "prompts": "",
+            "epochs": 2,
+            "prompts_per_epoch": 2,
+            "images_per_prompt": 2,
+            "steps": 3,
+            "sample_batch_size": 4,
+            "train_batch_size": 2,
+            "lora_rank": 2,
+            "lora_alpha": 2.0,
+            "guard_n_prompts": 2,
+            "guard_seeds_per_prompt": 1,
+            "guard_steps": 3,
+            "guard_n_reference": 8,
+        },
         # tuned for the tiny generator on a CPU budget (README, "Do the trainers move a
         # policy?"): ddpo-pytorch's lr 3e-4 and clip range 1e-4 moved compressibility by 0.05
         # base standard deviations in 5 minutes, these by 0.83
         "quick": {"lr": 3e-3, "clip_range": 1e-2},
-        "sd15": {"model": "", "prompts": "", "lora_rank": 4, "lora_alpha": 4.0, "steps": 50,
-                 "guidance": 5.0, "prompts_per_epoch": 32, "images_per_prompt": 8,
-                 "sample_batch_size": 8, "train_batch_size": 4, "epochs": 100,
-                 "mixed_precision": "bf16", "stat_buffer": 32, "stat_min_count": 16,
-                 "guard_steps": 50, "guard_guidance": 5.0},
-    }  # fmt: skip
+        "sd15": {
+            "model": "",
+            "prompts": "",
+            "lora_rank": 4,
+            "lora_alpha": 4.0,
+            "steps": 50,
+            "guidance": 5.0,
+            "prompts_per_epoch": 32,
+            "images_per_prompt": 8,
+            "sample_batch_size": 8,
+            "train_batch_size": 4,
+            "epochs": 100,
+            "mixed_precision": "bf16",
+            "stat_buffer": 32,
+            "stat_min_count": 16,
+            "guard_steps": 50,
+            "guard_guidance": 5.0,
+        },
+    }
 
     def validate(self) -> DDPOConfig:
         def bad(key: str, why: str) -> ArtalignError:
@@ -96,9 +130,19 @@ class DDPOConfig(GuardConfig):
             raise bad("model", "is empty; pass --model DIR (a Stable Diffusion folder)")
         if not self.prompts:
             raise bad("prompts", "is empty; pass --prompts FILE (one prompt a line)")
-        for key in ("epochs", "inner_epochs", "prompts_per_epoch", "images_per_prompt", "steps",
-                    "sample_batch_size", "train_batch_size", "lora_rank", "checkpoint_every",
-                    "stat_buffer", "stat_min_count"):  # fmt: skip
+        for key in (
+            "epochs",
+            "inner_epochs",
+            "prompts_per_epoch",
+            "images_per_prompt",
+            "steps",
+            "sample_batch_size",
+            "train_batch_size",
+            "lora_rank",
+            "checkpoint_every",
+            "stat_buffer",
+            "stat_min_count",
+        ):
             if getattr(self, key) < 1:
                 raise bad(key, f"must be >= 1, got {getattr(self, key)}")
         if not 0 < self.eta <= 1:

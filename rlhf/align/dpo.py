@@ -44,8 +44,9 @@ Log = Callable[[str], None]
 
 
 # ----------------------------------------------------------------------------- one batch
-def diffusion_target(scheduler: Any, x0: torch.Tensor, noise: torch.Tensor,
-                     t: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def diffusion_target(
+    scheduler: Any, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     """What the UNet regresses for the scheduler's prediction type: ε, v or x0."""
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
@@ -107,9 +108,13 @@ def pair_errors(
 
 
 def batch_loss(
-    generator: Any, data: DPOData, items: PairTensors, beta: float,
-    noise_gen: torch.Generator | None, rows: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+    generator: Any,
+    data: DPOData,
+    items: PairTensors,
+    beta: float,
+    noise_gen: torch.Generator | None,
+    rows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted DPO loss of a batch (or of its `rows`, see `pair_errors`) and its figures
     (implicit_acc over decisive pairs)."""
     mw, ml, rw, rl = pair_errors(generator, data, items, noise_gen, rows)
@@ -119,10 +124,14 @@ def batch_loss(
     loss, info = diffusion_dpo_loss(mw, ml, rw, rl, beta, weight)
     decisive = ~items.tie.to(mw.device)
     if items.tie.any() and decisive.any():  # a tie's two orders would score 1 - acc: leave out
-        _, info = diffusion_dpo_loss(mw[decisive].detach(), ml[decisive].detach(),
-                                     rw[decisive], rl[decisive], beta)  # fmt: skip
-    figures = {"loss": loss.item(), "implicit_acc": info["implicit_acc"].item(),
-               "margin": info["margin"].item()}  # fmt: skip
+        _, info = diffusion_dpo_loss(
+            mw[decisive].detach(), ml[decisive].detach(), rw[decisive], rl[decisive], beta
+        )
+    figures = {
+        "loss": loss.item(),
+        "implicit_acc": info["implicit_acc"].item(),
+        "margin": info["margin"].item(),
+    }
     figures["implicit_reward"] = -0.5 * beta * figures["margin"]
     return loss, figures
 
@@ -181,8 +190,10 @@ def save_samples(generator: Any, prompts: list[str], cfg: DPOConfig, path: Path)
 def _make_guard(cfg: DPOConfig, generator: Any, data: DPOData, out: Path) -> Any:
     if cfg.guard_prompts is None:  # default: the held-out split's prompts
         if not data.heldout_prompts:
-            raise ArtalignError("guard_every > 0 needs held-out prompts: set heldout_frac > 0 "
-                                "or guard_prompts to a prompts file")  # fmt: skip
+            raise ArtalignError(
+                "guard_every > 0 needs held-out prompts: set heldout_frac > 0 "
+                "or guard_prompts to a prompts file"
+            )
         path = out / "heldout_prompts.txt"
         write_text(path, "\n".join(data.heldout_prompts) + "\n")
         cfg = dataclasses.replace(cfg, guard_prompts=str(path))
@@ -213,15 +224,19 @@ def train_dpo(
     accelerator = make_accelerator(cfg.mixed_precision)
     world, main = accelerator.num_processes, accelerator.is_main_process
     if cfg.batch_size % world:
-        raise ArtalignError(f"batch_size={cfg.batch_size} must be a multiple of the {world} "
-                            "processes (each takes an equal share of every batch)")  # fmt: skip
+        raise ArtalignError(
+            f"batch_size={cfg.batch_size} must be a multiple of the {world} "
+            "processes (each takes an equal share of every batch)"
+        )
     if not main:
         say = lambda _: None  # noqa: E731 (one process speaks)
     generator = Generator.from_folder(cfg.model, device=accelerator.device)
     data = build_dpo_data(prefs, generator, cfg, log=say)
     if len(data.train) < cfg.batch_size:
-        raise ArtalignError(f"{len(data.train)} training pairs, fewer than batch_size="
-                            f"{cfg.batch_size}; lower batch_size or label more")  # fmt: skip
+        raise ArtalignError(
+            f"{len(data.train)} training pairs, fewer than batch_size="
+            f"{cfg.batch_size}; lower batch_size or label more"
+        )
     if main:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save_yaml(out / "train_config.yaml")
@@ -247,8 +262,11 @@ def train_dpo(
     rows = local_rows(cfg.batch_size, accelerator) if world > 1 else None
 
     def save_state(step: int) -> None:
-        extra = {"train_seconds": seconds, "best_step": best_step,
-                 "guard": guard.state_dict() if guard else None}  # fmt: skip
+        extra = {
+            "train_seconds": seconds,
+            "best_step": best_step,
+            "guard": guard.state_dict() if guard else None,
+        }
         accelerator.wait_for_everyone()
         if main:
             checkpoint.save(out, generator.unet, optimizer, lr_sched, step, extra)
@@ -264,8 +282,9 @@ def train_dpo(
             micro = step * cfg.grad_accum + k
             noise_gen = torch.Generator().manual_seed(_noise_seed(cfg.seed, micro))
             with accelerator.autocast():
-                loss, figures = batch_loss(generator, data, data.train.take(order(micro)),
-                                           cfg.beta, noise_gen, rows)  # fmt: skip
+                loss, figures = batch_loss(
+                    generator, data, data.train.take(order(micro)), cfg.beta, noise_gen, rows
+                )
             accelerator.backward(loss / cfg.grad_accum)
             parts.append(mean_figures(figures, accelerator))
         average_gradients(params, accelerator)  # the adapters are not DDP-wrapped
@@ -276,8 +295,13 @@ def train_dpo(
         optimizer.step()
         lr_sched.step()
         seconds += time.perf_counter() - t0
-        record = {"step": step + 1, **{k: sum(p[k] for p in parts) / len(parts) for k in parts[0]},
-                  "lr": lr, "grad_norm": grad_norm, "seconds": round(seconds, 3)}  # fmt: skip
+        record = {
+            "step": step + 1,
+            **{k: sum(p[k] for p in parts) / len(parts) for k in parts[0]},
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "seconds": round(seconds, 3),
+        }
         history.append(record)
         if guard is not None and (step + 1) % cfg.guard_every == 0:
             recent = history[-cfg.guard_every :]
@@ -290,8 +314,10 @@ def train_dpo(
         if main:
             append_log(out / "log.jsonl", record)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps:
-            say(f"step {step + 1}/{cfg.max_steps}  loss {record['loss']:.4f}  "
-                f"implicit_acc {record['implicit_acc']:.3f}  lr {lr:.2e}")  # fmt: skip
+            say(
+                f"step {step + 1}/{cfg.max_steps}  loss {record['loss']:.4f}  "
+                f"implicit_acc {record['implicit_acc']:.3f}  lr {lr:.2e}"
+            )
         out_of_time = any_process(0 < cfg.time_limit_min < seconds / 60, accelerator)
         last = step + 1 == cfg.max_steps or stopped or out_of_time
         if (step + 1) % cfg.checkpoint_every == 0 or last:
@@ -319,9 +345,16 @@ def train_dpo(
 
 
 def _metrics(
-    cfg: DPOConfig, out: Path, generator: Any, data: DPOData, step: int,
-    seconds: float, best_step: int | None, stopped: bool, guard: Any,
-) -> dict[str, Any]:  # fmt: skip
+    cfg: DPOConfig,
+    out: Path,
+    generator: Any,
+    data: DPOData,
+    step: int,
+    seconds: float,
+    best_step: int | None,
+    stopped: bool,
+    guard: Any,
+) -> dict[str, Any]:
     """Final figures: the data, the training curve's ends, held-out DPO figures, the guard."""
     lines = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines() if ln.strip()]
     tail = lines[-min(len(lines), 25) :]
@@ -330,17 +363,22 @@ def _metrics(
         return sum(r[key] for r in tail) / len(tail) if tail else None
 
     metrics: dict[str, Any] = {
-        "model": str(cfg.model), "pairs": str(cfg.pairs), "steps": step,
-        "first_loss": lines[0]["loss"] if lines else None, "final_loss": mean("loss"),
+        "model": str(cfg.model),
+        "pairs": str(cfg.pairs),
+        "steps": step,
+        "first_loss": lines[0]["loss"] if lines else None,
+        "final_loss": mean("loss"),
         "final_implicit_acc": mean("implicit_acc"),
         "final_implicit_reward": mean("implicit_reward"),
         **heldout_figures(generator, data, cfg.beta, cfg.seed, cfg.batch_size * 4),
         "train_seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / max(1, len(lines)), 4),
         "trainable_parameters": sum(p.numel() for p in generator.lora_parameters()),
-        "data": data.summary, "device": str(generator.device),
-        "best_step": best_step, "stopped_by_guard": stopped,
-    }  # fmt: skip
+        "data": data.summary,
+        "device": str(generator.device),
+        "best_step": best_step,
+        "stopped_by_guard": stopped,
+    }
     if guard is not None:
         metrics["guard_base"] = guard.base_metrics
         metrics["guard"] = [r.to_dict() for r in guard.history]

@@ -71,9 +71,12 @@ class DPOConfig(GuardConfig):
     lr_schedule: str = hfield("constant", "constant (after warmup) or cosine (decay to 0).")
     warmup_steps: int = hfield(10, "Linear learning-rate warmup, in optimizer steps.")
     max_steps: int = hfield(300, "Optimizer steps (each of batch_size x grad_accum pairs).")
-    time_limit_min: float = hfield(0.0, "Stop after the step that passes this many minutes "
-                                   "of training steps, resumed sessions included (0: no "
-                                   "limit).")  # fmt: skip
+    time_limit_min: float = hfield(
+        0.0,
+        "Stop after the step that passes this many minutes "
+        "of training steps, resumed sessions included (0: no "
+        "limit).",
+    )
     batch_size: int = hfield(16, "Pairs per forward pass (each pair: winner and loser).")
     grad_accum: int = hfield(1, "Forward passes whose gradients add up to one optimizer step.")
     grad_clip: float = hfield(1.0, "Clip the gradient norm to this (0: off).")
@@ -93,49 +96,87 @@ class DPOConfig(GuardConfig):
     sample_guidance: float = hfield(3.0, "Classifier-free guidance of samples.png.")
 
     PRESETS = {
-        "micro": {"lora_rank": 2, "max_steps": 2, "batch_size": 2, "warmup_steps": 0,
-                  "log_every": 1, "checkpoint_every": 1, "encode_batch_size": 8,
-                  "eval_pairs": 4, "sample_prompts": 2, "sample_seeds": 1, "sample_steps": 2,
-                  "heldout_frac": 0.2},
+        "micro": {
+            "lora_rank": 2,
+            "max_steps": 2,
+            "batch_size": 2,
+            "warmup_steps": 0,
+            "log_every": 1,
+            "checkpoint_every": 1,
+            "encode_batch_size": 8,
+            "eval_pairs": 4,
+            "sample_prompts": 2,
+            "sample_seeds": 1,
+            "sample_steps": 2,
+            "heldout_frac": 0.2,
+        },
         "quick": {"max_steps": 300, "batch_size": 16, "lr": 1e-3, "beta": 2500.0},
-        "sd15": {"lora_rank": 8, "beta": 2500.0, "lr": 1e-5, "max_steps": 10000,
-                 "batch_size": 16, "grad_accum": 2, "warmup_steps": 0,
-                 "mixed_precision": "bf16", "checkpoint_every": 2000, "log_every": 50,
-                 "sample_steps": 30, "sample_guidance": 7.5, "encode_batch_size": 16},
-    }  # fmt: skip
+        "sd15": {
+            "lora_rank": 8,
+            "beta": 2500.0,
+            "lr": 1e-5,
+            "max_steps": 10000,
+            "batch_size": 16,
+            "grad_accum": 2,
+            "warmup_steps": 0,
+            "mixed_precision": "bf16",
+            "checkpoint_every": 2000,
+            "log_every": 50,
+            "sample_steps": 30,
+            "sample_guidance": 7.5,
+            "encode_batch_size": 16,
+        },
+    }
 
     def validate(self) -> None:
         """Raise an ArtalignError naming the first bad value and its fix."""
-        choices = [("ties", TIES), ("both_bad", BOTH_BAD), ("lr_schedule", LR_SCHEDULES),
-                   ("mixed_precision", MIXED_PRECISION)]  # fmt: skip
+        choices = [
+            ("ties", TIES),
+            ("both_bad", BOTH_BAD),
+            ("lr_schedule", LR_SCHEDULES),
+            ("mixed_precision", MIXED_PRECISION),
+        ]
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ArtalignError(
                     f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}"
                 )
-        check_config("DPO config", [
-            (self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}"),
-            (self.lora_alpha is None or self.lora_alpha > 0, "lora_alpha must be > 0 or null"),
-            (self.tie_weight > 0, f"tie_weight must be > 0, got {self.tie_weight}"),
-            (0 <= self.heldout_frac < 1, f"heldout_frac must be in [0, 1): {self.heldout_frac}"),
-            (self.max_pairs is None or self.max_pairs >= 1, "max_pairs must be >= 1 or null"),
-            (self.beta > 0, f"beta must be > 0, got {self.beta}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
-            (self.time_limit_min >= 0, f"time_limit_min must be >= 0, got {self.time_limit_min}"),
-            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
-            (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (self.encode_batch_size >= 1, "encode_batch_size must be >= 1"),
-            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
-            (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
-            (self.eval_pairs >= 0, f"eval_pairs must be >= 0, got {self.eval_pairs}"),
-            (self.sample_prompts >= 0 and self.sample_seeds >= 1,
-             "sample_prompts must be >= 0 and sample_seeds >= 1"),
-            (self.sample_steps >= 1, f"sample_steps must be >= 1, got {self.sample_steps}"),
-            (self.sample_guidance >= 1 or self.sample_guidance == 0,
-             f"sample_guidance must be >= 1 (or 0: off), got {self.sample_guidance}"),
-            (self.guard_every >= 0, f"guard_every must be >= 0, got {self.guard_every}"),
-        ])  # fmt: skip
+        check_config(
+            "DPO config",
+            [
+                (self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}"),
+                (self.lora_alpha is None or self.lora_alpha > 0, "lora_alpha must be > 0 or null"),
+                (self.tie_weight > 0, f"tie_weight must be > 0, got {self.tie_weight}"),
+                (
+                    0 <= self.heldout_frac < 1,
+                    f"heldout_frac must be in [0, 1): {self.heldout_frac}",
+                ),
+                (self.max_pairs is None or self.max_pairs >= 1, "max_pairs must be >= 1 or null"),
+                (self.beta > 0, f"beta must be > 0, got {self.beta}"),
+                (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+                (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
+                (
+                    self.time_limit_min >= 0,
+                    f"time_limit_min must be >= 0, got {self.time_limit_min}",
+                ),
+                (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+                (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+                (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
+                (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
+                (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+                (self.encode_batch_size >= 1, "encode_batch_size must be >= 1"),
+                (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+                (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
+                (self.eval_pairs >= 0, f"eval_pairs must be >= 0, got {self.eval_pairs}"),
+                (
+                    self.sample_prompts >= 0 and self.sample_seeds >= 1,
+                    "sample_prompts must be >= 0 and sample_seeds >= 1",
+                ),
+                (self.sample_steps >= 1, f"sample_steps must be >= 1, got {self.sample_steps}"),
+                (
+                    self.sample_guidance >= 1 or self.sample_guidance == 0,
+                    f"sample_guidance must be >= 1 (or 0: off), got {self.sample_guidance}",
+                ),
+                (self.guard_every >= 0, f"guard_every must be >= 0, got {self.guard_every}"),
+            ],
+        )

@@ -83,8 +83,13 @@ class PairTensors:
         return len(self.winner)
 
     def take(self, index: torch.Tensor) -> PairTensors:
-        return PairTensors(self.winner[index], self.loser[index], self.prompt[index],
-                           self.weight[index], self.tie[index])  # fmt: skip
+        return PairTensors(
+            self.winner[index],
+            self.loser[index],
+            self.prompt[index],
+            self.weight[index],
+            self.tie[index],
+        )
 
 
 @dataclass
@@ -159,8 +164,9 @@ def build_dpo_data(
     check_preferences(data)
     where = data.source.get("path", "the preference data")
     if cfg.heldout_frac > 0:
-        train_data, _, held_data = split_by_prompt(data, val=0.0, test=cfg.heldout_frac,
-                                                   seed=cfg.seed)  # fmt: skip
+        train_data, _, held_data = split_by_prompt(
+            data, val=0.0, test=cfg.heldout_frac, seed=cfg.seed
+        )
     else:
         train_data, held_data = data, data.subset([])
     # flagged raters and rater weights come from the training prompts' judgments only
@@ -170,8 +176,10 @@ def build_dpo_data(
     train = preference_pairs(train_data, cfg.ties, cfg.tie_weight)
     heldout = preference_pairs(held_data, "drop")  # decisive pairs only
     if not any(not i.tie for i in train):
-        raise ArtalignError(f"the training prompts of {where} have no decisive pairs; label "
-                            "more prompts or lower heldout_frac")  # fmt: skip
+        raise ArtalignError(
+            f"the training prompts of {where} have no decisive pairs; label "
+            "more prompts or lower heldout_frac"
+        )
     if cfg.max_pairs is not None and len(train) > cfg.max_pairs:
         train = random.Random(cfg.seed).sample(train, cfg.max_pairs)
     if cfg.eval_pairs and len(heldout) > cfg.eval_pairs:
@@ -181,25 +189,36 @@ def build_dpo_data(
     prompts = sorted({i.prompt for i in train + heldout})
     prompt_row = {p: n for n, p in enumerate(prompts)}
     if log:
-        log(f"encoding {len(used)} images and {len(prompts)} prompts "
-            f"({len(train)} training items, {len(heldout)} held-out pairs)")  # fmt: skip
+        log(
+            f"encoding {len(used)} images and {len(prompts)} prompts "
+            f"({len(train)} training items, {len(heldout)} held-out pairs)"
+        )
     latents = []
     step = max(cfg.encode_batch_size, 1)
     for start in range(0, len(used), step):  # decode a chunk at a time: bounded memory
         images = [data.load_image(i) for i in used[start : start + step]]
         latents.append(encode_images(generator, images, step))
-    embeds = torch.cat([generator.encode_prompts(prompts[s : s + step]).float().cpu()
-                        for s in range(0, len(prompts), step)])  # fmt: skip
+    embeds = torch.cat(
+        [
+            generator.encode_prompts(prompts[s : s + step]).float().cpu()
+            for s in range(0, len(prompts), step)
+        ]
+    )
     n_ties = sum(i.tie for i in train)
     summary = {
-        "source": str(where), **{f"judgments_{k}": v for k, v in data.summary().items()},
-        "train_prompts": len(train_data.prompts()), "heldout_prompts": len(held_data.prompts()),
-        "train_items": len(train), "train_decisive": len(train) - n_ties,
-        "train_tie_items": n_ties, "ties": cfg.ties, "heldout_pairs": len(heldout),
+        "source": str(where),
+        **{f"judgments_{k}": v for k, v in data.summary().items()},
+        "train_prompts": len(train_data.prompts()),
+        "heldout_prompts": len(held_data.prompts()),
+        "train_items": len(train),
+        "train_decisive": len(train) - n_ties,
+        "train_tie_items": n_ties,
+        "ties": cfg.ties,
+        "heldout_pairs": len(heldout),
         "images_encoded": len(used),
         "dropped": data.source.get("dropped", {}),
         "excluded_raters": train_data.source.get("excluded_raters", []),
-    }  # fmt: skip
+    }
     return DPOData(
         latents=torch.cat(latents) if latents else torch.empty(0),
         embeds=embeds,
@@ -217,8 +236,9 @@ def read_preferences(source: str | Path, cfg: Any, batch: str | None = None) -> 
     extra = {"batch": batch} if batch is not None else {}
     if batch is not None and source.suffix in (".parquet", ".jsonl"):
         raise ArtalignError("a batch selects part of a label store; a file has no batches")
-    data = load_preferences(source, include_gold=cfg.include_gold, both_bad=cfg.both_bad,
-                            check=False, **extra)  # fmt: skip
+    data = load_preferences(
+        source, include_gold=cfg.include_gold, both_bad=cfg.both_bad, check=False, **extra
+    )
     check_preferences(data)
     return data
 

@@ -44,8 +44,8 @@ from rlhf.reward.baselines import clip_score_fn
 class GuardConfig(BaseConfig):
     """What the guard measures, on which prompts, and when it stops a run.
 
-    The trainers' configs inherit these fields (all prefixed `guard_`), so one YAML file or
-    `guard_every=2` (a KEY=VALUE override) sets them; `Guard(cfg, generator)` reads them from either.
+    The trainers' configs inherit these fields (all prefixed `guard_`), so one YAML file or a
+    `guard_every=2` override sets them; `Guard(cfg, generator)` reads them from either.
     """
 
     guard_every: int = hfield(0, "Check every N epochs (DPO: steps); 0 turns the guard off.")
@@ -202,15 +202,19 @@ class Guard:
         else:
             self.bad_checks = 0
         stop = self.cfg.guard_stop_early and self.bad_checks >= self.cfg.guard_patience
-        report = GuardReport(step, float(train_reward), metrics, score, is_best, stop,
-                             time.perf_counter() - t0)  # fmt: skip
+        report = GuardReport(
+            step, float(train_reward), metrics, score, is_best, stop, time.perf_counter() - t0
+        )
         self.history.append(report)
         return report
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_reward": self.best_reward,
-                "bad_checks": self.bad_checks,
-                "history": [r.to_dict() for r in self.history]}  # fmt: skip
+        return {
+            "best_score": self.best_score,
+            "best_reward": self.best_reward,
+            "bad_checks": self.bad_checks,
+            "history": [r.to_dict() for r in self.history],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = state["best_score"]

@@ -47,8 +47,11 @@ class PerPromptStatTracker:
         return {"prompts": len(counts), "mean_count": float(np.mean(counts)) if counts else 0.0}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"buffer_size": self.buffer_size, "min_count": self.min_count,
-                "buffers": {p: list(b) for p, b in self.buffers.items()}}  # fmt: skip
+        return {
+            "buffer_size": self.buffer_size,
+            "min_count": self.min_count,
+            "buffers": {p: list(b) for p, b in self.buffers.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.buffer_size, self.min_count = state["buffer_size"], state["min_count"]

@@ -27,9 +27,26 @@ from base_models.errors import ArtalignError
 
 # Stages whose command takes a trainer preset, and every stage that takes extra arguments.
 PRESET_STAGES = ("data", "oracle", "clip", "vae", "generator", "reward", "ddpo", "dpo")
-STAGES = ("data", "oracle_test", "oracle", "oracle_eval", "clip", "clip_eval", "vae", "generator",
-          "generator_eval", "prompts", "labels", "label_sim", "label_agreement", "reward", "ddpo",
-          "dpo", "eval", "eval_dpo")  # fmt: skip
+STAGES = (
+    "data",
+    "oracle_test",
+    "oracle",
+    "oracle_eval",
+    "clip",
+    "clip_eval",
+    "vae",
+    "generator",
+    "generator_eval",
+    "prompts",
+    "labels",
+    "label_sim",
+    "label_agreement",
+    "reward",
+    "ddpo",
+    "dpo",
+    "eval",
+    "eval_dpo",
+)
 DICT_FIELDS = ("presets", "overrides")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,27 +59,38 @@ class LoopConfig(BaseConfig):
 
     # stages
     presets: dict[str, str] = hfield(
-        {s: "quick" for s in PRESET_STAGES}, "Trainer preset per stage (data, oracle, clip, vae, "
-        "generator, reward, ddpo, dpo)."
-    )  # fmt: skip
+        {s: "quick" for s in PRESET_STAGES},
+        "Trainer preset per stage (data, oracle, clip, vae, generator, reward, ddpo, dpo).",
+    )
     overrides: dict[str, list[str]] = hfield(
-        {}, "Extra arguments per stage: KEY=VALUE config overrides for trainers, --option=value "
-        "for the other commands (e.g. {ddpo: [epochs=10], eval: [--n-boot=200]})."
-    )  # fmt: skip
+        {},
+        "Extra arguments per stage: KEY=VALUE config overrides for trainers, --option=value "
+        "for the other commands (e.g. {ddpo: [epochs=10], eval: [--n-boot=200]}).",
+    )
     # base models
-    train_base: bool = hfield(True, "Train data set, oracle, CLIP, VAE and UNet here (false: use "
-                              "the local folders in model / clip / oracle).")  # fmt: skip
+    train_base: bool = hfield(
+        True,
+        "Train data set, oracle, CLIP, VAE and UNet here (false: use "
+        "the local folders in model / clip / oracle).",
+    )
     oracle_test_n: int = hfield(2000, "Held-out images the oracle's accuracy is measured on.")
     model: str | None = hfield(None, "train_base false: the Stable Diffusion folder to align.")
-    clip: str | None = hfield(None, "train_base false: the local CLIP folder (reward backbone, "
-                              "evaluation features).")  # fmt: skip
-    clip_kind: str = hfield("artalign", "Reward backbone kind of `clip`: artalign | open_clip | "
-                            "transformers.")  # fmt: skip
-    oracle: str | None = hfield(None, "train_base false: an attribute oracle folder (optional; "
-                                "simulated raters and fidelity need one).")  # fmt: skip
+    clip: str | None = hfield(
+        None, "train_base false: the local CLIP folder (reward backbone, evaluation features)."
+    )
+    clip_kind: str = hfield(
+        "artalign", "Reward backbone kind of `clip`: artalign | open_clip | transformers."
+    )
+    oracle: str | None = hfield(
+        None,
+        "train_base false: an attribute oracle folder (optional; "
+        "simulated raters and fidelity need one).",
+    )
     # labeling
-    prompts: str | None = hfield(None, "Prompt file (one a line) to label and align on; "
-                                 "default: n_prompts drawn from the world.")  # fmt: skip
+    prompts: str | None = hfield(
+        None,
+        "Prompt file (one a line) to label and align on; default: n_prompts drawn from the world.",
+    )
     n_prompts: int = hfield(40, "Prompts drawn from the world (`data prompts`) when no file.")
     prompt_seed: int = hfield(11, "Seed of the drawn prompts.")
     prompt_objects: str = hfield("1-2", "Objects per drawn prompt: a number or a range.")
@@ -71,21 +99,30 @@ class LoopConfig(BaseConfig):
     overlap: int = hfield(3, "Raters per task.")
     label_steps: int = hfield(20, "DDIM steps of the labeling batch's images.")
     label_guidance: float = hfield(3.0, "Classifier-free guidance of the labeling batch's images.")
-    rater_profile: str = hfield("configs/raters/default.yaml",
-                                "Simulated raters' profile (YAML).")  # fmt: skip
-    n_judgments: int = hfield(100000, "Most simulated judgments per round (stops when the "
-                              "batch's work runs out).")  # fmt: skip
-    labels_db: str | None = hfield(None, "An existing label store to train on instead of "
-                                   "labeling round 1 (e.g. people's judgments).")  # fmt: skip
-    human: bool = hfield(False, "People label: print the app's command and wait until the admin "
-                         "closes the batch (`artalign label close`).")  # fmt: skip
+    rater_profile: str = hfield("configs/raters/default.yaml", "Simulated raters' profile (YAML).")
+    n_judgments: int = hfield(
+        100000, "Most simulated judgments per round (stops when the batch's work runs out)."
+    )
+    labels_db: str | None = hfield(
+        None,
+        "An existing label store to train on instead of "
+        "labeling round 1 (e.g. people's judgments).",
+    )
+    human: bool = hfield(
+        False,
+        "People label: print the app's command and wait until the admin "
+        "closes the batch (`artalign label close`).",
+    )
     poll_seconds: float = hfield(10.0, "--human: seconds between looks at the batch's state.")
     serve_host: str = hfield("127.0.0.1", "--human: host in the printed `label serve` command.")
     serve_port: int = hfield(8501, "--human: port in the printed `label serve` command.")
     # alignment and evaluation
-    rounds: int = hfield(1, "Label -> reward -> DDPO iterations; round r >= 2 labels the "
-                         "images of round r-1's aligned model and continues from its "
-                         "adapters.")  # fmt: skip
+    rounds: int = hfield(
+        1,
+        "Label -> reward -> DDPO iterations; round r >= 2 labels the "
+        "images of round r-1's aligned model and continues from its "
+        "adapters.",
+    )
     dpo: bool = hfield(True, "Also align with Diffusion-DPO on round 1's labels.")
     eval_dpo: bool = hfield(False, "Also evaluate the DPO adapters against the base model.")
     eval_suite: str = hfield("quick", "Evaluation suite: a bundled name or a YAML file.")
@@ -95,8 +132,14 @@ class LoopConfig(BaseConfig):
         "micro": {
             "presets": {s: "micro" for s in PRESET_STAGES},
             "overrides": {"data": ["n=64"], "generator_eval": MICRO_EVAL},
-            "oracle_test_n": 32, "n_prompts": 6, "k": 3, "overlap": 2, "label_steps": 2,
-            "eval_suite": "configs/loop/suite_micro.yaml", "n_boot": 50, "eval_dpo": True,
+            "oracle_test_n": 32,
+            "n_prompts": 6,
+            "k": 3,
+            "overlap": 2,
+            "label_steps": 2,
+            "eval_suite": "configs/loop/suite_micro.yaml",
+            "n_boot": 50,
+            "eval_dpo": True,
         },
         "quick": {
             # the reward benchmark's setup (README): frozen CLIP, MLP head, Plackett-Luce loss
@@ -104,35 +147,52 @@ class LoopConfig(BaseConfig):
         },
         "sd15": {
             "presets": {"reward": "gpu", "ddpo": "sd15", "dpo": "sd15"},
-            "train_base": False, "clip_kind": "open_clip", "label_steps": 50,
-            "label_guidance": 7.5, "eval_suite": "sd", "eval_dpo": True,
+            "train_base": False,
+            "clip_kind": "open_clip",
+            "label_steps": 50,
+            "label_guidance": 7.5,
+            "eval_suite": "sd",
+            "eval_dpo": True,
         },
-    }  # fmt: skip
+    }
 
     def validate(self) -> LoopConfig:
         """Raise an ArtalignError naming the first bad value and its fix."""
         unknown = sorted(set(self.presets) - set(PRESET_STAGES))
         unknown += sorted(set(self.overrides) - set(STAGES))
         if unknown:
-            raise ArtalignError(f"unknown stage(s) {', '.join(unknown)} in presets/overrides; "
-                                f"stages: {', '.join(STAGES)}")  # fmt: skip
-        for key, low in (("rounds", 1), ("k", 2), ("overlap", 1), ("n_prompts", 3),
-                         ("oracle_test_n", 1), ("n_judgments", 1), ("n_boot", 10)):  # fmt: skip
+            raise ArtalignError(
+                f"unknown stage(s) {', '.join(unknown)} in presets/overrides; "
+                f"stages: {', '.join(STAGES)}"
+            )
+        for key, low in (
+            ("rounds", 1),
+            ("k", 2),
+            ("overlap", 1),
+            ("n_prompts", 3),
+            ("oracle_test_n", 1),
+            ("n_judgments", 1),
+            ("n_boot", 10),
+        ):
             if getattr(self, key) < low:
-                raise ArtalignError(f"config key '{key}' must be >= {low}, got "
-                                    f"{getattr(self, key)}")  # fmt: skip
+                raise ArtalignError(
+                    f"config key '{key}' must be >= {low}, got {getattr(self, key)}"
+                )
         if self.poll_seconds <= 0:
             raise ArtalignError(f"poll_seconds must be > 0, got {self.poll_seconds}")
         if not self.train_base:
             for key in ("model", "clip", "prompts"):
                 if not getattr(self, key):
-                    raise ArtalignError(f"train_base is false (preset sd15): set {key}=PATH, a "
-                                        f"local {_WHAT[key]}")  # fmt: skip
+                    raise ArtalignError(
+                        f"train_base is false (preset sd15): set {key}=PATH, a local {_WHAT[key]}"
+                    )
         needs_raters = not self.human and (self.labels_db is None or self.rounds > 1)
         if needs_raters and not (self.train_base or self.oracle):
-            raise ArtalignError("simulated raters read images with the attribute oracle, and "
-                                "there is none: pass --human (people label), or labels_db=STORE "
-                                "with rounds=1, or oracle=DIR")  # fmt: skip
+            raise ArtalignError(
+                "simulated raters read images with the attribute oracle, and "
+                "there is none: pass --human (people label), or labels_db=STORE "
+                "with rounds=1, or oracle=DIR"
+            )
         for key in ("model", "clip", "oracle", "prompts", "labels_db"):
             value = getattr(self, key)
             if value and not Path(value).exists():
@@ -146,8 +206,11 @@ class LoopConfig(BaseConfig):
         return list(self.overrides.get(stage, []))
 
 
-_WHAT = {"model": "Stable Diffusion folder", "clip": "CLIP folder",
-         "prompts": "prompt file (one prompt a line)"}  # fmt: skip
+_WHAT = {
+    "model": "Stable Diffusion folder",
+    "clip": "CLIP folder",
+    "prompts": "prompt file (one prompt a line)",
+}
 
 
 def resolve_file(path: str) -> str:
@@ -210,8 +273,9 @@ def load_loop_config(
         raise ArtalignError("set presets/overrides in a YAML file or as STAGE.KEY=VALUE")
     cfg = load_config(LoopConfig, preset, None, scalars)
     cfg.presets = {**LoopConfig().presets, **cfg.presets}  # a preset names only what it changes
-    _merge_dicts(cfg, {k: file_values[k] for k in DICT_FIELDS if k in file_values},
-                 str(config_file))  # fmt: skip
+    _merge_dicts(
+        cfg, {k: file_values[k] for k in DICT_FIELDS if k in file_values}, str(config_file)
+    )
     extra = dict(cfg.overrides)
     for key, value in per_stage.items():
         stage, _, name = key.partition(".")

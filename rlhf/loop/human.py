@@ -23,15 +23,17 @@ def serve_instructions(db: Path, batch: str, host: str = "127.0.0.1", port: int 
     """The commands an admin runs to have people label `batch` of `db` and to hand it back."""
     q = shlex.quote(str(db))
     url = f"http://{host}:{port}"
-    return "\n".join([
-        f"labeling batch {batch!r} is ready in {db}; people label it in the app:",
-        f"  artalign label serve --db {q} --host {host} --port {port}    # then open {url}",
-        f"  artalign label users add boss --db {q} --role admin --password-stdin",
-        f"  artalign label users add NAME --db {q} --invite --base-url {url}",
-        f"  artalign label status --db {q}                               # progress",
-        "when enough judgments are in, close the batch and this loop continues:",
-        f"  artalign label close --db {q} --batch {batch}",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"labeling batch {batch!r} is ready in {db}; people label it in the app:",
+            f"  artalign label serve --db {q} --host {host} --port {port}    # then open {url}",
+            f"  artalign label users add boss --db {q} --role admin --password-stdin",
+            f"  artalign label users add NAME --db {q} --invite --base-url {url}",
+            f"  artalign label status --db {q}                               # progress",
+            "when enough judgments are in, close the batch and this loop continues:",
+            f"  artalign label close --db {q} --batch {batch}",
+        ]
+    )
 
 
 def wait_for_batch(
@@ -64,6 +66,8 @@ def wait_for_batch(
             log(f"batch {batch} closed with {progress['done']} judgments; continuing")
             return progress
         if timeout is not None and time.monotonic() - start > timeout:
-            raise ArtalignError(f"batch {batch} was not closed within {timeout:g} s; close it "
-                                f"with `artalign label close` and rerun the loop")  # fmt: skip
+            raise ArtalignError(
+                f"batch {batch} was not closed within {timeout:g} s; close it "
+                f"with `artalign label close` and rerun the loop"
+            )
         sleep(poll_seconds)

@@ -73,8 +73,13 @@ def round_row(label: str, round_dir: Path, eval_dir: Path, run: str) -> dict[str
             figures[name] = {"value": value, "ci": None}
     models = metrics.get("models", {})
     regression = regression_summary(models.get("model", {}), models.get("baseline", {}))
-    return {"round": label, "run": run, "eval": str(eval_dir), "figures": figures,
-            "regression": {a: s["verdict"] for a, s in regression.items()}}  # fmt: skip
+    return {
+        "round": label,
+        "run": run,
+        "eval": str(eval_dir),
+        "figures": figures,
+        "regression": {a: s["verdict"] for a, s in regression.items()},
+    }
 
 
 def rounds_table(rows: list[dict[str, Any]]) -> str:
@@ -97,10 +102,13 @@ def rounds_table(rows: list[dict[str, Any]]) -> str:
             text = f"{value:.4g}" if isinstance(value, float) else str(value)
             cells.append(f'<td class="num">{text}{ci_text}</td>')
         verdicts = "; ".join(f"{a}: {v}" for a, v in row["regression"].items())
-        body.append(f"<tr><td>{escape(row['round'])}</td>{''.join(cells)}"
-                    f"<td>{escape(verdicts)}</td></tr>")  # fmt: skip
-    return (f'<table class="summary" data-aspect="rounds"><tr><th>round</th>{head}'
-            f"<th>bias / safety vs base</th></tr>{''.join(body)}</table>")  # fmt: skip
+        body.append(
+            f"<tr><td>{escape(row['round'])}</td>{''.join(cells)}<td>{escape(verdicts)}</td></tr>"
+        )
+    return (
+        f'<table class="summary" data-aspect="rounds"><tr><th>round</th>{head}'
+        f"<th>bias / safety vs base</th></tr>{''.join(body)}</table>"
+    )
 
 
 def stages_table(markers: dict[str, dict[str, Any]]) -> str:
@@ -110,8 +118,10 @@ def stages_table(markers: dict[str, dict[str, Any]]) -> str:
         "</td></tr>"
         for name, m in markers.items()
     )
-    return ('<table class="summary" data-aspect="stages"><tr><th>stage</th><th>seconds</th>'
-            f"<th>finished</th></tr>{rows}</table>")  # fmt: skip
+    return (
+        '<table class="summary" data-aspect="stages"><tr><th>stage</th><th>seconds</th>'
+        f"<th>finished</th></tr>{rows}</table>"
+    )
 
 
 def write_loop_report(cfg: LoopConfig, out: Path) -> dict[str, Any]:
@@ -121,29 +131,43 @@ def write_loop_report(cfg: LoopConfig, out: Path) -> dict[str, Any]:
     page = final / "report.html"
     if not page.is_file():
         raise ArtalignError(f"{page} is missing; rerun the loop to evaluate round {cfg.rounds}")
-    rows = [round_row(f"round {r} (DDPO)", out if r == 1 else out / f"round{r}",
-                      (out if r == 1 else out / f"round{r}") / "eval", "ddpo")
-            for r in range(1, cfg.rounds + 1)]  # fmt: skip
+    rows = [
+        round_row(
+            f"round {r} (DDPO)",
+            out if r == 1 else out / f"round{r}",
+            (out if r == 1 else out / f"round{r}") / "eval",
+            "ddpo",
+        )
+        for r in range(1, cfg.rounds + 1)
+    ]
     if cfg.dpo and cfg.eval_dpo:
         rows.append(round_row("round 1 (DPO)", out, out / "eval_dpo", "dpo"))
     found = [_read(path) for path in (out / ".stages").glob("*.done")]
     done = {m.get("stage", "?"): m for m in sorted(found, key=lambda m: m.get("finished_ts", 0))}
     metrics = _read(final / "metrics.json").get("models", {})
     summary = {
-        "out": str(out), "report": str(out / "report.html"), "final_eval": str(final),
+        "out": str(out),
+        "report": str(out / "report.html"),
+        "final_eval": str(final),
         "regression": regression_summary(metrics.get("model", {}), metrics.get("baseline", {})),
-        "rounds": rows, "stages": done,
-    }  # fmt: skip
-    section = (f"<h2>Loop rounds</h2><p class=\"note\">Each round's adapters against the base "
-               f"model on the same prompts and seeds (suite {escape(cfg.eval_suite)}); the "
-               f"page below is round {cfg.rounds}'s evaluation.</p>{rounds_table(rows)}"
-               f"<h2>Stages</h2>{stages_table(done)}")  # fmt: skip
+        "rounds": rows,
+        "stages": done,
+    }
+    section = (
+        f'<h2>Loop rounds</h2><p class="note">Each round\'s adapters against the base '
+        f"model on the same prompts and seeds (suite {escape(cfg.eval_suite)}); the "
+        f"page below is round {cfg.rounds}'s evaluation.</p>{rounds_table(rows)}"
+        f"<h2>Stages</h2>{stages_table(done)}"
+    )
     html = page.read_text(encoding="utf-8")
     title = f"artalign loop: round {cfg.rounds} (DDPO) vs the base model"
     html = re.sub(r"<h1>.*?</h1>", lambda _m: f"<h1>{escape(title)}</h1>", html, count=1)
     marker = "<h2>Summary</h2>"
-    html = html.replace(marker, section + marker, 1) if marker in html else html.replace(
-        "</body>", section + "</body>", 1)  # fmt: skip
+    html = (
+        html.replace(marker, section + marker, 1)
+        if marker in html
+        else html.replace("</body>", section + "</body>", 1)
+    )
     write_text(out / "report.html", html)
     write_json(out / "summary.json", summary)
     return summary

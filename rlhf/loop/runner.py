@@ -62,16 +62,21 @@ class Markers:
         return self._read(self._path(name, "started"))
 
     def start(self, stage: Stage) -> None:
-        write_json(self._path(stage.name, "started"),
-                   {"command": self.portable(stage.command), "pid": os.getpid(),
-                    "started_at": _now()})  # fmt: skip
+        write_json(
+            self._path(stage.name, "started"),
+            {"command": self.portable(stage.command), "pid": os.getpid(), "started_at": _now()},
+        )
 
     def finish(self, stage: Stage, seconds: float, adopted: bool = False) -> dict[str, Any]:
         marker = {
-            "stage": stage.name, "command": self.portable(stage.command),
-            "seconds": round(seconds, 3), "finished_at": _now(), "finished_ts": time.time(),
-            "outputs": [self.portable([str(p)])[0] for p in stage.outputs], "adopted": adopted,
-        }  # fmt: skip
+            "stage": stage.name,
+            "command": self.portable(stage.command),
+            "seconds": round(seconds, 3),
+            "finished_at": _now(),
+            "finished_ts": time.time(),
+            "outputs": [self.portable([str(p)])[0] for p in stage.outputs],
+            "adopted": adopted,
+        }
         write_json(self._path(stage.name, "done"), marker)
         self._path(stage.name, "started").unlink(missing_ok=True)
         return marker
@@ -105,8 +110,12 @@ def why_run(stage: Stage, markers: Markers) -> str | None:
 def adoptable(stage: Stage, markers: Markers, adopted: set[str] | None = None) -> bool:
     """An older `make demo` finished this stage (see the module docstring). `adopted`: the
     stages counted as adopted so far (default: those whose markers say so)."""
-    if (stage.legacy is None or not stage.legacy.exists() or markers.done(stage.name)
-            or markers.started(stage.name)):  # fmt: skip
+    if (
+        stage.legacy is None
+        or not stage.legacy.exists()
+        or markers.done(stage.name)
+        or markers.started(stage.name)
+    ):
         return False
     if adopted is None:
         adopted = {d for d in stage.deps if (markers.done(d) or {}).get("adopted")}
@@ -148,10 +157,13 @@ def _remove(path: Path) -> None:
 
 def _should_resume(stage: Stage, markers: Markers) -> bool:
     started = markers.started(stage.name)
-    return (stage.resume_dir is not None and started is not None
-            and markers.done(stage.name) is None
-            and started.get("command") == markers.portable(stage.command)
-            and (stage.resume_dir / "checkpoint" / "state.json").is_file())  # fmt: skip
+    return (
+        stage.resume_dir is not None
+        and started is not None
+        and markers.done(stage.name) is None
+        and started.get("command") == markers.portable(stage.command)
+        and (stage.resume_dir / "checkpoint" / "state.json").is_file()
+    )
 
 
 def _reset_accelerate() -> None:
@@ -178,9 +190,11 @@ def execute(stage: Stage, markers: Markers, log: Log) -> None:
         log(("resuming: " if resume else "") + " ".join(["artalign", *argv]))
         code = artalign(argv)
         if code != 0:
-            raise ArtalignError(f"stage {stage.name} failed (exit {code}; its message is "
-                                "above); fix the cause and rerun the loop: finished stages are "
-                                "kept")  # fmt: skip
+            raise ArtalignError(
+                f"stage {stage.name} failed (exit {code}; its message is "
+                "above); fix the cause and rerun the loop: finished stages are "
+                "kept"
+            )
     if stage.action is not None:
         stage.action()
     if stage.after is not None:

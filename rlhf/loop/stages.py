@@ -115,45 +115,153 @@ def _base_stages(cfg: LoopConfig, p: Paths) -> list[Stage]:
     o, pre, args = p.out, cfg.preset_of, cfg.args_of
 
     def trainer(name: str, argv: list[str], folder: Path, legacy: Path, deps=()) -> Stage:
-        return Stage(name, tuple(deps), (folder,), [*argv, "--preset", pre(name), *args(name)],
-                     legacy=legacy, resume_dir=folder, clean=(folder,))  # fmt: skip
+        return Stage(
+            name,
+            tuple(deps),
+            (folder,),
+            [*argv, "--preset", pre(name), *args(name)],
+            legacy=legacy,
+            resume_dir=folder,
+            clean=(folder,),
+        )
 
-    test_n = ["--n", str(cfg.oracle_test_n), "--seed", "7", "--split", "all",
-              "--unsafe-share", "0.1", "--overwrite"]  # fmt: skip
+    test_n = [
+        "--n",
+        str(cfg.oracle_test_n),
+        "--seed",
+        "7",
+        "--split",
+        "all",
+        "--unsafe-share",
+        "0.1",
+        "--overwrite",
+    ]
     return [
-        Stage("data", (), (o / "data",), ["data", "make", "--out", str(o / "data"), "--preset",
-              pre("data"), "--seed", "0", "--overwrite", *args("data")],
-              legacy=o / "data" / "metadata.jsonl", clean=(o / "data",)),
-        Stage("oracle_test", (), (o / "oracle_test",), ["data", "make", "--out",
-              str(o / "oracle_test"), *test_n, *args("oracle_test")],
-              legacy=o / "oracle_test" / "metadata.jsonl", clean=(o / "oracle_test",)),
-        trainer("oracle", ["oracle", "train", "--out", str(o / "oracle")], o / "oracle",
-                o / "oracle" / "model.safetensors"),
-        Stage("oracle_eval", ("oracle", "oracle_test"), (o / "oracle_eval",),
-              ["oracle", "score", "--model", str(o / "oracle"), "--data", str(o / "oracle_test"),
-               "--out", str(o / "oracle_eval"), *args("oracle_eval")],
-              legacy=o / "oracle_eval" / "metrics.json", clean=(o / "oracle_eval",)),
-        trainer("clip", ["base", "train-clip", "--data", str(o / "data"), "--out",
-                str(o / "clip")], o / "clip", o / "clip" / "open_clip_model.safetensors",
-                ("data",)),
-        Stage("clip_eval", ("clip",), (o / "clip_eval",), ["base", "eval-clip", "--model",
-              str(o / "clip"), "--out", str(o / "clip_eval"), *args("clip_eval")],
-              legacy=o / "clip_eval" / "metrics.json", clean=(o / "clip_eval",)),
-        trainer("vae", ["base", "train-vae", "--data", str(o / "data"), "--out", str(o / "vae")],
-                o / "vae", o / "vae" / "metrics.json", ("data",)),
-        trainer("generator", ["base", "train-unet", "--data", str(o / "data"), "--vae",
-                str(o / "vae"), "--clip", str(o / "clip"), "--out", str(o / "generator")],
-                o / "generator", o / "generator" / "model_index.json", ("data", "vae", "clip")),
-        Stage("generator_eval", ("generator", "oracle", "clip"), (o / "generator_eval",),
-              ["base", "eval-generator", "--model", str(o / "generator"), "--oracle",
-               str(o / "oracle"), "--clip", str(o / "clip"), "--out", str(o / "generator_eval"),
-               *args("generator_eval")],
-              legacy=o / "generator_eval" / "metrics.json", clean=(o / "generator_eval",)),
-    ]  # fmt: skip
+        Stage(
+            "data",
+            (),
+            (o / "data",),
+            [
+                "data",
+                "make",
+                "--out",
+                str(o / "data"),
+                "--preset",
+                pre("data"),
+                "--seed",
+                "0",
+                "--overwrite",
+                *args("data"),
+            ],
+            legacy=o / "data" / "metadata.jsonl",
+            clean=(o / "data",),
+        ),
+        Stage(
+            "oracle_test",
+            (),
+            (o / "oracle_test",),
+            ["data", "make", "--out", str(o / "oracle_test"), *test_n, *args("oracle_test")],
+            legacy=o / "oracle_test" / "metadata.jsonl",
+            clean=(o / "oracle_test",),
+        ),
+        trainer(
+            "oracle",
+            ["oracle", "train", "--out", str(o / "oracle")],
+            o / "oracle",
+            o / "oracle" / "model.safetensors",
+        ),
+        Stage(
+            "oracle_eval",
+            ("oracle", "oracle_test"),
+            (o / "oracle_eval",),
+            [
+                "oracle",
+                "score",
+                "--model",
+                str(o / "oracle"),
+                "--data",
+                str(o / "oracle_test"),
+                "--out",
+                str(o / "oracle_eval"),
+                *args("oracle_eval"),
+            ],
+            legacy=o / "oracle_eval" / "metrics.json",
+            clean=(o / "oracle_eval",),
+        ),
+        trainer(
+            "clip",
+            ["base", "train-clip", "--data", str(o / "data"), "--out", str(o / "clip")],
+            o / "clip",
+            o / "clip" / "open_clip_model.safetensors",
+            ("data",),
+        ),
+        Stage(
+            "clip_eval",
+            ("clip",),
+            (o / "clip_eval",),
+            [
+                "base",
+                "eval-clip",
+                "--model",
+                str(o / "clip"),
+                "--out",
+                str(o / "clip_eval"),
+                *args("clip_eval"),
+            ],
+            legacy=o / "clip_eval" / "metrics.json",
+            clean=(o / "clip_eval",),
+        ),
+        trainer(
+            "vae",
+            ["base", "train-vae", "--data", str(o / "data"), "--out", str(o / "vae")],
+            o / "vae",
+            o / "vae" / "metrics.json",
+            ("data",),
+        ),
+        trainer(
+            "generator",
+            [
+                "base",
+                "train-unet",
+                "--data",
+                str(o / "data"),
+                "--vae",
+                str(o / "vae"),
+                "--clip",
+                str(o / "clip"),
+                "--out",
+                str(o / "generator"),
+            ],
+            o / "generator",
+            o / "generator" / "model_index.json",
+            ("data", "vae", "clip"),
+        ),
+        Stage(
+            "generator_eval",
+            ("generator", "oracle", "clip"),
+            (o / "generator_eval",),
+            [
+                "base",
+                "eval-generator",
+                "--model",
+                str(o / "generator"),
+                "--oracle",
+                str(o / "oracle"),
+                "--clip",
+                str(o / "clip"),
+                "--out",
+                str(o / "generator_eval"),
+                *args("generator_eval"),
+            ],
+            legacy=o / "generator_eval" / "metrics.json",
+            clean=(o / "generator_eval",),
+        ),
+    ]
 
 
-def _label_stages(cfg: LoopConfig, p: Paths, r: int, wait: Callable[[Path, str], None]
-                  ) -> list[Stage]:  # fmt: skip
+def _label_stages(
+    cfg: LoopConfig, p: Paths, r: int, wait: Callable[[Path, str], None]
+) -> list[Stage]:
     """Round r's labeling batch, its judgments (simulated or by people) and their agreement.
 
     Round 1 writes `labels/labels.db` (built as labels.db.tmp and renamed in, as `make demo`);
@@ -165,41 +273,111 @@ def _label_stages(cfg: LoopConfig, p: Paths, r: int, wait: Callable[[Path, str],
     tmp = db.with_name(db.name + ".tmp")
     gen_deps = ("generator",) if cfg.train_base else ()
     prompt_deps = ("prompts",) if cfg.prompts is None else ()
-    argv = ["label", "batch", "--db", str(tmp), "--model", str(p.generator), "--prompts",
-            str(p.prompts), "--k", str(cfg.k), "--kinds", cfg.kinds, "--overlap",
-            str(cfg.overlap), "--steps", str(cfg.label_steps), "--guidance",
-            str(cfg.label_guidance), "--batch-name", batch]  # fmt: skip
+    argv = [
+        "label",
+        "batch",
+        "--db",
+        str(tmp),
+        "--model",
+        str(p.generator),
+        "--prompts",
+        str(p.prompts),
+        "--k",
+        str(cfg.k),
+        "--kinds",
+        cfg.kinds,
+        "--overlap",
+        str(cfg.overlap),
+        "--steps",
+        str(cfg.label_steps),
+        "--guidance",
+        str(cfg.label_guidance),
+        "--batch-name",
+        batch,
+    ]
     deps: tuple[str, ...] = (*gen_deps, *prompt_deps)
     if r == 1:
         before = lambda: remove_store(tmp)  # noqa: E731
     else:  # round r-1's store holds its judgments once its DDPO ran (ddpo <- reward <- labels)
-        argv += ["--lora", str(p.round_dir(r - 1) / "ddpo" / "lora"),
-                 "--seed", str((r - 1) * 1_000_000)]  # fmt: skip
+        argv += [
+            "--lora",
+            str(p.round_dir(r - 1) / "ddpo" / "lora"),
+            "--seed",
+            str((r - 1) * 1_000_000),
+        ]
         prev_store = p.store(r - 1)
         deps += (_prefix(r - 1) + "ddpo",)
         before = lambda: copy_store(prev_store, tmp)  # noqa: E731
     pre = _prefix(r)
-    stages = [Stage(pre + "labels", deps, (db,), [*argv, *cfg.args_of("labels")],
-                    legacy=db if r == 1 else None, before=before,
-                    after=lambda: move_store(tmp, db))]  # fmt: skip
+    stages = [
+        Stage(
+            pre + "labels",
+            deps,
+            (db,),
+            [*argv, *cfg.args_of("labels")],
+            legacy=db if r == 1 else None,
+            before=before,
+            after=lambda: move_store(tmp, db),
+        )
+    ]
     if cfg.human:
-        stages.append(Stage(pre + "label_human", (pre + "labels",), (db,),
-                            action=lambda: wait(db, batch),
-                            describe=f"people label batch {batch} of {db}"))  # fmt: skip
+        stages.append(
+            Stage(
+                pre + "label_human",
+                (pre + "labels",),
+                (db,),
+                action=lambda: wait(db, batch),
+                describe=f"people label batch {batch} of {db}",
+            )
+        )
     else:
         sim_out = rd / "label_sim" / "metrics.json"
         oracle_dep = ("oracle",) if cfg.train_base else ()
-        stages.append(Stage(pre + "label_sim", (pre + "labels", *oracle_dep), (sim_out,),
-                            ["label", "simulate", "--db", str(db), "--profile",
-                             cfg.rater_profile, "--oracle", str(p.oracle), "--n",
-                             str(cfg.n_judgments), "--batch", batch, "--out", str(sim_out),
-                             *cfg.args_of("label_sim")],
-                            legacy=sim_out if r == 1 else None))  # fmt: skip
+        stages.append(
+            Stage(
+                pre + "label_sim",
+                (pre + "labels", *oracle_dep),
+                (sim_out,),
+                [
+                    "label",
+                    "simulate",
+                    "--db",
+                    str(db),
+                    "--profile",
+                    cfg.rater_profile,
+                    "--oracle",
+                    str(p.oracle),
+                    "--n",
+                    str(cfg.n_judgments),
+                    "--batch",
+                    batch,
+                    "--out",
+                    str(sim_out),
+                    *cfg.args_of("label_sim"),
+                ],
+                legacy=sim_out if r == 1 else None,
+            )
+        )
     agree = rd / "label_agreement" / "metrics.json"
-    stages.append(Stage(pre + "label_agreement", (stages[-1].name,), (agree,),
-                        ["label", "agreement", "--db", str(db), "--batch", batch, "--out",
-                         str(agree), *cfg.args_of("label_agreement")],
-                        legacy=agree if r == 1 else None))  # fmt: skip
+    stages.append(
+        Stage(
+            pre + "label_agreement",
+            (stages[-1].name,),
+            (agree,),
+            [
+                "label",
+                "agreement",
+                "--db",
+                str(db),
+                "--batch",
+                batch,
+                "--out",
+                str(agree),
+                *cfg.args_of("label_agreement"),
+            ],
+            legacy=agree if r == 1 else None,
+        )
+    )
     return stages
 
 
@@ -216,40 +394,119 @@ def _align_stages(cfg: LoopConfig, p: Paths, r: int, judged: str | None) -> list
     clip_dep = ("clip",) if cfg.train_base else ()
     reward, ddpo = rd / "reward", rd / "ddpo"
     stages = [
-        Stage(pre + "reward", (*labels, *clip_dep), (reward,),
-              ["reward", "train", "--data", str(db), "--backbone", str(p.clip),
-               "--backbone-kind", cfg.clip_kind, "--out", str(reward), "--preset",
-               cfg.preset_of("reward"), *cfg.args_of("reward")], clean=(reward,)),
-    ]  # fmt: skip
+        Stage(
+            pre + "reward",
+            (*labels, *clip_dep),
+            (reward,),
+            [
+                "reward",
+                "train",
+                "--data",
+                str(db),
+                "--backbone",
+                str(p.clip),
+                "--backbone-kind",
+                cfg.clip_kind,
+                "--out",
+                str(reward),
+                "--preset",
+                cfg.preset_of("reward"),
+                *cfg.args_of("reward"),
+            ],
+            clean=(reward,),
+        ),
+    ]
     init = [f"init_lora={p.round_dir(r - 1) / 'ddpo' / 'lora'}"] if r > 1 else []
     prev = (_prefix(r - 1) + "ddpo",) if r > 1 else ()
     prompt_deps = ("prompts",) if cfg.prompts is None else ()
-    stages.append(Stage(pre + "ddpo", (pre + "reward", *base, *prompt_deps, *prev), (ddpo,),
-                        ["align", "ddpo", "--out", str(ddpo), "--model", str(p.generator),
-                         "--prompts", str(p.prompts), "--reward", "reward_model",
-                         "--reward-path", str(reward), "--preset", cfg.preset_of("ddpo"), *init,
-                         *cfg.args_of("ddpo")], resume_dir=ddpo, clean=(ddpo,)))  # fmt: skip
-    stages.append(_eval_stage(cfg, p, pre + "eval", rd / "eval", ddpo, reward,
-                              (pre + "ddpo", pre + "reward")))  # fmt: skip
+    stages.append(
+        Stage(
+            pre + "ddpo",
+            (pre + "reward", *base, *prompt_deps, *prev),
+            (ddpo,),
+            [
+                "align",
+                "ddpo",
+                "--out",
+                str(ddpo),
+                "--model",
+                str(p.generator),
+                "--prompts",
+                str(p.prompts),
+                "--reward",
+                "reward_model",
+                "--reward-path",
+                str(reward),
+                "--preset",
+                cfg.preset_of("ddpo"),
+                *init,
+                *cfg.args_of("ddpo"),
+            ],
+            resume_dir=ddpo,
+            clean=(ddpo,),
+        )
+    )
+    stages.append(
+        _eval_stage(cfg, p, pre + "eval", rd / "eval", ddpo, reward, (pre + "ddpo", pre + "reward"))
+    )
     if r == 1 and cfg.dpo:
         dpo = p.out / "dpo"
-        stages.append(Stage("dpo", (*labels, *base), (dpo,),
-                            ["align", "dpo", "--out", str(dpo), "--model", str(p.generator),
-                             "--db", str(db), "--preset", cfg.preset_of("dpo"),
-                             *cfg.args_of("dpo")], resume_dir=dpo, clean=(dpo,)))  # fmt: skip
+        stages.append(
+            Stage(
+                "dpo",
+                (*labels, *base),
+                (dpo,),
+                [
+                    "align",
+                    "dpo",
+                    "--out",
+                    str(dpo),
+                    "--model",
+                    str(p.generator),
+                    "--db",
+                    str(db),
+                    "--preset",
+                    cfg.preset_of("dpo"),
+                    *cfg.args_of("dpo"),
+                ],
+                resume_dir=dpo,
+                clean=(dpo,),
+            )
+        )
         if cfg.eval_dpo:
-            stages.append(_eval_stage(cfg, p, "eval_dpo", p.out / "eval_dpo", dpo, reward,
-                                      ("dpo", "reward")))  # fmt: skip
+            stages.append(
+                _eval_stage(cfg, p, "eval_dpo", p.out / "eval_dpo", dpo, reward, ("dpo", "reward"))
+            )
     return stages
 
 
-def _eval_stage(cfg: LoopConfig, p: Paths, name: str, out: Path, run: Path, reward: Path,
-                deps: tuple[str, ...]) -> Stage:  # fmt: skip
+def _eval_stage(
+    cfg: LoopConfig, p: Paths, name: str, out: Path, run: Path, reward: Path, deps: tuple[str, ...]
+) -> Stage:
     """`eval run`: the base model with the run's adapters vs the base model, same seeds."""
-    argv = ["eval", "run", "--model", str(p.generator), "--lora", str(run / "lora"),
-            "--baseline", str(p.generator), "--suite", cfg.eval_suite, "--out", str(out),
-            "--clip", str(p.clip), "--reward", str(reward), "--cache-dir",
-            str(p.out / "cache"), "--n-boot", str(cfg.n_boot), "--overwrite"]  # fmt: skip
+    argv = [
+        "eval",
+        "run",
+        "--model",
+        str(p.generator),
+        "--lora",
+        str(run / "lora"),
+        "--baseline",
+        str(p.generator),
+        "--suite",
+        cfg.eval_suite,
+        "--out",
+        str(out),
+        "--clip",
+        str(p.clip),
+        "--reward",
+        str(reward),
+        "--cache-dir",
+        str(p.out / "cache"),
+        "--n-boot",
+        str(cfg.n_boot),
+        "--overwrite",
+    ]
     if p.oracle is not None:
         argv += ["--oracle", str(p.oracle), "--rater", cfg.rater_profile]
     if cfg.train_base:
@@ -267,10 +524,27 @@ def build_stages(
     p = paths_of(cfg, out)
     stages = _base_stages(cfg, p) if cfg.train_base else []
     if cfg.prompts is None:
-        stages.append(Stage("prompts", (), (p.prompts,),
-                            ["data", "prompts", "--out", str(p.prompts), "--n", str(cfg.n_prompts),
-                             "--seed", str(cfg.prompt_seed), "--objects", cfg.prompt_objects,
-                             *cfg.args_of("prompts")], legacy=p.prompts))  # fmt: skip
+        stages.append(
+            Stage(
+                "prompts",
+                (),
+                (p.prompts,),
+                [
+                    "data",
+                    "prompts",
+                    "--out",
+                    str(p.prompts),
+                    "--n",
+                    str(cfg.n_prompts),
+                    "--seed",
+                    str(cfg.prompt_seed),
+                    "--objects",
+                    cfg.prompt_objects,
+                    *cfg.args_of("prompts"),
+                ],
+                legacy=p.prompts,
+            )
+        )
     for r in range(1, cfg.rounds + 1):
         judged = None  # round 1 on a given label store: nothing to label
         if r > 1 or cfg.labels_db is None:
@@ -280,6 +554,13 @@ def build_stages(
         stages += _align_stages(cfg, p, r, judged)
     evals = tuple(s.name for s in stages if s.name.split(".")[-1] in ("eval", "eval_dpo"))
     what = f"write report.html and summary.json of {', '.join(evals)}"  # changes with the rounds
-    stages.append(Stage("report", evals, (out / "report.html", out / "summary.json"),
-                        action=report, describe=what))  # fmt: skip
+    stages.append(
+        Stage(
+            "report",
+            evals,
+            (out / "report.html", out / "summary.json"),
+            action=report,
+            describe=what,
+        )
+    )
     return stages

@@ -126,8 +126,11 @@ class PromptRewriter:
         rewrites = self.generate(prompts, batch_size)
         if not self.keep_intent:
             return rewrites
-        todo = [i for i, (p, r) in enumerate(zip(prompts, rewrites, strict=True))
-                if not r or not keeps_intent(p, r)]  # fmt: skip
+        todo = [
+            i
+            for i, (p, r) in enumerate(zip(prompts, rewrites, strict=True))
+            if not r or not keeps_intent(p, r)
+        ]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             for _ in range(self.candidates - 1):

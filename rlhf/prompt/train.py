@@ -194,8 +194,11 @@ def training_prompts(
     n_held = max(1, round(cfg.pairs * cfg.heldout_share))
     sft, held = load_pairs(cfg.data, cfg.pairs, cfg.seed, n_held)
     # a world folder gives fresh draws; a pair file, its training rows (never held out)
-    grpo = (sft[: cfg.grpo_prompts] if Path(cfg.data).is_file()
-            else load_pairs(cfg.data, cfg.grpo_prompts, cfg.seed + 1)[0])  # fmt: skip
+    grpo = (
+        sft[: cfg.grpo_prompts]
+        if Path(cfg.data).is_file()
+        else load_pairs(cfg.data, cfg.grpo_prompts, cfg.seed + 1)[0]
+    )
     return sft, held, grpo
 
 

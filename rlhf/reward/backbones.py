@@ -184,8 +184,13 @@ class TransformersBackbone(Backbone):
         return self._processor(images=images, return_tensors="pt")["pixel_values"]
 
     def tokenize(self, prompts: Sequence[str]) -> Tokens:
-        out = self._tokenizer(list(prompts), padding="max_length", truncation=True,
-                              max_length=self._max_length, return_tensors="pt")  # fmt: skip
+        out = self._tokenizer(
+            list(prompts),
+            padding="max_length",
+            truncation=True,
+            max_length=self._max_length,
+            return_tensors="pt",
+        )
         return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -265,15 +270,21 @@ def _load_transformers(path: str, device: str) -> Backbone:
         processor = CLIPImageProcessor.from_pretrained(str(folder), local_files_only=True)
     model.to(device).eval()
     files = sorted(folder.glob("*.safetensors"))
-    source = {"kind": "transformers", "path": path, "pretrained": None,
-              "fingerprint": fingerprint(files)}  # fmt: skip
+    source = {
+        "kind": "transformers",
+        "path": path,
+        "pretrained": None,
+        "fingerprint": fingerprint(files),
+    }
     return TransformersBackbone(model, tokenizer, processor, source)
 
 
 def load_backbone(
-    path: str | Path, kind: str = "artalign", pretrained: str | Path | None = None,
+    path: str | Path,
+    kind: str = "artalign",
+    pretrained: str | Path | None = None,
     device: str | torch.device = "cpu",
-) -> Backbone:  # fmt: skip
+) -> Backbone:
     """Load a backbone of `kind` (see the module docstring) for inference, in eval mode."""
     if kind not in BACKBONE_KINDS:
         raise ArtalignError(
@@ -283,8 +294,9 @@ def load_backbone(
     pre = None if pretrained is None else str(pretrained)
     if kind == "transformers":
         if pre is not None:
-            raise ArtalignError("--pretrained is for open_clip config names; a transformers "
-                                "backbone is a folder")  # fmt: skip
+            raise ArtalignError(
+                "--pretrained is for open_clip config names; a transformers backbone is a folder"
+            )
         backbone = _load_transformers(text, str(device))
     else:
         backbone = _load_open_clip(text, kind, pre, str(device))

@@ -105,8 +105,10 @@ def answer_probabilities(
         return np.array([[q["left"], q["right"], q["tie"] + q["both_bad"]]])
     above, tie = rank_pair_marginals(utilities, profile)
     s = profile.spammer_share
-    rows = [[(1 - s) * above[i, j] + s / 2, (1 - s) * above[j, i] + s / 2, (1 - s) * tie[i, j]]
-            for i, j in itertools.combinations(range(len(utilities)), 2)]  # fmt: skip
+    rows = [
+        [(1 - s) * above[i, j] + s / 2, (1 - s) * above[j, i] + s / 2, (1 - s) * tie[i, j]]
+        for i, j in itertools.combinations(range(len(utilities)), 2)
+    ]
     return np.asarray(rows, dtype=np.float64)
 
 

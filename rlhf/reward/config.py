@@ -54,8 +54,11 @@ class RewardConfig(BaseConfig):
     train_fraction: float = hfield(1.0, "Share of the training judgments used (learning curves).")
     seed: int = hfield(0, "Seed of the split, the sampling and the initialisation.")
     # training
-    loss: str = hfield("bt", "bt: Bradley-Terry on pairs and rankings' implied pairs; pl: "
-                       "Plackett-Luce on rankings (pairs still BT).")  # fmt: skip
+    loss: str = hfield(
+        "bt",
+        "bt: Bradley-Terry on pairs and rankings' implied pairs; pl: "
+        "Plackett-Luce on rankings (pairs still BT).",
+    )
     epochs: int = hfield(20, "Passes over the training judgments.")
     batch_size: int = hfield(64, "Judgments per step.")
     lr: float = hfield(1e-3, "AdamW learning rate of the head.")
@@ -70,18 +73,35 @@ class RewardConfig(BaseConfig):
     eval_batch_size: int = hfield(256, "Images per batch when embedding or scoring.")
 
     PRESETS = {
-        "micro": {"epochs": 2, "batch_size": 8, "mlp_hidden": [16], "patience": 0,
-                  "eval_batch_size": 32},
+        "micro": {
+            "epochs": 2,
+            "batch_size": 8,
+            "mlp_hidden": [16],
+            "patience": 0,
+            "eval_batch_size": 32,
+        },
         "quick": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "patience": 6},
-        "gpu": {"mode": "lora", "epochs": 10, "batch_size": 128, "lr": 1e-3,
-                "backbone_lr": 1e-4, "mixed_precision": "bf16", "patience": 3},
-    }  # fmt: skip
+        "gpu": {
+            "mode": "lora",
+            "epochs": 10,
+            "batch_size": 128,
+            "lr": 1e-3,
+            "backbone_lr": 1e-4,
+            "mixed_precision": "bf16",
+            "patience": 3,
+        },
+    }
 
     def validate(self) -> None:
         """Raise an ArtalignError naming the first bad value and its fix."""
-        choices = [("backbone_kind", BACKBONE_KINDS), ("head", HEADS), ("mode", MODES),
-                   ("both_bad", BOTH_BAD), ("loss", LOSSES),
-                   ("mixed_precision", MIXED_PRECISION)]  # fmt: skip
+        choices = [
+            ("backbone_kind", BACKBONE_KINDS),
+            ("head", HEADS),
+            ("mode", MODES),
+            ("both_bad", BOTH_BAD),
+            ("loss", LOSSES),
+            ("mixed_precision", MIXED_PRECISION),
+        ]
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ArtalignError(
@@ -92,13 +112,15 @@ class RewardConfig(BaseConfig):
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1: {self.eval_batch_size}"),
             (self.lr > 0 and self.backbone_lr > 0, "lr and backbone_lr must be > 0"),
-            (0 < self.train_fraction <= 1, f"train_fraction must be in (0, 1], got "
-             f"{self.train_fraction}"),
+            (
+                0 < self.train_fraction <= 1,
+                f"train_fraction must be in (0, 1], got {self.train_fraction}",
+            ),
             (self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
             (all(h >= 1 for h in self.mlp_hidden), "mlp_hidden widths must be >= 1"),
-        ]  # fmt: skip
+        ]
         for ok, message in checks:
             if not ok:
                 raise ArtalignError(f"bad reward config: {message}")

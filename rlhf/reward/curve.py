@@ -89,17 +89,36 @@ def learning_curve(
         run = out / f"frac_{fraction:g}"
         log(f"-- training on {fraction:.0%} of the training judgments -> {run}")
         train_reward(dataclasses.replace(cfg, train_fraction=fraction), data, run, log)
-        m = evaluate_reward(run, data, run / "eval", clip_baseline=n == 0, sim=sim,
-                            held_out=(val, test), n_boot=n_boot, log=log)  # fmt: skip
+        m = evaluate_reward(
+            run,
+            data,
+            run / "eval",
+            clip_baseline=n == 0,
+            sim=sim,
+            held_out=(val, test),
+            n_boot=n_boot,
+            log=log,
+        )
         train_metrics = json.loads((run / "metrics.json").read_text())
         rows.append(_row(fraction, run, m, train_metrics))
         if n == 0:
-            baselines = {k: {f: v[f] for f in ("accuracy", "ci95", "n", "accuracy_no_ties",
-                                                  "expected_accuracy") if f in v}
-                         for k, v in m["scorers"].items() if k != "reward_model"}  # fmt: skip
+            baselines = {
+                k: {
+                    f: v[f]
+                    for f in ("accuracy", "ci95", "n", "accuracy_no_ties", "expected_accuracy")
+                    if f in v
+                }
+                for k, v in m["scorers"].items()
+                if k != "reward_model"
+            }
             ceiling = m["ceiling"]
-    metrics = {"rows": rows, "baselines": baselines, "ceiling": ceiling,
-               "config": cfg.to_dict(), "seconds": time.perf_counter() - t0}  # fmt: skip
+    metrics = {
+        "rows": rows,
+        "baselines": baselines,
+        "ceiling": ceiling,
+        "config": cfg.to_dict(),
+        "seconds": time.perf_counter() - t0,
+    }
     metrics["plot"] = str(plot_curve(metrics, out / "learning_curve.png"))
     write_json(out / "metrics.json", metrics)
     return metrics
@@ -107,14 +126,18 @@ def learning_curve(
 
 def curve_table(metrics: dict[str, Any]) -> str:
     """The curve as a text table: one line per fraction, then the baselines and ceilings."""
-    lines = [f"{'labels':>7} {'train pairs':>11} {'accuracy':>9} {'95% CI':>17} {'no ties':>8} "
-             f"{'ECE':>6} {'val acc':>8}"]  # fmt: skip
+    lines = [
+        f"{'labels':>7} {'train pairs':>11} {'accuracy':>9} {'95% CI':>17} {'no ties':>8} "
+        f"{'ECE':>6} {'val acc':>8}"
+    ]
     for r in metrics["rows"]:
         ci = "n/a" if not r["ci95"] else f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
         val = "n/a" if r["val_accuracy"] is None else f"{r['val_accuracy']:.4f}"
         no_ties = f"{r['accuracy_no_ties']:.4f}"
-        lines.append(f"{r['fraction']:>7.0%} {r['n_train_pairs']:>11} {r['accuracy']:>9.4f} "
-                     f"{ci:>17} {no_ties:>8} {r['ece']:>6.3f} {val:>8}")  # fmt: skip
+        lines.append(
+            f"{r['fraction']:>7.0%} {r['n_train_pairs']:>11} {r['accuracy']:>9.4f} "
+            f"{ci:>17} {no_ties:>8} {r['ece']:>6.3f} {val:>8}"
+        )
     for name, b in metrics["baselines"].items():
         lines.append(f"{name:>19} {b['accuracy']:>9.4f} (n={b['n']})")
     for name, c in metrics["ceiling"].items():
@@ -132,8 +155,13 @@ def plot_curve(metrics: dict[str, Any], path: str | Path, size: tuple[int, int] 
     left, right, top, bottom = 56, 150, 20, 40
     rows = metrics["rows"]
     flat = {k: v["accuracy"] for k, v in metrics["baselines"].items()}
-    flat.update({f"{k} ceiling": v["accuracy"] for k, v in metrics["ceiling"].items()
-                 if isinstance(v, dict) and v.get("accuracy") is not None})  # fmt: skip
+    flat.update(
+        {
+            f"{k} ceiling": v["accuracy"]
+            for k, v in metrics["ceiling"].items()
+            if isinstance(v, dict) and v.get("accuracy") is not None
+        }
+    )
     values = [r["accuracy"] for r in rows] + [v for r in rows if r["ci95"] for v in r["ci95"]]
     values += list(flat.values())
     lo, hi = min(values) - 0.02, max(values) + 0.02

@@ -103,14 +103,17 @@ class PreferenceData:
         self, pairs: Iterable[Pair], rankings: Iterable[Ranking], **notes: Any
     ) -> PreferenceData:
         """The same images with other judgments (and provenance notes added)."""
-        return PreferenceData(self.images, self.names, list(pairs), list(rankings),
-                              {**self.source, **notes})  # fmt: skip
+        return PreferenceData(
+            self.images, self.names, list(pairs), list(rankings), {**self.source, **notes}
+        )
 
     def subset(self, prompts: Iterable[str]) -> PreferenceData:
         """Only the judgments of `prompts`."""
         keep = set(prompts)
-        return self.with_judgments([p for p in self.pairs if p.prompt in keep],
-                                   [r for r in self.rankings if r.prompt in keep])  # fmt: skip
+        return self.with_judgments(
+            [p for p in self.pairs if p.prompt in keep],
+            [r for r in self.rankings if r.prompt in keep],
+        )
 
     def sample(self, fraction: float, seed: int = 0) -> PreferenceData:
         """A random `fraction` of the judgments (at least one), e.g. for learning curves."""
@@ -120,8 +123,10 @@ class PreferenceData:
         items += [("r", i) for i in range(len(self.rankings))]
         n = max(1, round(fraction * len(items))) if items else 0
         chosen = sorted(random.Random(seed).sample(items, n))
-        return self.with_judgments([self.pairs[i] for k, i in chosen if k == "p"],
-                                   [self.rankings[i] for k, i in chosen if k == "r"])  # fmt: skip
+        return self.with_judgments(
+            [self.pairs[i] for k, i in chosen if k == "p"],
+            [self.rankings[i] for k, i in chosen if k == "r"],
+        )
 
     def all_pairs(self) -> list[Pair]:
         """The pairs plus every ranking's implied pairs (label 1 / 0 / 0.5 for a tie)."""
@@ -142,8 +147,9 @@ class PreferenceData:
                 f"no usable judgments in {where} (after leaving out gold tasks, both-bad answers "
                 "and flagged raters); label some images first"
             )
-        if all(p.p_a == 0.5 for p in self.pairs) and all(len(set(r.ranks)) == 1
-                                                          for r in self.rankings):  # fmt: skip
+        if all(p.p_a == 0.5 for p in self.pairs) and all(
+            len(set(r.ranks)) == 1 for r in self.rankings
+        ):
             raise ArtalignError(
                 f"every judgment in {where} is a tie: there is no preference to learn; "
                 "collect judgments that pick a winner"
@@ -151,10 +157,14 @@ class PreferenceData:
 
     def summary(self) -> dict[str, Any]:
         """Counts for logs and metrics."""
-        return {"pairs": len(self.pairs), "rankings": len(self.rankings),
-                "implied_pairs": len(self.all_pairs()), "prompts": len(self.prompts()),
-                "images": len(self.used_images()),
-                "raters": len({j.rater for j in [*self.pairs, *self.rankings]})}  # fmt: skip
+        return {
+            "pairs": len(self.pairs),
+            "rankings": len(self.rankings),
+            "implied_pairs": len(self.all_pairs()),
+            "prompts": len(self.prompts()),
+            "images": len(self.used_images()),
+            "raters": len({j.rater for j in [*self.pairs, *self.rankings]}),
+        }
 
 
 # ----------------------------------------------------------------------------- rater policy
@@ -171,17 +181,31 @@ def _agreement_records(data: PreferenceData) -> tuple[list[dict[str, Any]], dict
         key = ("pair", p.prompt, *sorted((p.image_a, p.image_b)))
         p_lo = p.p_a if lo_first else 1.0 - p.p_a
         choice = "left" if p_lo == 1.0 else "right" if p_lo == 0.0 else "tie"
-        records.append({"id": n, "task_id": units.setdefault(key, len(units)), "kind": "pair",
-                        "rater_id": rid[p.rater], "answer": {"choice": choice},
-                        "seconds": None})  # fmt: skip
+        records.append(
+            {
+                "id": n,
+                "task_id": units.setdefault(key, len(units)),
+                "kind": "pair",
+                "rater_id": rid[p.rater],
+                "answer": {"choice": choice},
+                "seconds": None,
+            }
+        )
     for n, r in enumerate(data.rankings, len(data.pairs)):
         if r.rater is None:
             continue
         order = sorted(range(len(r.images)), key=lambda i: r.images[i])
         key = ("rank", r.prompt, *(r.images[i] for i in order))
-        records.append({"id": n, "task_id": units.setdefault(key, len(units)), "kind": "rank",
-                        "rater_id": rid[r.rater], "answer": {"ranks": [r.ranks[i] for i in order]},
-                        "seconds": None})  # fmt: skip
+        records.append(
+            {
+                "id": n,
+                "task_id": units.setdefault(key, len(units)),
+                "kind": "rank",
+                "rater_id": rid[r.rater],
+                "answer": {"ranks": [r.ranks[i] for i in order]},
+                "seconds": None,
+            }
+        )
     return records, {i: name for name, i in rid.items()}
 
 
@@ -213,9 +237,10 @@ class RaterPolicy:
         return data.with_judgments(
             [weigh(p) for p in data.pairs if p.rater not in excluded],
             [weigh(r) for r in data.rankings if r.rater not in excluded],
-            excluded_raters=sorted(excluded | set(before)), rater_weights=w or None,
+            excluded_raters=sorted(excluded | set(before)),
+            rater_weights=w or None,
             rater_policy_fit_prompts=self.fit_prompts,
-        )  # fmt: skip
+        )
 
 
 def fit_rater_policy(
@@ -264,8 +289,9 @@ def apply_rater_policy(
 ) -> PreferenceData:
     """`fit_rater_policy` on all of `data`, applied to it: only for data that is not split into
     held-out parts afterwards (training fits the policy on its training split)."""
-    return fit_rater_policy(data, exclude_raters, rater_weights, min_shared,
-                            kappa_threshold).apply(data)  # fmt: skip
+    return fit_rater_policy(data, exclude_raters, rater_weights, min_shared, kappa_threshold).apply(
+        data
+    )
 
 
 def training_rater_policy(
@@ -286,11 +312,17 @@ def training_rater_policy(
             "its prompts; load it with exclude_raters=None and rater_weights=False: training "
             "fits the policy (exclude_flagged, rater_weights) on its training prompts"
         )
-    policy = fit_rater_policy(train, "flagged" if cfg.exclude_flagged else None,
-                              cfg.rater_weights, kappa_threshold=cfg.flag_kappa)  # fmt: skip
+    policy = fit_rater_policy(
+        train,
+        "flagged" if cfg.exclude_flagged else None,
+        cfg.rater_weights,
+        kappa_threshold=cfg.flag_kappa,
+    )
     if policy.excluded and log is not None:
-        log(f"left out raters who agree with nobody on the training prompts: "
-            f"{', '.join(policy.excluded)}")  # fmt: skip
+        log(
+            f"left out raters who agree with nobody on the training prompts: "
+            f"{', '.join(policy.excluded)}"
+        )
     return policy
 
 
@@ -305,14 +337,17 @@ def split_by_prompt(
     """
     if val < 0 or test < 0 or val + test >= 1:
         raise ArtalignError(f"split shares val={val}, test={test} must be >= 0 and sum below 1")
-    prompts = sorted(data.prompts(),
-                     key=lambda p: hashlib.sha256(f"{seed}\0{p}".encode()).hexdigest())  # fmt: skip
+    prompts = sorted(
+        data.prompts(), key=lambda p: hashlib.sha256(f"{seed}\0{p}".encode()).hexdigest()
+    )
     n = len(prompts)
     n_test = round(test * n) if test == 0 or n < 3 else max(1, round(test * n))
     n_val = round(val * n) if val == 0 or n < 3 else max(1, round(val * n))
     if n - n_test - n_val < 1:
-        raise ArtalignError(f"{n} prompt(s) cannot be split into train/val/test; label more "
-                            "prompts or lower the val / test shares")  # fmt: skip
+        raise ArtalignError(
+            f"{n} prompt(s) cannot be split into train/val/test; label more "
+            "prompts or lower the val / test shares"
+        )
     test_p, val_p = prompts[:n_test], prompts[n_test : n_test + n_val]
     train_p = prompts[n_test + n_val :]
     return data.subset(train_p), data.subset(val_p), data.subset(test_p)

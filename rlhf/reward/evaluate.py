@@ -76,8 +76,10 @@ class PairTable:
     @classmethod
     def of(cls, data: PreferenceData) -> PairTable:
         t = cls()
-        rows = [(p.prompt, p.image_a, p.image_b, p.p_a, p.rater, ("pair", n))
-                for n, p in enumerate(data.pairs)]  # fmt: skip
+        rows = [
+            (p.prompt, p.image_a, p.image_b, p.p_a, p.rater, ("pair", n))
+            for n, p in enumerate(data.pairs)
+        ]
         for n, r in enumerate(data.rankings):
             for i in range(len(r.images)):
                 for j in range(i + 1, len(r.images)):
@@ -103,8 +105,11 @@ def held_out_splits(
     val_p = set(split.get("val_prompts", [])) if split else set()
     test_p = (prompts - train_p - val_p) if split else prompts
     val, test = data.subset(prompts & val_p), data.subset(test_p)
-    notes = {"split_file": bool(split), "n_train_prompts_left_out": len(prompts & train_p),
-             "val_from": "split.json"}  # fmt: skip
+    notes = {
+        "split_file": bool(split),
+        "n_train_prompts_left_out": len(prompts & train_p),
+        "val_from": "split.json",
+    }
     if len(val) == 0 and len(test.prompts()) >= 3:
         val, _, test = split_by_prompt(test, val=0.0, test=0.8, seed=seed)  # "train": 20%
         notes["val_from"] = "a fifth of the test prompts"
@@ -136,10 +141,16 @@ class ScoreCache:
                 self.values[key] = float(v)
 
     def diffs(self, t: PairTable) -> np.ndarray:
-        self.fill([(i, p) for i, p in zip(t.a, t.prompt, strict=True)]
-                  + [(i, p) for i, p in zip(t.b, t.prompt, strict=True)])  # fmt: skip
-        return np.array([self.values[(a, p)] - self.values[(b, p)]
-                         for a, b, p in zip(t.a, t.b, t.prompt, strict=True)])  # fmt: skip
+        self.fill(
+            [(i, p) for i, p in zip(t.a, t.prompt, strict=True)]
+            + [(i, p) for i, p in zip(t.b, t.prompt, strict=True)]
+        )
+        return np.array(
+            [
+                self.values[(a, p)] - self.values[(b, p)]
+                for a, b, p in zip(t.a, t.b, t.prompt, strict=True)
+            ]
+        )
 
 
 def _spearman(cache: ScoreCache, test: PreferenceData) -> dict[str, Any]:
@@ -160,16 +171,31 @@ def judgment_records(data: PreferenceData) -> list[dict[str, Any]]:
         p_lo = p.p_a if p.image_a == lo else 1.0 - p.p_a
         choice = "left" if p_lo == 1.0 else "right" if p_lo == 0.0 else "tie"
         task = tasks.setdefault(("pair", p.prompt, lo, hi), len(tasks))
-        records.append({"id": len(records), "task_id": task, "rater_id": p.rater, "kind": "pair",
-                        "prompt": p.prompt, "answer": {"choice": choice}})  # fmt: skip
+        records.append(
+            {
+                "id": len(records),
+                "task_id": task,
+                "rater_id": p.rater,
+                "kind": "pair",
+                "prompt": p.prompt,
+                "answer": {"choice": choice},
+            }
+        )
     for r in data.rankings:
         if r.rater is None:
             continue
         order = sorted(range(len(r.images)), key=lambda i: r.images[i])
         task = tasks.setdefault(("rank", r.prompt, *(r.images[i] for i in order)), len(tasks))
-        records.append({"id": len(records), "task_id": task, "rater_id": r.rater, "kind": "rank",
-                        "prompt": r.prompt,
-                        "answer": {"ranks": [r.ranks[i] for i in order]}})  # fmt: skip
+        records.append(
+            {
+                "id": len(records),
+                "task_id": task,
+                "rater_id": r.rater,
+                "kind": "rank",
+                "prompt": r.prompt,
+                "answer": {"ranks": [r.ranks[i] for i in order]},
+            }
+        )
     return records
 
 
@@ -186,8 +212,9 @@ def answer_table(test: PreferenceData, t: PairTable, sim: SimulatedRaters) -> np
     """(n_pairs, 5): q_a, q_b, q_tie of each pair's rater, and the utilities u_a, u_b."""
     honest = dataclasses.replace(sim.profile, spammer_share=0.0) if sim.spammers else sim.profile
     items = sorted({(i, p) for i, p in zip(t.a + t.b, t.prompt + t.prompt, strict=True)})
-    u = oracle_utilities(sim.oracle, sim.profile, [test.load_image(i) for i, _ in items],
-                         [p for _, p in items])  # fmt: skip
+    u = oracle_utilities(
+        sim.oracle, sim.profile, [test.load_image(i) for i, _ in items], [p for _, p in items]
+    )
     util = dict(zip(items, u.tolist(), strict=True))
     by_task: dict[tuple[str, int], np.ndarray] = {}
     for kind, n in dict.fromkeys(t.task):
@@ -207,8 +234,11 @@ def answer_table(test: PreferenceData, t: PairTable, sim: SimulatedRaters) -> np
 
 def _mean_ci(values: np.ndarray, groups: list[str], n_boot: int, seed: int) -> dict[str, Any]:
     ci = bootstrap_ci(values, groups, n_boot=n_boot, seed=seed)
-    return {"accuracy": float(values.mean()), "ci95": list(ci) if ci else None,
-            "n": int(values.size)}  # fmt: skip
+    return {
+        "accuracy": float(values.mean()),
+        "ci95": list(ci) if ci else None,
+        "n": int(values.size),
+    }
 
 
 def load_split(model_dir: str | Path) -> dict[str, Any] | None:
@@ -243,8 +273,9 @@ def evaluate_scorers(
         t0 = time.perf_counter()
         cache = ScoreCache(test, fn, batch_size)  # val and test share one image table
         d_val, d_test = cache.diffs(tv), cache.diffs(tt)
-        report = pairwise_report((d_val, tv.p_a, tv.prompt), (d_test, tt.p_a, tt.prompt),
-                                 n_boot=n_boot, seed=seed)  # fmt: skip
+        report = pairwise_report(
+            (d_val, tv.p_a, tv.prompt), (d_test, tt.p_a, tt.prompt), n_boot=n_boot, seed=seed
+        )
         report["spearman"] = _spearman(cache, test)
         if q is not None:
             exp = expected_credit(q[:, :3], d_test, report["tau"])
@@ -252,15 +283,21 @@ def evaluate_scorers(
             report["expected_accuracy_no_ties"] = float(expected_credit(q[:, :3], d_test).mean())
         report["seconds"] = time.perf_counter() - t0
         results[name] = report
-        log(f"{name}: accuracy {report['accuracy']:.4f} on {report['n']} pairs "
-            f"({report['seconds']:.1f}s)")  # fmt: skip
+        log(
+            f"{name}: accuracy {report['accuracy']:.4f} on {report['n']} pairs "
+            f"({report['seconds']:.1f}s)"
+        )
     ceiling: dict[str, Any] = {"raters": rater_ceiling(judgment_records(test), n_boot, seed)}
     if q is not None:
         bound = _mean_ci(perfect_credit(q[:, :3]), tt.prompt, n_boot, seed)
         no_ties = _mean_ci(perfect_credit(q[:, :3], ties=False), tt.prompt, n_boot, seed)
-        ceiling["analytic"] = {**bound, "accuracy_no_ties": no_ties["accuracy"],
-                               "ci95_no_ties": no_ties["ci95"], "profile": sim.profile.name,
-                               "known_spammers": sorted(sim.spammers)}  # fmt: skip
+        ceiling["analytic"] = {
+            **bound,
+            "accuracy_no_ties": no_ties["accuracy"],
+            "ci95_no_ties": no_ties["ci95"],
+            "profile": sim.profile.name,
+            "known_spammers": sorted(sim.spammers),
+        }
     return {"scorers": results, "ceiling": ceiling}
 
 
@@ -333,8 +370,12 @@ def evaluate_reward(
         val, test, notes = held_out_splits(data, split, seed)
     else:
         val, test = held_out
-        notes = {"split_file": False, "val_from": "given", "n_val_prompts": len(val.prompts()),
-                 "n_test_prompts": len(test.prompts())}  # fmt: skip
+        notes = {
+            "split_file": False,
+            "val_from": "given",
+            "n_val_prompts": len(val.prompts()),
+            "n_test_prompts": len(test.prompts()),
+        }
     excluded = (config.get("data", {}).get("excluded_raters") or []) if drop_excluded_raters else []
     if excluded:
         val, test = (RaterPolicy(tuple(excluded)).apply(s) for s in (val, test))
@@ -346,23 +387,32 @@ def evaluate_reward(
     scorers: dict[str, ScoreFn] = {"reward_model": reward}
     if clip_baseline:
         bb = config["backbone"]
-        scorers["clip_score"] = clip_score_fn(str(model.backbone.source["path"]), bb["kind"],
-                                              bb.get("pretrained"), batch_size)  # fmt: skip
+        scorers["clip_score"] = clip_score_fn(
+            str(model.backbone.source["path"]), bb["kind"], bb.get("pretrained"), batch_size
+        )
     scorers["random"] = random_score_fn(random_seed)
     result = evaluate_scorers(scorers, val, test, sim, n_boot, seed, batch_size, log)
     if sim_metrics is not None:
         result["ceiling"]["simulate_run"] = sim_metrics.get("ceiling")
     metrics = {
         "model": str(model_dir),
-        "head": config["head"]["kind"], "mode": config["mode"],
-        "data": {**{k: v for k, v in data.source.items() if k != "rater_weights"},
-                 "val": val.summary(), "test": test.summary(), **notes},
-        **result, "ratios": ratios(result),
-        "protocol": ("pairwise accuracy, ties half credit, tie threshold tau tuned on val "
-                     "(PickScore); ECE: 10 equal-width bins of sigmoid(s_a - s_b); 95% CIs: "
-                     f"{n_boot} bootstrap draws over prompts"),
+        "head": config["head"]["kind"],
+        "mode": config["mode"],
+        "data": {
+            **{k: v for k, v in data.source.items() if k != "rater_weights"},
+            "val": val.summary(),
+            "test": test.summary(),
+            **notes,
+        },
+        **result,
+        "ratios": ratios(result),
+        "protocol": (
+            "pairwise accuracy, ties half credit, tie threshold tau tuned on val "
+            "(PickScore); ECE: 10 equal-width bins of sigmoid(s_a - s_b); 95% CIs: "
+            f"{n_boot} bootstrap draws over prompts"
+        ),
         "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+    }
     if out is not None:
         write_json(Path(out) / "metrics.json", metrics)
     return metrics

@@ -69,21 +69,29 @@ class _Builder:
         prompt = require_prompt(prompt, where)
         self.data.pairs.append(Pair(prompt, a, b, float(p_a), rater_name(rater)))
 
-    def ranking(self, prompt: Any, images: list[int], ranks: Sequence[Any], rater: Any,
-                where: str) -> None:  # fmt: skip
+    def ranking(
+        self, prompt: Any, images: list[int], ranks: Sequence[Any], rater: Any, where: str
+    ) -> None:
         if len(ranks) != len(images) or len(images) < 2:
             raise ArtalignError(f"{where}: a ranking needs one rank per image (2 or more)")
         if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ranks):
             raise ArtalignError(f"{where}: ranks must be numbers, got {list(ranks)}")
-        self.data.rankings.append(Ranking(require_prompt(prompt, where), tuple(images),
-                                          competition_ranks(ranks), rater_name(rater)))  # fmt: skip
+        self.data.rankings.append(
+            Ranking(
+                require_prompt(prompt, where),
+                tuple(images),
+                competition_ranks(ranks),
+                rater_name(rater),
+            )
+        )
 
     def finish(
         self, exclude_raters: Any, rater_weights: bool, flag_kappa: float, check: bool
     ) -> PreferenceData:
         self.data.source["dropped"] = dict(self.dropped)
-        data = apply_rater_policy(self.data, exclude_raters, rater_weights,
-                                  kappa_threshold=flag_kappa)  # fmt: skip
+        data = apply_rater_policy(
+            self.data, exclude_raters, rater_weights, kappa_threshold=flag_kappa
+        )
         if check:
             data.check()
         return data
@@ -121,8 +129,7 @@ def load_from_store(
                 p_a = {"left": 1.0, "right": 0.0}.get(choice, 0.5)
                 b.pair(j.prompt, ids[0], ids[1], p_a, j.rater_name or j.rater_id, where)
         elif b.keep(gold, False):
-            b.ranking(j.prompt, ids, j.answer.get("ranks") or [], j.rater_name or j.rater_id,
-                      where)  # fmt: skip
+            b.ranking(j.prompt, ids, j.answer.get("ranks") or [], j.rater_name or j.rater_id, where)
     return b.finish(exclude_raters, rater_weights, flag_kappa, check)
 
 
@@ -161,8 +168,13 @@ def load_pickapic(
         for a, c, label, _, _ in rows:
             beaten_by[c] += label == 1.0
             beaten_by[a] += label == 0.0
-        b.ranking(rows[0][4], images, [1 + beaten_by[i] for i in images], rows[0][3],
-                  f"{path}: ranking {ranking_id}")  # fmt: skip
+        b.ranking(
+            rows[0][4],
+            images,
+            [1 + beaten_by[i] for i in images],
+            rows[0][3],
+            f"{path}: ranking {ranking_id}",
+        )
     return b.finish(exclude_raters, rater_weights, flag_kappa, check)
 
 
@@ -194,8 +206,10 @@ def load_preferences(path: str | Path, **kwargs: Any) -> PreferenceData:
     """Load a label store (.db / .sqlite or any SQLite file), a .parquet or a .jsonl file."""
     path = Path(path)
     if not path.exists():
-        raise ArtalignError(f"preference data {path} does not exist; pass a label store (.db), "
-                            "a Pick-a-Pic .parquet or a .jsonl rankings file")  # fmt: skip
+        raise ArtalignError(
+            f"preference data {path} does not exist; pass a label store (.db), "
+            "a Pick-a-Pic .parquet or a .jsonl rankings file"
+        )
     if path.suffix == ".parquet":
         return load_pickapic(path, **{k: v for k, v in kwargs.items() if k != "batch"})
     if path.suffix == ".jsonl":
@@ -204,5 +218,6 @@ def load_preferences(path: str | Path, **kwargs: Any) -> PreferenceData:
         is_sqlite = f.read(16) == b"SQLite format 3\x00"
     if path.suffix in (".db", ".sqlite", ".sqlite3") or is_sqlite:
         return load_from_store(path, **kwargs)
-    raise ArtalignError(f"cannot tell what {path} is; pass a label store (.db), a .parquet "
-                        "or a .jsonl file")  # fmt: skip
+    raise ArtalignError(
+        f"cannot tell what {path} is; pass a label store (.db), a .parquet or a .jsonl file"
+    )

@@ -101,8 +101,15 @@ def expected_calibration_error(
             continue
         mean_q, mean_y = float(q[mask].mean()), float(y[mask].mean())
         ece += n / q.size * abs(mean_q - mean_y)
-        bins.append({"lo": b / n_bins, "hi": (b + 1) / n_bins, "n": n,
-                     "mean_prob": mean_q, "mean_label": mean_y})  # fmt: skip
+        bins.append(
+            {
+                "lo": b / n_bins,
+                "hi": (b + 1) / n_bins,
+                "n": n,
+                "mean_prob": mean_q,
+                "mean_label": mean_y,
+            }
+        )
     return float(ece), bins
 
 
@@ -291,8 +298,12 @@ def rater_ceiling(judgments: Sequence[Any], n_boot: int = 1000, seed: int = 0) -
             labels = [_CHOICE_P[v] for v in by_rater.values()]
             if len(labels) < 2:
                 continue
-            scored = [label_credit(a, b) for i, a in enumerate(labels)
-                      for k, b in enumerate(labels) if i != k]  # fmt: skip
+            scored = [
+                label_credit(a, b)
+                for i, a in enumerate(labels)
+                for k, b in enumerate(labels)
+                if i != k
+            ]
             credits.append(float(np.mean(scored)))
             groups.append(prompt_of[key if kind == "pairs" else key[0]])
     ci = bootstrap_ci(credits, groups, n_boot=n_boot, seed=seed) if credits else None

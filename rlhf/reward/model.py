@@ -146,17 +146,24 @@ class RewardModel(nn.Module):
     def _add_lora(self, lora: dict[str, Any]) -> None:
         from peft import LoraConfig, inject_adapter_in_model
 
-        names = {n.rsplit(".", 1)[-1] for n, m in self.backbone.model.named_modules()
-                 if isinstance(m, nn.Linear)}  # fmt: skip
+        names = {
+            n.rsplit(".", 1)[-1]
+            for n, m in self.backbone.model.named_modules()
+            if isinstance(m, nn.Linear)
+        }
         targets = sorted(t for t in self.backbone.lora_targets if t in names)
         if not targets:
             raise ArtalignError(
                 f"backbone {self.backbone.source['path']} has none of the LoRA target layers "
                 f"{self.backbone.lora_targets}; use --mode full"
             )
-        self.lora_config = {"r": int(lora.get("r", 8)), "alpha": float(lora.get("alpha", 16.0)),
-                            "dropout": float(lora.get("dropout", 0.0)), "target_modules": targets,
-                            "saved": "adapter (unmerged LoRA A/B weights)"}  # fmt: skip
+        self.lora_config = {
+            "r": int(lora.get("r", 8)),
+            "alpha": float(lora.get("alpha", 16.0)),
+            "dropout": float(lora.get("dropout", 0.0)),
+            "target_modules": targets,
+            "saved": "adapter (unmerged LoRA A/B weights)",
+        }
         cfg = LoraConfig(
             r=self.lora_config["r"],
             lora_alpha=self.lora_config["alpha"],
@@ -217,8 +224,12 @@ class RewardModel(nn.Module):
             unique = list(dict.fromkeys(prompts))
             where = {p: i for i, p in enumerate(unique)}
             tokens = self.backbone.tokenize(unique)
-            txt = torch.cat([self.embed_texts(_index_tokens(tokens, slice(s, s + batch_size)))
-                             for s in range(0, len(unique), batch_size)])  # fmt: skip
+            txt = torch.cat(
+                [
+                    self.embed_texts(_index_tokens(tokens, slice(s, s + batch_size)))
+                    for s in range(0, len(unique), batch_size)
+                ]
+            )
             prompt_idx = torch.tensor([where[p] for p in prompts])
             out = []
             for s in range(0, n, batch_size):
@@ -248,13 +259,19 @@ class RewardModel(nn.Module):
         if src.get("pretrained") and Path(src["pretrained"]).exists():
             src["pretrained"] = str(Path(src["pretrained"]).resolve())
         return {
-            "format": FORMAT, "version": 1,
-            "backbone": {**src, "embed_dim": self.backbone.embed_dim,
-                         "image_size": self.backbone.image_size},
-            "head": self.head_config, "mode": self.mode, "lora": self.lora_config,
+            "format": FORMAT,
+            "version": 1,
+            "backbone": {
+                **src,
+                "embed_dim": self.backbone.embed_dim,
+                "image_size": self.backbone.image_size,
+            },
+            "head": self.head_config,
+            "mode": self.mode,
+            "lora": self.lora_config,
             "weights": {"file": WEIGHTS_FILE, "holds": HOLDS[self.mode]},
             **self.meta,
-        }  # fmt: skip
+        }
 
     def save(self, out: str | Path) -> Path:
         """Write `reward.safetensors` and `reward_config.json` into `out` (each atomically)."""
@@ -293,15 +310,17 @@ def read_reward_config(model_dir: str | Path) -> dict[str, Any]:
     """The reward_config.json of a reward-model folder, or an ArtalignError saying what it is."""
     folder = Path(model_dir)
     if not folder.is_dir():
-        raise ArtalignError(f"reward model folder {folder} does not exist; train one with "
-                            "`artalign reward train`")  # fmt: skip
+        raise ArtalignError(
+            f"reward model folder {folder} does not exist; train one with `artalign reward train`"
+        )
     path = folder / CONFIG_FILE
     if not path.is_file():
         hint = ""
         if (folder / "open_clip_config.json").is_file() or (folder / "config.json").is_file():
             hint = " (it looks like a backbone or another model, not a reward model)"
-        raise ArtalignError(f"{folder} has no {CONFIG_FILE}{hint}; pass a folder written by "
-                            "`artalign reward train`")  # fmt: skip
+        raise ArtalignError(
+            f"{folder} has no {CONFIG_FILE}{hint}; pass a folder written by `artalign reward train`"
+        )
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -322,8 +341,10 @@ def _resolve_backbone(config: dict[str, Any], folder: Path, override: str | Path
     rel = bb.get("path_relative")
     if rel and (folder / rel).exists():
         return str((folder / rel).resolve())
-    raise ArtalignError(f"the backbone of {folder} ({path}) is missing; pass backbone=DIR "
-                        "(--backbone) pointing at the same CLIP")  # fmt: skip
+    raise ArtalignError(
+        f"the backbone of {folder} ({path}) is missing; pass backbone=DIR "
+        "(--backbone) pointing at the same CLIP"
+    )
 
 
 def _check_state(model: RewardModel, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -331,12 +352,17 @@ def _check_state(model: RewardModel, state: dict[str, torch.Tensor], path: Path)
     got = {k: tuple(v.shape) for k, v in state.items()}
     problems = [f"missing {k}" for k in expected if k not in got]
     problems += [f"unexpected {k}" for k in got if k not in expected]
-    problems += [f"{k} has shape {got[k]}, the config builds {expected[k]}"
-                 for k in expected if k in got and got[k] != expected[k]]  # fmt: skip
+    problems += [
+        f"{k} has shape {got[k]}, the config builds {expected[k]}"
+        for k in expected
+        if k in got and got[k] != expected[k]
+    ]
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ArtalignError(f"{path} does not fit its {CONFIG_FILE} (another architecture?): "
-                            f"{'; '.join(problems[:3])}{more}")  # fmt: skip
+        raise ArtalignError(
+            f"{path} does not fit its {CONFIG_FILE} (another architecture?): "
+            f"{'; '.join(problems[:3])}{more}"
+        )
 
 
 def load_reward_model(
@@ -353,10 +379,16 @@ def load_reward_model(
         bb, head = config["backbone"], config["head"]
         path = _resolve_backbone(config, folder, backbone)
         model = build_reward_model(
-            path, bb["kind"], bb.get("pretrained"), head["kind"], config["mode"],
-            head.get("mlp_hidden", (256, 64)), head.get("dropout", 0.1), config.get("lora"),
+            path,
+            bb["kind"],
+            bb.get("pretrained"),
+            head["kind"],
+            config["mode"],
+            head.get("mlp_hidden", (256, 64)),
+            head.get("dropout", 0.1),
+            config.get("lora"),
             device,
-        )  # fmt: skip
+        )
     except (KeyError, TypeError) as e:
         raise ArtalignError(
             f"{folder / CONFIG_FILE} lacks a field ({e}); retrain the model"

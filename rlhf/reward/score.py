@@ -59,8 +59,11 @@ def make_reward_fn(
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         t0 = time.perf_counter()
         rewards = model.score(_as_images(images), prompts, batch_size=batch_size)
-        info = {"reward_model": str(model_dir), "mean": float(rewards.mean()) if len(rewards)
-                else None, "seconds": time.perf_counter() - t0}  # fmt: skip
+        info = {
+            "reward_model": str(model_dir),
+            "mean": float(rewards.mean()) if len(rewards) else None,
+            "seconds": time.perf_counter() - t0,
+        }
         return rewards, info
 
     reward_fn.model = model  # type: ignore[attr-defined]
@@ -122,8 +125,10 @@ def collect_images(images: str | Path, prompts: str | Path | None = None) -> lis
     for path, prompt in items:
         prompt = prompt or _png_prompt(path)
         if not prompt:
-            raise ArtalignError(f"image {path} has no prompt (no manifest entry or PNG 'prompt' "
-                                "chunk); pass --prompts FILE")  # fmt: skip
+            raise ArtalignError(
+                f"image {path} has no prompt (no manifest entry or PNG 'prompt' "
+                "chunk); pass --prompts FILE"
+            )
         out.append((path, prompt))
     return out
 
@@ -179,8 +184,9 @@ def score_folder(
         r, info = reward_fn(pil, [t for _, t in chunk], None)
         seconds += info["seconds"]
         rewards += r.tolist()
-    rows = [{"file": str(p), "prompt": t, "reward": r}
-            for (p, t), r in zip(items, rewards, strict=True)]  # fmt: skip
+    rows = [
+        {"file": str(p), "prompt": t, "reward": r} for (p, t), r in zip(items, rewards, strict=True)
+    ]
     out = Path(out)
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
         if out.suffix == ".csv":

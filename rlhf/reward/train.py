@@ -67,10 +67,12 @@ class Units:
                 rows.append((p.prompt, [p.image_a, p.image_b], ranks, p.weight))
             k = max((len(r[1]) for r in rows), default=2)
             self.prompt = torch.tensor([prompt_index[r[0]] for r in rows], dtype=torch.long)
-            self.images = torch.tensor([r[1] + [r[1][0]] * (k - len(r[1])) for r in rows],
-                                       dtype=torch.long).view(-1, k)  # fmt: skip
-            self.label = torch.tensor([r[2] + [0] * (k - len(r[2])) for r in rows],
-                                      dtype=torch.long).view(-1, k)  # fmt: skip
+            self.images = torch.tensor(
+                [r[1] + [r[1][0]] * (k - len(r[1])) for r in rows], dtype=torch.long
+            ).view(-1, k)
+            self.label = torch.tensor(
+                [r[2] + [0] * (k - len(r[2])) for r in rows], dtype=torch.long
+            ).view(-1, k)
             self.weight = torch.tensor([r[3] for r in rows], dtype=torch.float32)
 
     def __len__(self) -> int:
@@ -87,8 +89,14 @@ class Units:
 class Features:
     """Image and text embeddings for the loop: cached once (frozen) or computed with grad."""
 
-    def __init__(self, model: RewardModel, data: PreferenceData, prompts: list[str],
-                 cfg: RewardConfig, autocast: Callable) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: RewardModel,
+        data: PreferenceData,
+        prompts: list[str],
+        cfg: RewardConfig,
+        autocast: Callable,
+    ) -> None:
         self.model, self.data, self.cfg, self.autocast = model, data, cfg, autocast
         self.cached = cfg.mode == "frozen" and cfg.cache_features
         self.tokens = model.backbone.tokenize(prompts)
@@ -130,8 +138,9 @@ class Features:
         if self.cached:
             return self.img, self.txt
         with torch.no_grad():
-            img = torch.zeros(len(self.data.images), self.model.backbone.embed_dim,
-                              device=self.model.device)  # fmt: skip
+            img = torch.zeros(
+                len(self.data.images), self.model.backbone.embed_dim, device=self.model.device
+            )
             used = units.images.unique()
             for s in range(0, len(used), self.cfg.eval_batch_size):
                 chunk = used[s : s + self.cfg.eval_batch_size]
@@ -140,9 +149,11 @@ class Features:
         return img, txt
 
     def scores(
-        self, prompt: torch.Tensor, images: torch.Tensor,
+        self,
+        prompt: torch.Tensor,
+        images: torch.Tensor,
         tables: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """Scores (b, K) of images (b, K) against prompts (b,), from `tables` when given."""
         if tables is not None or self.cached:
             img_t, txt_t = tables if tables is not None else (self.img, self.txt)
@@ -226,20 +237,29 @@ def _check_out(out: Path) -> None:
 
 def _optimizer(model: RewardModel, cfg: RewardConfig) -> torch.optim.Optimizer:
     groups = []
-    for params, lr in ((list(model.head.named_parameters()), cfg.lr),
-                       (list(model.backbone.named_parameters()), cfg.backbone_lr)):  # fmt: skip
+    for params, lr in (
+        (list(model.head.named_parameters()), cfg.lr),
+        (list(model.backbone.named_parameters()), cfg.backbone_lr),
+    ):
         params = [(n, p) for n, p in params if p.requires_grad]
         decay = [p for n, p in params if p.ndim >= 2 and "lora_" not in n]
         other = [p for n, p in params if not (p.ndim >= 2 and "lora_" not in n)]
-        groups += [{"params": decay, "lr": lr, "weight_decay": cfg.weight_decay},
-                   {"params": other, "lr": lr, "weight_decay": 0.0}]  # fmt: skip
+        groups += [
+            {"params": decay, "lr": lr, "weight_decay": cfg.weight_decay},
+            {"params": other, "lr": lr, "weight_decay": 0.0},
+        ]
     return torch.optim.AdamW([g for g in groups if g["params"]])
 
 
 def _fit(
-    model: RewardModel, feats: Features, units: Units, val_units: Units, cfg: RewardConfig,
-    accelerator: Any, log: Log,
-) -> tuple[list[dict[str, Any]], int, dict[str, torch.Tensor]]:  # fmt: skip
+    model: RewardModel,
+    feats: Features,
+    units: Units,
+    val_units: Units,
+    cfg: RewardConfig,
+    accelerator: Any,
+    log: Log,
+) -> tuple[list[dict[str, Any]], int, dict[str, torch.Tensor]]:
     """The epochs: (history, best epoch, its trained weights). Epoch 0 is the untrained model."""
     opt = _optimizer(model, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -264,8 +284,13 @@ def _fit(
             losses.append(float(loss.detach()))
         model.eval()
         m = pair_metrics(feats, val_units, cfg.eval_batch_size)
-        row = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "val_loss": m["loss"],
-               "val_accuracy": m["accuracy"], "seconds": time.perf_counter() - t_epoch}  # fmt: skip
+        row = {
+            "epoch": epoch,
+            "train_loss": sum(losses) / len(losses),
+            "val_loss": m["loss"],
+            "val_accuracy": m["accuracy"],
+            "seconds": time.perf_counter() - t_epoch,
+        }
         history.append(row)
         acc_text = "n/a" if m["accuracy"] is None else f"{m['accuracy']:.4f}"
         log(f"epoch {epoch}: train loss {row['train_loss']:.4f}, val accuracy {acc_text}")
@@ -301,22 +326,34 @@ def train_reward(
     train.check()
     accelerator = make_accelerator(cfg.mixed_precision)
     if accelerator.num_processes > 1:
-        raise ArtalignError("reward training runs in one process; start it without a "
-                            "multi-process `accelerate launch`")  # fmt: skip
+        raise ArtalignError(
+            "reward training runs in one process; start it without a "
+            "multi-process `accelerate launch`"
+        )
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     lora = {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout}
-    model = build_reward_model(cfg.backbone, cfg.backbone_kind, cfg.pretrained, cfg.head,
-                               cfg.mode, cfg.mlp_hidden, cfg.dropout, lora,
-                               accelerator.device)  # fmt: skip
+    model = build_reward_model(
+        cfg.backbone,
+        cfg.backbone_kind,
+        cfg.pretrained,
+        cfg.head,
+        cfg.mode,
+        cfg.mlp_hidden,
+        cfg.dropout,
+        lora,
+        accelerator.device,
+    )
     fit = train.with_judgments(train.pairs + val.pairs, train.rankings + val.rankings)
     prompts = fit.prompts()
     where = {p: i for i, p in enumerate(prompts)}
     units, val_units = Units(train, cfg.loss, where), Units(val, "bt", where)
     feats = Features(model, fit, prompts, cfg, accelerator.autocast)
     feature_seconds = time.perf_counter() - t0
-    log(f"{len(units)} training units, {len(val_units)} validation pairs; "
-        f"{model.mode} {model.head_kind} head ({feature_seconds:.1f}s to set up)")  # fmt: skip
+    log(
+        f"{len(units)} training units, {len(val_units)} validation pairs; "
+        f"{model.mode} {model.head_kind} head ({feature_seconds:.1f}s to set up)"
+    )
     if cfg.calibrate_scale and hasattr(model.head, "logit_scale"):
         before, after = calibrate_scale(
             model, feats, Units(train, "bt", where), cfg.eval_batch_size
@@ -329,20 +366,31 @@ def train_reward(
     val_m = pair_metrics(feats, val_units, cfg.eval_batch_size)
     seconds = time.perf_counter() - t0
     metrics = {
-        "best_epoch": best_epoch, "epochs_run": len(history),
-        "stopped_early": len(history) < cfg.epochs, "val_accuracy": val_m["accuracy"],
-        "val_loss": val_m["loss"], "train_accuracy": train_m["accuracy"],
-        "train_loss": train_m["loss"], "seconds": seconds, "feature_seconds": feature_seconds,
-        "data": {"all": data.summary(), "train": train.summary(), "val": val.summary(),
-                 "test": test.summary(),
-                 "excluded_raters": train.source.get("excluded_raters") or [],
-                 "rater_weights": train.source.get("rater_weights"),
-                 "rater_policy_fit_prompts": train.source.get("rater_policy_fit_prompts")},
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "stopped_early": len(history) < cfg.epochs,
+        "val_accuracy": val_m["accuracy"],
+        "val_loss": val_m["loss"],
+        "train_accuracy": train_m["accuracy"],
+        "train_loss": train_m["loss"],
+        "seconds": seconds,
+        "feature_seconds": feature_seconds,
+        "data": {
+            "all": data.summary(),
+            "train": train.summary(),
+            "val": val.summary(),
+            "test": test.summary(),
+            "excluded_raters": train.source.get("excluded_raters") or [],
+            "rater_weights": train.source.get("rater_weights"),
+            "rater_policy_fit_prompts": train.source.get("rater_policy_fit_prompts"),
+        },
         "history": history,
-    }  # fmt: skip
-    model.meta = {"training": cfg.to_dict(), "data": _provenance(train, cfg),
-                  "metrics": {k: metrics[k] for k in ("best_epoch", "val_accuracy",
-                                                      "train_accuracy")}}  # fmt: skip
+    }
+    model.meta = {
+        "training": cfg.to_dict(),
+        "data": _provenance(train, cfg),
+        "metrics": {k: metrics[k] for k in ("best_epoch", "val_accuracy", "train_accuracy")},
+    }
     if accelerator.is_main_process:
         _save(model, cfg, out, metrics, history, split)
     log(f"best epoch {best_epoch}: val accuracy {val_m['accuracy']}, {seconds:.1f}s -> {out}")
@@ -356,12 +404,20 @@ def _module_key(key: str) -> str:
 
 def _provenance(data: PreferenceData, cfg: RewardConfig) -> dict[str, Any]:
     src = {k: v for k, v in data.source.items() if k != "rater_weights"}
-    return {**src, "split": {"val_frac": cfg.val_frac, "test_frac": cfg.test_frac,
-                             "seed": cfg.seed}}  # fmt: skip
+    return {
+        **src,
+        "split": {"val_frac": cfg.val_frac, "test_frac": cfg.test_frac, "seed": cfg.seed},
+    }
 
 
-def _save(model: RewardModel, cfg: RewardConfig, out: Path, metrics: dict[str, Any],
-          history: list[dict[str, Any]], splits: tuple[PreferenceData, ...]) -> None:  # fmt: skip
+def _save(
+    model: RewardModel,
+    cfg: RewardConfig,
+    out: Path,
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+    splits: tuple[PreferenceData, ...],
+) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -369,10 +425,15 @@ def _save(model: RewardModel, cfg: RewardConfig, out: Path, metrics: dict[str, A
         model.save(tmp)  # a sibling of `out`: the backbone's relative path holds for both
         cfg.save_yaml(tmp / "train_config.yaml")
         names = ("train", "val", "test")
-        write_json(tmp / "split.json", {
-            "seed": cfg.seed, "val_frac": cfg.val_frac, "test_frac": cfg.test_frac,
-            **{f"{n}_prompts": s.prompts() for n, s in zip(names, splits, strict=True)},
-        })  # fmt: skip
+        write_json(
+            tmp / "split.json",
+            {
+                "seed": cfg.seed,
+                "val_frac": cfg.val_frac,
+                "test_frac": cfg.test_frac,
+                **{f"{n}_prompts": s.prompts() for n, s in zip(names, splits, strict=True)},
+            },
+        )
         (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         write_json(tmp / "metrics.json", metrics)
         replace_dir(tmp, out)

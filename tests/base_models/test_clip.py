@@ -141,8 +141,12 @@ def test_lr_schedule_is_warmup_then_cosine():
 def test_step_streams_are_per_step_and_rank_and_checkpoints_skip_the_last_step():
     draw = lambda *a: torch.rand(3, generator=step_generator(*a)).tolist()  # noqa: E731
     assert draw(0, 5, 1) == draw(0, 5, 1)
-    assert len({tuple(draw(0, 5, 0)), tuple(draw(0, 5, 1)), tuple(draw(0, 6, 0)),
-                tuple(draw(1, 5, 0))}) == 4  # fmt: skip
+    assert (
+        len(
+            {tuple(draw(0, 5, 0)), tuple(draw(0, 5, 1)), tuple(draw(0, 6, 0)), tuple(draw(1, 5, 0))}
+        )
+        == 4
+    )
     assert [d for d in range(1, 11) if checkpoint_due(4, d, 10)] == [4, 8]
     assert not any(checkpoint_due(0, d, 10) for d in range(1, 11))
     assert not checkpoint_due(5, 10, 10)  # the final checkpoint is written apart
@@ -351,7 +355,7 @@ def test_cli_train_and_eval_clip(data, tmp_path):
             "--preset",
             "micro",
             "eval_n=8",
-        ],  # fmt: skip
+        ],
     )
     assert result.exit_code == 0, result.output
     assert (out / WEIGHTS_FILE).is_file() and "zero_shot_colour" in result.output

@@ -103,8 +103,11 @@ def test_a_caption_is_positive_for_every_image_it_describes():
     b = _scene(("star", "red", "large", 2, 2))  # the same object elsewhere
     c = _scene(("circle", "red", "large", 0, 0))
     scenes = [SceneSpec.from_record(r) for r in (a, b, c)]
-    texts = [canonical_caption(scenes[0], False), canonical_caption(scenes[1], True),
-             canonical_caption(scenes[2], False)]  # fmt: skip
+    texts = [
+        canonical_caption(scenes[0], False),
+        canonical_caption(scenes[1], True),
+        canonical_caption(scenes[2], False),
+    ]
     assert not names_position(texts[0]) and names_position(texts[1])
     keys = KeyIndex(meaning_keys(texts, [a, b, c]), image_keys(texts, [a, b, c]))
     mask = keys.mask(torch.arange(3), torch.arange(3))
@@ -176,8 +179,14 @@ def test_lit_run_locks_the_pretrained_image_tower(data, tmp_path, monkeypatch):
         final["token_embedding.weight"], after_stage_one["token_embedding.weight"]
     )
     assert metrics["pretrain_steps"] == 3 and set(metrics["pretrain_train_accuracy"]) == {
-        "cell_shape", "cell_colour", "cell_size", "style", "background", "colour_shape",
-        "size_shape"}  # fmt: skip
+        "cell_shape",
+        "cell_colour",
+        "cell_size",
+        "style",
+        "background",
+        "colour_shape",
+        "size_shape",
+    }
     assert {"binding_colour_swap", "binding_shape_swap", "zero_shot_size"} <= set(metrics)
 
 

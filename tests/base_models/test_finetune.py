@@ -42,8 +42,13 @@ def _pipe(sd_folder) -> StableDiffusionPipeline:
 
 def _pipe_image(pipe, prompt, seed) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return pipe(prompt, generator=g, output_type="pt", num_inference_steps=KW["steps"],
-                guidance_scale=KW["guidance"]).images[0]  # fmt: skip
+    return pipe(
+        prompt,
+        generator=g,
+        output_type="pt",
+        num_inference_steps=KW["steps"],
+        guidance_scale=KW["guidance"],
+    ).images[0]
 
 
 def _run(args, capsys) -> tuple[int, str]:
@@ -52,8 +57,21 @@ def _run(args, capsys) -> tuple[int, str]:
 
 
 def _finetune(method, sd_folder, data, out, *overrides, token=None, capsys=None):
-    args = ["base", "finetune-style", "--method", method, "--model", sd_folder, "--data", data,
-            "--out", out, "--preset", "micro", *overrides]  # fmt: skip
+    args = [
+        "base",
+        "finetune-style",
+        "--method",
+        method,
+        "--model",
+        sd_folder,
+        "--data",
+        data,
+        "--out",
+        out,
+        "--preset",
+        "micro",
+        *overrides,
+    ]
     if token:
         args += ["--token", token]
     code, err = _run(args, capsys)
@@ -67,13 +85,17 @@ def _finetune(method, sd_folder, data, out, *overrides, token=None, capsys=None)
         (PROMPT, "a large red circle on a white background"),
         ("a polka-dot picture of a blue box on grey", "a picture of a blue box on grey"),
         ("shaded art: a red disc, black background", "a red disc, black background"),
-        ("a red star against a white backdrop in outlined style",
-         "a red star against a white backdrop"),
-        ("two shapes in flat style: a red star and a blue box, on white",
-         "two shapes: a red star and a blue box, on white"),
+        (
+            "a red star against a white backdrop in outlined style",
+            "a red star against a white backdrop",
+        ),
+        (
+            "two shapes in flat style: a red star and a blue box, on white",
+            "two shapes: a red star and a blue box, on white",
+        ),
         ("a photo of my cat", "a photo of my cat"),
     ],
-)  # fmt: skip
+)
 def test_caption_rule(caption, stripped):
     assert strip_style(caption) == stripped
     assert trigger_caption(caption, "sks") == f"sks style, {stripped}"
@@ -85,8 +107,11 @@ def test_trigger_caption_of_a_style_only_caption():
 
 def _state(module) -> dict[str, torch.Tensor]:
     """Parameters by their base names (peft's `.base_layer` removed), LoRA weights left out."""
-    return {n.replace(".base_layer", ""): p.detach().clone()
-            for n, p in module.named_parameters() if "lora_" not in n}  # fmt: skip
+    return {
+        n.replace(".base_layer", ""): p.detach().clone()
+        for n, p in module.named_parameters()
+        if "lora_" not in n
+    }
 
 
 def test_lora_trains_the_adapters_and_nothing_else(sd_folder, micro_data):
@@ -137,8 +162,12 @@ def test_lora_output_loads_in_diffusers_and_generator(sd_folder, micro_data, tmp
     assert metrics["weights"] == "pytorch_lora_weights.safetensors"
     assert metrics["config"]["max_steps"] == 2 and len(metrics["loss_curve"]) == 2
     names = {p.name for p in out.iterdir()}
-    assert names == {"pytorch_lora_weights.safetensors", "metrics.json", "samples.png",
-                     "finetune_config.yaml"}  # fmt: skip
+    assert names == {
+        "pytorch_lora_weights.safetensors",
+        "metrics.json",
+        "samples.png",
+        "finetune_config.yaml",
+    }
     prompt = trigger_caption(PROMPT, "sks")
     gen = Generator.from_folder(sd_folder)
     base = gen.sample([prompt], [7], **KW).pixels
@@ -154,8 +183,9 @@ def test_textual_inversion_output_loads_in_diffusers_generator_and_cli(
     sd_folder, micro_data, tmp_path, capsys
 ):
     out = tmp_path / "ti"
-    metrics = _finetune("textual-inversion", sd_folder, micro_data, out, "embedding_lr=0.1",
-                        capsys=capsys)  # fmt: skip
+    metrics = _finetune(
+        "textual-inversion", sd_folder, micro_data, out, "embedding_lr=0.1", capsys=capsys
+    )
     assert metrics["token"] == "<sks>" and metrics["trainable_parameters"] == 32
     file = out / "learned_embeds.safetensors"
     assert file.is_file() and not (out / "pytorch_lora_weights.safetensors").exists()
@@ -170,9 +200,25 @@ def test_textual_inversion_output_loads_in_diffusers_generator_and_cli(
     assert (ours - plain).abs().max() > 1e-3  # the learned row moved off its init word
 
     gen_out = tmp_path / "gen"
-    args = ["generate", "--model", sd_folder, "--prompt", prompt, "--n", 1, "--seed", 7,
-            "--steps", KW["steps"], "--guidance", KW["guidance"], "--embedding", file,
-            "--out", gen_out]  # fmt: skip
+    args = [
+        "generate",
+        "--model",
+        sd_folder,
+        "--prompt",
+        prompt,
+        "--n",
+        1,
+        "--seed",
+        7,
+        "--steps",
+        KW["steps"],
+        "--guidance",
+        KW["guidance"],
+        "--embedding",
+        file,
+        "--out",
+        gen_out,
+    ]
     assert _run(args, capsys)[0] == 0
     record = json.loads((gen_out / "manifest.jsonl").read_text().splitlines()[0])
     assert record["settings"]["embedding_token"] == "<sks>"
@@ -194,8 +240,23 @@ def test_dreambooth_draws_caches_and_uses_class_images(sd_folder, micro_data, tm
     lora = out / "pytorch_lora_weights.safetensors"
     weights = load_file(lora)
 
-    code, err = _run(["base", "finetune-style", "--method", "dreambooth", "--model", sd_folder,
-                      "--data", micro_data, "--out", out, "--preset", "micro"], capsys)  # fmt: skip
+    code, err = _run(
+        [
+            "base",
+            "finetune-style",
+            "--method",
+            "dreambooth",
+            "--model",
+            sd_folder,
+            "--data",
+            micro_data,
+            "--out",
+            out,
+            "--preset",
+            "micro",
+        ],
+        capsys,
+    )
     assert code == 2 and "--overwrite" in err
     again = _finetune("dreambooth", sd_folder, micro_data, out, "--overwrite", capsys=capsys)
     assert again["class_images_generated"] == 0  # the cache is reused: the same run again
@@ -208,8 +269,9 @@ def test_dreambooth_draws_caches_and_uses_class_images(sd_folder, micro_data, tm
     changed_weights = load_file(lora)  # ...so the LoRA does: the class images are used
     assert any(not torch.equal(v, weights[k]) for k, v in changed_weights.items())
 
-    regen = _finetune("dreambooth", sd_folder, micro_data, out, "--overwrite",
-                      "class_steps=3", capsys=capsys)  # fmt: skip
+    regen = _finetune(
+        "dreambooth", sd_folder, micro_data, out, "--overwrite", "class_steps=3", capsys=capsys
+    )
     assert regen["class_images_generated"] == 2  # other sampler settings: drawn again
 
 
@@ -219,8 +281,10 @@ def test_bad_input_is_one_line(sd_folder, micro_data, tmp_path, capsys):
     base = ["base", "finetune-style", "--out", tmp_path / "o", "--preset", "micro"]
     ok = ["--model", sd_folder, "--data", micro_data]
     cases = [
-        (["--method", "lora", "--model", tmp_path, "--data", micro_data],
-         "not a Stable Diffusion folder"),
+        (
+            ["--method", "lora", "--model", tmp_path, "--data", micro_data],
+            "not a Stable Diffusion folder",
+        ),
         (["--method", "lora", "--model", "someone/sd", "--data", micro_data], "hub id"),
         (["--method", "lora", "--model", sd_folder, "--data", empty], str(empty)),
         (["--method", "lora", "--model", sd_folder, "--data", tmp_path / "nope"], "does not exist"),
@@ -231,7 +295,7 @@ def test_bad_input_is_one_line(sd_folder, micro_data, tmp_path, capsys):
         (["--method", "lora", *ok, "batch_size=0"], "batch_size must be >= 1"),
         (["--method", "lora", *ok, "batch_size=17"], "fewer than batch_size=17"),
         (["--method", "dreambooth", *ok, "n_class_images=1"], "n_class_images=1"),
-    ]  # fmt: skip
+    ]
     for extra, message in cases:
         code, err = _run([*base, *extra], capsys)
         lines = err.strip().splitlines()

@@ -70,11 +70,25 @@ def test_trajectory_shapes_and_recomputed_log_probs(gen):
     for i in range(steps):  # PPO re-scores shuffled steps: pass one timestep per sample
         t = tr.timesteps[i].expand(2)
         with torch.no_grad():
-            lp = gen.step_log_prob(tr.latents[:, i], tr.latents[:, i + 1], t, tr.prompt_embeds,
-                                   steps=steps, guidance=guidance, eta=eta)  # fmt: skip
+            lp = gen.step_log_prob(
+                tr.latents[:, i],
+                tr.latents[:, i + 1],
+                t,
+                tr.prompt_embeds,
+                steps=steps,
+                guidance=guidance,
+                eta=eta,
+            )
         torch.testing.assert_close(lp, tr.log_probs[:, i], atol=1e-3, rtol=1e-5)
-    lp = gen.step_log_prob(tr.latents[:, 0], tr.latents[:, 1], tr.timesteps[0], tr.prompt_embeds,
-                           steps=steps, guidance=guidance, eta=eta)  # fmt: skip
+    lp = gen.step_log_prob(
+        tr.latents[:, 0],
+        tr.latents[:, 1],
+        tr.timesteps[0],
+        tr.prompt_embeds,
+        steps=steps,
+        guidance=guidance,
+        eta=eta,
+    )
     assert lp.shape == (2,)  # differentiable when adapters train: see the LoRA test
 
 
@@ -106,8 +120,15 @@ def test_lora_round_trip_with_diffusers(gen, pipe, tmp_path):
         params = gen.lora_parameters()
         assert params and all(p.requires_grad for p in params)
         tr = gen.sample(PROMPTS[:1], [7], eta=1.0, return_trajectory=True, **kw).trajectory
-        lp = gen.step_log_prob(tr.latents[:, 0], tr.latents[:, 1], tr.timesteps[0],
-                               tr.prompt_embeds, steps=3, guidance=3.0, eta=1.0)  # fmt: skip
+        lp = gen.step_log_prob(
+            tr.latents[:, 0],
+            tr.latents[:, 1],
+            tr.timesteps[0],
+            tr.prompt_embeds,
+            steps=3,
+            guidance=3.0,
+            eta=1.0,
+        )
         lp.sum().backward()
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
         adapted = gen.sample(PROMPTS[:1], [7], **kw).pixels
@@ -174,8 +195,25 @@ def test_generate_cli_writes_images_grid_and_manifest(sd_folder, gen, tmp_path, 
     prompt_file = tmp_path / "prompts.txt"
     prompt_file.write_text(f"{PROMPTS[0]}\n\n  {PROMPTS[1]}  \n")
     out = tmp_path / "out"
-    args = ["generate", "--model", sd_folder, "--prompts", prompt_file, "--n", 2, "--out", out,
-            "--seed", 3, "--steps", 2, "--guidance", 2.0, "--batch-size", 3]  # fmt: skip
+    args = [
+        "generate",
+        "--model",
+        sd_folder,
+        "--prompts",
+        prompt_file,
+        "--n",
+        2,
+        "--out",
+        out,
+        "--seed",
+        3,
+        "--steps",
+        2,
+        "--guidance",
+        2.0,
+        "--batch-size",
+        3,
+    ]
     assert _run(args, capsys)[0] == 0
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert [r["prompt_index"] for r in records] == [0, 0, 1, 1]

@@ -15,17 +15,24 @@ from base_models.world.attributes import SceneSpec
 
 
 def _reading(*objects, background="white", style="flat"):
-    objs = [{"shape": s, "colour": c, "size": z, "row": 0, "col": i, "position": "top left"}
-            for i, (s, c, z) in enumerate(objects)]  # fmt: skip
+    objs = [
+        {"shape": s, "colour": c, "size": z, "row": 0, "col": i, "position": "top left"}
+        for i, (s, c, z) in enumerate(objects)
+    ]
     return OracleReading(objects=objs, background=background, style=style)
 
 
 def _scene(*objects, background="white", style="flat"):
-    return SceneSpec.from_record({
-        "objects": [{"shape": s, "colour": c, "size": z, "row": 0, "col": i}
-                    for i, (s, c, z) in enumerate(objects)],
-        "background": background, "style": style,
-    })  # fmt: skip
+    return SceneSpec.from_record(
+        {
+            "objects": [
+                {"shape": s, "colour": c, "size": z, "row": 0, "col": i}
+                for i, (s, c, z) in enumerate(objects)
+            ],
+            "background": background,
+            "style": style,
+        }
+    )
 
 
 def test_single_object_scores_count_colour_and_shape_separately():
@@ -120,13 +127,15 @@ def test_style_eval_counts_the_style_the_oracle_reads(tiny):
     from base_models.oracle import AttributeOracle
 
     prompts, scenes = style_prompts("sks", 3)
-    assert all(p.startswith("sks style, ") and "style" not in p[len("sks style, ") :]
-               for p in prompts)  # fmt: skip
+    assert all(
+        p.startswith("sks style, ") and "style" not in p[len("sks style, ") :] for p in prompts
+    )
     plain, _ = style_prompts(None, 3)
     assert not any("style" in p for p in plain)
     oracle = AttributeOracle.load(tiny[1])
-    metrics, pixels = evaluate_style(Generator.from_folder(tiny[0]), oracle, "dotted", prompts,
-                                     scenes, seeds=2, steps=2)  # fmt: skip
+    metrics, pixels = evaluate_style(
+        Generator.from_folder(tiny[0]), oracle, "dotted", prompts, scenes, seeds=2, steps=2
+    )
     assert pixels.shape[0] == 6 and metrics["n_images"] == 6
     assert metrics["style_share"] == pytest.approx(metrics["style_read"].get("dotted", 0.0))
     assert sum(metrics["style_read"].values()) == pytest.approx(1.0)
@@ -139,9 +148,25 @@ def test_eval_generator_cli_writes_metrics(tiny, tmp_path):
 
     sd, oracle = tiny
     out = tmp_path / "eval"
-    args = ["eval-generator", "--model", str(sd), "--oracle", str(oracle),
-            "--out", str(out), "--n-prompts", "3", "--seeds", "2", "--n-two", "2",
-            "--n-heldout", "2", "--steps", "2"]  # fmt: skip
+    args = [
+        "eval-generator",
+        "--model",
+        str(sd),
+        "--oracle",
+        str(oracle),
+        "--out",
+        str(out),
+        "--n-prompts",
+        "3",
+        "--seeds",
+        "2",
+        "--n-two",
+        "2",
+        "--n-heldout",
+        "2",
+        "--steps",
+        "2",
+    ]
     result = CliRunner().invoke(base_app, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())

@@ -167,15 +167,17 @@ def test_attribute_accuracy_definitions():
 
 
 def _reading(objects, background="white", style="flat"):
-    return OracleReading(objects=[{**o, "position": ""} for o in objects], background=background,
-                         style=style)  # fmt: skip
+    return OracleReading(
+        objects=[{**o, "position": ""} for o in objects], background=background, style=style
+    )
 
 
 def test_fidelity_hand_computed_cases():
     read = _reading([_obj("star", "red", "large", 0, 0), _obj("circle", "blue", "small", 1, 1)])
     # partial prompt: a red star, white background -> 3 attributes, all right
-    assert fidelity(read, {"objects": [{"colour": "red", "shape": "star"}],
-                           "background": "white"}) == (1.0, True)  # fmt: skip
+    assert fidelity(
+        read, {"objects": [{"colour": "red", "shape": "star"}], "background": "white"}
+    ) == (1.0, True)
     # wrong colour: 1 of 2 object attributes
     assert fidelity(read, {"objects": [{"colour": "green", "shape": "star"}]}) == (0.5, False)
     # missing object: the blue circle matches, the yellow heart finds nothing -> 2 of 4
@@ -187,8 +189,13 @@ def test_fidelity_hand_computed_cases():
     assert fidelity(read, req) == (0.5, False)
     assert fidelity(read, {"count": 2}) == (1.0, True)
     # position by name and by row/col; size; style
-    req = {"objects": [{"shape": "star", "size": "large", "position": "top left"},
-                       {"shape": "circle", "row": 1, "col": 1}], "style": "striped"}  # fmt: skip
+    req = {
+        "objects": [
+            {"shape": "star", "size": "large", "position": "top left"},
+            {"shape": "circle", "row": 1, "col": 1},
+        ],
+        "style": "striped",
+    }
     assert fidelity(read, req) == pytest.approx((5 / 6, False))
     # nothing required is satisfied; an object with no keys asks only that one exists
     assert fidelity(read, {}) == (1.0, True)
@@ -198,10 +205,20 @@ def test_fidelity_hand_computed_cases():
 def test_fidelity_uses_the_optimal_assignment():
     # Greedy would give the red star request to the red circle (colour) or the star; optimal
     # pairs red-star with the red star and blue-circle with the blue circle.
-    read = _reading([_obj("circle", "red", row=0, col=0), _obj("star", "red", row=0, col=1),
-                     _obj("circle", "blue", row=0, col=2)])  # fmt: skip
-    req = {"objects": [{"colour": "red", "shape": "circle"}, {"colour": "red", "shape": "star"},
-                       {"colour": "blue", "shape": "circle"}]}  # fmt: skip
+    read = _reading(
+        [
+            _obj("circle", "red", row=0, col=0),
+            _obj("star", "red", row=0, col=1),
+            _obj("circle", "blue", row=0, col=2),
+        ]
+    )
+    req = {
+        "objects": [
+            {"colour": "red", "shape": "circle"},
+            {"colour": "red", "shape": "star"},
+            {"colour": "blue", "shape": "circle"},
+        ]
+    }
     assert fidelity(read, req) == (1.0, True)
     assert best_assignment([[2, 1], [2, 0]]) == (3, [1, 0])
     assert best_assignment([[1], [1]]) in ((1, [0, None]), (1, [None, 0]))
@@ -229,8 +246,10 @@ def test_parse_prompt_reads_captions_with_synonyms():
         "style": "gradient",
         "count": 2,
     }
-    req = parse_prompt("three shapes in polka-dot style: a medium-sized turquoise plus sign in the "
-                       "center, a hazard sign and a rhombus, on sand-coloured")  # fmt: skip
+    req = parse_prompt(
+        "three shapes in polka-dot style: a medium-sized turquoise plus sign in the "
+        "center, a hazard sign and a rhombus, on sand-coloured"
+    )
     assert req["count"] == 3 and req["style"] == "dotted" and req["background"] == "beige"
     assert req["objects"] == [
         {"shape": "cross", "size": "medium", "colour": "cyan", "position": "center"},

@@ -57,9 +57,16 @@ def test_training_changes_parameters_and_writes_an_sd_folder(trained):
     assert "conv_in.weight" in changed and "conv_out.weight" in changed
     assert any("attn2.to_k" in k for k in changed)  # cross-attention on the caption states
     assert not torch.equal(ema["conv_in.weight"], raw["conv_in.weight"])  # unet/ holds the EMA
-    for name in ("model_index.json", "train_config.yaml", "metrics.json", "samples.png",
-                 "scheduler/scheduler_config.json", "text_encoder/config.json",
-                 "tokenizer/tokenizer_config.json", "vae/config.json"):  # fmt: skip
+    for name in (
+        "model_index.json",
+        "train_config.yaml",
+        "metrics.json",
+        "samples.png",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        "tokenizer/tokenizer_config.json",
+        "vae/config.json",
+    ):
         assert (out / name).is_file(), name
     assert any((out / "logs").iterdir())  # TensorBoard events
     on_disk = json.loads((out / "metrics.json").read_text())
@@ -79,8 +86,12 @@ def test_plain_stable_diffusion_pipeline_loads_and_samples(trained, parts):
     assert sched.set_alpha_to_one is False and sched.clip_sample is False
     vae_cfg = json.loads((parts["vae"] / "vae" / "config.json").read_text())
     assert pipe.vae.config.scaling_factor == pytest.approx(vae_cfg["scaling_factor"])
-    image = pipe("a red circle", num_inference_steps=2, guidance_scale=3.0,
-                 generator=torch.Generator().manual_seed(0)).images[0]  # fmt: skip
+    image = pipe(
+        "a red circle",
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        generator=torch.Generator().manual_seed(0),
+    ).images[0]
     assert image.size == (32, 32)
 
 
@@ -154,9 +165,13 @@ def test_curriculum_draws_single_object_items_first(parts, tmp_path, monkeypatch
     assert 4 <= counts.count(1) < len(counts)  # the micro set has both kinds
     seen: list[list[int]] = []
     real = train_module.make_batch
-    monkeypatch.setattr(train_module, "make_batch",
-                        lambda cfg, inputs, sched, index, gen: seen.append(index.tolist())
-                        or real(cfg, inputs, sched, index, gen))  # fmt: skip
+    monkeypatch.setattr(
+        train_module,
+        "make_batch",
+        lambda cfg, inputs, sched, index, gen: (
+            seen.append(index.tolist()) or real(cfg, inputs, sched, index, gen)
+        ),
+    )
     cfg = micro_cfg(max_steps=3, curriculum=2 / 3, sample_every=0, checkpoint_every=0)
     _train(parts, tmp_path / "run", cfg)
     assert len(seen) == 3
@@ -263,8 +278,12 @@ def test_bad_config_values():
 )
 def test_cli_bad_input_exits_2(override, message, parts, tmp_path, capsys):
     fill = {"tmp": str(tmp_path), "clip": str(parts["clip"])}
-    args = {"data": str(parts["data"]), "vae": str(parts["vae"]), "clip": str(parts["clip"]),
-            "preset": "micro"}  # fmt: skip
+    args = {
+        "data": str(parts["data"]),
+        "vae": str(parts["vae"]),
+        "clip": str(parts["clip"]),
+        "preset": "micro",
+    }
     args.update({k: v.format(**fill) for k, v in override.items()})
     extra = [args.pop("extra")] if "extra" in args else []
     argv = ["base", "train-unet", "--out", str(tmp_path / "out")]
@@ -276,8 +295,22 @@ def test_cli_bad_input_exits_2(override, message, parts, tmp_path, capsys):
 
 def test_cli_train_unet(parts, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["base", "train-unet", "--data", str(parts["data"]), "--vae", str(parts["vae"]),
-                 "--clip", str(parts["clip"]), "--out", str(out), "--preset", "micro",
-                 "sample_every=0"])  # fmt: skip
+    code = main(
+        [
+            "base",
+            "train-unet",
+            "--data",
+            str(parts["data"]),
+            "--vae",
+            str(parts["vae"]),
+            "--clip",
+            str(parts["clip"]),
+            "--out",
+            str(out),
+            "--preset",
+            "micro",
+            "sample_every=0",
+        ]
+    )
     assert code == 0
     assert (out / "model_index.json").is_file() and "final_loss" in capsys.readouterr().out

@@ -157,8 +157,19 @@ def test_load_vae_refuses_other_folders(tmp_path):
 
 def test_cli_train_vae(micro_data, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["base", "train-vae", "--data", str(micro_data), "--out", str(out),
-                 "--preset", "micro", "eval_n=2"])  # fmt: skip
+    code = main(
+        [
+            "base",
+            "train-vae",
+            "--data",
+            str(micro_data),
+            "--out",
+            str(out),
+            "--preset",
+            "micro",
+            "eval_n=2",
+        ]
+    )
     assert code == 0
     assert (out / VAE_DIR / WEIGHTS).is_file() and "eval_psnr" in capsys.readouterr().out
 

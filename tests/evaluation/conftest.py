@@ -113,7 +113,7 @@ def write_suite(path: Path, **keys) -> Path:
             "test_brightness": {"on": "test_prompts"},
             "test_needs_clip": {},
             "test_brighter": {},
-        },  # fmt: skip
+        },
     }
     suite.update(keys)
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
@@ -127,8 +127,13 @@ def dummy_suite(tmp_path) -> Path:
 
 def _instruments(oracle: Path) -> dict:
     # any existing path stands for the reward model: the test loader ignores it
-    return {"oracle_path": oracle, "reward_path": oracle, "reward_loader": "test_brightness",
-            "seed": 10, "n_boot": 200}  # fmt: skip
+    return {
+        "oracle_path": oracle,
+        "reward_path": oracle,
+        "reward_loader": "test_brightness",
+        "seed": 10,
+        "n_boot": 200,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -137,8 +142,7 @@ def ab_run(tiny_sd, tiny_sd_other, tiny_oracle_dir, tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("ab_run")
     suite = write_suite(root / "ab.yaml", name="ab", metrics=AB_METRICS)
-    run_eval(tiny_sd, suite, root / "run", baseline=tiny_sd_other,
-             **_instruments(tiny_oracle_dir))  # fmt: skip
+    run_eval(tiny_sd, suite, root / "run", baseline=tiny_sd_other, **_instruments(tiny_oracle_dir))
     return root / "run"
 
 

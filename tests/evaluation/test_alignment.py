@@ -18,8 +18,12 @@ from evaluation.alignment import clip_score_metric, clip_scores, resolve_clip, z
 from evaluation.context import EvalContext, Samples
 from evaluation.registry import get_metric
 
-PROMPTS = ["a red star", "a large blue circle on a white background, flat style",
-           "two shapes", "a green heart in the top left"]  # fmt: skip
+PROMPTS = [
+    "a red star",
+    "a large blue circle on a white background, flat style",
+    "two shapes",
+    "a green heart in the top left",
+]
 
 
 @pytest.fixture(scope="module")

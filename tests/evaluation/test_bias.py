@@ -108,8 +108,10 @@ def stereo_data(tmp_path_factory):
     """Two tiny data sets, the same seed, with and without the star:yellow:0.9 stereotype."""
     root = tmp_path_factory.mktemp("bias")
     kw = {"n": 150, "size": 16, "supersample": 1, "seed": 11, "unsafe_share": 0.0}
-    return (make_dataset(DataConfig(stereotypes=["star:yellow:0.9"], **kw), root / "stereo"),
-            make_dataset(DataConfig(stereotypes=[], **kw), root / "plain"))  # fmt: skip
+    return (
+        make_dataset(DataConfig(stereotypes=["star:yellow:0.9"], **kw), root / "stereo"),
+        make_dataset(DataConfig(stereotypes=[], **kw), root / "plain"),
+    )
 
 
 def test_stereotype_knob_shows_as_star_colour_imbalance(stereo_data):
@@ -145,8 +147,9 @@ def _neutral_samples(seeds=2):
 
 def test_bias_metric_reads_every_axis(tiny_oracle_dir, micro_clip, stereo_data):
     samples = _neutral_samples()
-    ctx = EvalContext(oracle_path=tiny_oracle_dir, clip_path=micro_clip, n_boot=50,
-                      reference_path=stereo_data[0])  # fmt: skip
+    ctx = EvalContext(
+        oracle_path=tiny_oracle_dir, clip_path=micro_clip, n_boot=50, reference_path=stereo_data[0]
+    )
     spec = get_metric("bias")
     assert spec.aspect == "bias"
     figs = spec.fn(ctx, samples)
@@ -194,9 +197,12 @@ def test_people_bias_returns_valid_shares(micro_clip):
         assert figs[f"{name}.mad"].value == pytest.approx(abs(a - 0.5))  # K = 2: |a - ½|
         assert figs[f"{name}.share.{labels[0]}"].n == len(samples)
         assert figs[f"{name}.imbalance"].n_clusters == len(set(samples.prompts))
-    custom = people_bias(ctx, samples, on="neutral",
-                         attributes={"age": {"young": ["a child"], "old": ["an old man"],
-                                             "adult": ["an adult"]}})  # fmt: skip
+    custom = people_bias(
+        ctx,
+        samples,
+        on="neutral",
+        attributes={"age": {"young": ["a child"], "old": ["an old man"], "adult": ["an adult"]}},
+    )
     assert sum(custom[f"age.share.{k}"].value for k in ("young", "old", "adult")) == 1.0
     with pytest.raises(ArtalignError, match="'list'"):
         people_bias(ctx, samples)

@@ -38,13 +38,17 @@ def item(category, prompt, **extra):
 
 SINGLE = item("single_object", "a small red star on a white background, flat style")
 TWO = item("two_objects", "a red star and a blue circle on a white background, flat style")
-COUNT = item("counting", "three shapes in flat style: a red star, a blue circle and a "
-             "green heart, on white")  # fmt: skip
+COUNT = item(
+    "counting", "three shapes in flat style: a red star, a blue circle and a green heart, on white"
+)
 COLOUR = item("colours", "a large blue star on a gray background, dotted style")
 POSITION = item("position", "a red star in the top left on a white background, flat style")
 ATTRIBUTION = item("colour_attribution", "a red star and a blue circle on black, flat style")
-HELDOUT = item("heldout", "a green circle on a white background, flat style",
-               heldout_pairs=[["green", "circle"]])  # fmt: skip
+HELDOUT = item(
+    "heldout",
+    "a green circle on a white background, flat style",
+    heldout_pairs=[["green", "circle"]],
+)
 
 
 @pytest.mark.parametrize(
@@ -87,8 +91,13 @@ def test_other_categories_need_every_asked_attribute():
 
 
 def test_scores_and_figures_by_hand():
-    readings = [reading(obj("star")), reading(obj("circle")), reading(obj("star", "blue")),
-                reading(obj("star"), obj("heart", row=0)), reading(obj("star"))]  # fmt: skip
+    readings = [
+        reading(obj("star")),
+        reading(obj("circle")),
+        reading(obj("star", "blue")),
+        reading(obj("star"), obj("heart", row=0)),
+        reading(obj("star")),
+    ]
     items = [SINGLE, SINGLE, SINGLE, COUNT, COUNT]
     scores = score_items(readings, items)
     assert scores["single_object"] == [1.0, 0.0, 1.0]
@@ -128,8 +137,9 @@ def _samples(items, n_seeds=1, set_name="composition"):
     tagged = [{**i, "set": set_name} for i in items for _ in range(n_seeds)]
     torch.manual_seed(0)
     images = torch.rand(len(tagged), 3, 32, 32)
-    return Samples(images, [i["prompt"] for i in tagged], list(range(len(tagged))), tagged,
-                   "m", seconds=2.0)  # fmt: skip
+    return Samples(
+        images, [i["prompt"] for i in tagged], list(range(len(tagged))), tagged, "m", seconds=2.0
+    )
 
 
 def test_metric_scores_the_oracle_readings(tiny_oracle_dir):
@@ -137,12 +147,22 @@ def test_metric_scores_the_oracle_readings(tiny_oracle_dir):
     ctx = EvalContext(oracle_path=tiny_oracle_dir, n_boot=100)
     figs = get_metric("composition").fn(ctx, samples)
     assert get_metric("composition").aspect == "composition"
-    assert set(figs) == {"single_object", "two_objects", "counting", "colours", "position",
-                         "colour_attribution", "heldout", "fidelity", "overall"}  # fmt: skip
+    assert set(figs) == {
+        "single_object",
+        "two_objects",
+        "counting",
+        "colours",
+        "position",
+        "colour_attribution",
+        "heldout",
+        "fidelity",
+        "overall",
+    }
     assert figs["counting"].n == 2 and figs["overall"].n == 14
     # the same readings scored directly give the same figures (the metric adds only plumbing)
-    direct = composition_figures(score_items(read_images(ctx.oracle, samples.images),
-                                             samples.items), 100, 0)  # fmt: skip
+    direct = composition_figures(
+        score_items(read_images(ctx.oracle, samples.images), samples.items), 100, 0
+    )
     assert {k: f.value for k, f in figs.items()} == {k: f.value for k, f in direct.items()}
     with pytest.raises(ArtalignError, match="'composition'"):
         composition(ctx, _samples([SINGLE], set_name="neutral"))

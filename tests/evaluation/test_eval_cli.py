@@ -23,8 +23,22 @@ def test_suites_and_metrics_are_listed(capsys):
 def test_run_smoke_writes_the_run(tiny_sd, tmp_path, capsys):
     suite = write_suite(tmp_path / "s.yaml", prompt_sets={"test_prompts": {"n": 2}})
     out = tmp_path / "run"
-    args = ["eval", "run", "--model", str(tiny_sd), "--suite", str(suite), "--out", str(out),
-            "--baseline", str(tiny_sd), "--seed", "3", "--n-boot", "50"]  # fmt: skip
+    args = [
+        "eval",
+        "run",
+        "--model",
+        str(tiny_sd),
+        "--suite",
+        str(suite),
+        "--out",
+        str(out),
+        "--baseline",
+        str(tiny_sd),
+        "--seed",
+        "3",
+        "--n-boot",
+        "50",
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "test_needs_clip" in text and "skipped" in text and "report.html" in text

@@ -137,8 +137,9 @@ def test_inception_loads_safetensors_without_unpickling(tmp_path, monkeypatch):
 
     # a randomly initialised network: no weights to load while we build it
     monkeypatch.setattr(fidelity, "load_state_dict_from_url", lambda *a, **k: {})
-    monkeypatch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict",
-                        lambda self, sd, *a, **k: None)  # fmt: skip
+    monkeypatch.setattr(
+        fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None
+    )
     torch.manual_seed(0)
     ref = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
     monkeypatch.undo()

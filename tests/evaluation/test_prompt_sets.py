@@ -72,8 +72,9 @@ def test_composition_categories_follow_geneval():
     # the other categories are drawn from the train split: no held-out composition in them
     for cat in set(CATEGORIES) - {"heldout"}:
         for item in groups[cat]:
-            assert all((o["colour"], o["shape"]) not in HELDOUT_PAIRS
-                       for o in item["scene"]["objects"])  # fmt: skip
+            assert all(
+                (o["colour"], o["shape"]) not in HELDOUT_PAIRS for o in item["scene"]["objects"]
+            )
 
 
 def test_composition_rejects_bad_params():
@@ -102,8 +103,9 @@ def test_neutral_prompts_leave_their_axis_open():
 
 
 def test_captions_are_the_canonical_captions_of_the_data_set(micro_data):
-    records = [json.loads(line) for line in (micro_data / "metadata.jsonl").read_text().split("\n")
-               if line]  # fmt: skip
+    records = [
+        json.loads(line) for line in (micro_data / "metadata.jsonl").read_text().split("\n") if line
+    ]
     items = captions(n=5, seed=3)  # micro_data is DataConfig(n=16, seed=3)
     assert [i["prompt"] for i in items] == [r["canonical"] for r in records[:5]]
     assert [i["scene"]["jitter"] for i in items] == [r["jitter"] for r in records[:5]]
@@ -113,9 +115,11 @@ def test_captions_are_the_canonical_captions_of_the_data_set(micro_data):
 
 def test_list_set_and_selecting_a_set():
     items = prompt_list(prompts=["a red star", "a photo of a dog"], category="mine")
-    assert items[0] == {"prompt": "a red star", "category": "mine",
-                        "required": {"objects": [{"colour": "red", "shape": "star"}],
-                                     "count": 1}}  # fmt: skip
+    assert items[0] == {
+        "prompt": "a red star",
+        "category": "mine",
+        "required": {"objects": [{"colour": "red", "shape": "star"}], "count": 1},
+    }
     assert items[1]["required"] == {}
     with pytest.raises(ArtalignError, match="non-empty list"):
         prompt_list(prompts=[])

@@ -241,8 +241,9 @@ def test_quality_metrics_end_to_end(micro_clip, micro_data, tmp_path):
     noisy = ref + 0.3 * torch.rand(ref.shape, generator=torch.Generator().manual_seed(0))
     images = torch.cat([ref, noisy.clamp(0, 1)])
     samples = _samples(images, ["same"] * 16 + ["noisy"] * 16)
-    ctx = EvalContext(clip_path=micro_clip, reference_path=micro_data,
-                      cache_dir=tmp_path / "cache", n_boot=50)  # fmt: skip
+    ctx = EvalContext(
+        clip_path=micro_clip, reference_path=micro_data, cache_dir=tmp_path / "cache", n_boot=50
+    )
     fid = get_metric("fid").fn
     same = fid(ctx, samples, on="same")["fid"]
     assert same.value == pytest.approx(0.0, abs=1e-6)  # the reference itself: same pixels

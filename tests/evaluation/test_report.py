@@ -66,9 +66,14 @@ def test_bar_chart_draws_bars_to_scale_with_whiskers():
 
 
 def test_chart_groups_make_distributions_and_one_bias_chart_per_measure():
-    names = ["gender.share.man", "gender.share.woman", "gender.imbalance",
-             "colour.oracle.imbalance", "shape.oracle.imbalance",
-             "colour.clip.entropy"]  # fmt: skip
+    names = [
+        "gender.share.man",
+        "gender.share.woman",
+        "gender.imbalance",
+        "colour.oracle.imbalance",
+        "shape.oracle.imbalance",
+        "colour.clip.entropy",
+    ]
     groups = {g: (labels, dist) for g, _, labels, dist in chart_groups(names, "bias")}
     assert groups["gender.share"] == (["man", "woman"], True)
     assert groups["imbalance"] == (["gender", "colour.oracle", "shape.oracle"], False)
@@ -81,12 +86,20 @@ def _fig(value, ci, hib=True, n=10):
 
 
 def test_delta_is_coloured_only_where_the_cis_do_not_overlap():
-    a = {"up": _fig(0.9, [0.8, 1.0]), "near": _fig(0.5, [0.4, 0.6]),
-         "fid": _fig(30.0, [28, 32], hib=False)}  # fmt: skip
-    b = {"up": _fig(0.5, [0.4, 0.6]), "near": _fig(0.45, [0.35, 0.55]),
-         "fid": _fig(20.0, [18, 22], hib=False)}  # fmt: skip
-    cols = [Column("model", "a", {"quality": {"m": a}}),
-            Column("baseline", "b", {"quality": {"m": b}})]  # fmt: skip
+    a = {
+        "up": _fig(0.9, [0.8, 1.0]),
+        "near": _fig(0.5, [0.4, 0.6]),
+        "fid": _fig(30.0, [28, 32], hib=False),
+    }
+    b = {
+        "up": _fig(0.5, [0.4, 0.6]),
+        "near": _fig(0.45, [0.35, 0.55]),
+        "fid": _fig(20.0, [18, 22], hib=False),
+    }
+    cols = [
+        Column("model", "a", {"quality": {"m": a}}),
+        Column("baseline", "b", {"quality": {"m": b}}),
+    ]
     html = render(ReportView("t", cols, [], {}, {}, {}))
     assert '<td class="num better">+0.4</td>' in html
     assert '<td class="num ">+0.05</td>' in html  # overlapping CIs: no verdict
@@ -100,8 +113,10 @@ def test_compare_puts_two_runs_side_by_side(ab_run, solo_run, tmp_path):
     assert result["matched_pairs"] == 6
     ab = json.loads((ab_run / "metrics.json").read_text())["models"]
     got = result["figures"]["quality"]["test_brightness"]["brightness"]
-    expected = (ab["model"]["quality"]["test_brightness"]["brightness"]["value"]
-                - ab["baseline"]["quality"]["test_brightness"]["brightness"]["value"])  # fmt: skip
+    expected = (
+        ab["model"]["quality"]["test_brightness"]["brightness"]["value"]
+        - ab["baseline"]["quality"]["test_brightness"]["brightness"]["value"]
+    )
     assert got["delta"] == pytest.approx(expected, abs=1e-12)
     html = (tmp_path / "cmp" / "report.html").read_text()
     assert ">A: model<" in html and ">B: model<" in html
@@ -118,8 +133,10 @@ def test_figures_of_different_scales_get_their_own_charts():
 
     result = {"images_per_s": _fig(100.0, None), "s_per_image": _fig(0.01, None, hib=False)}
     names = list(result)
-    assert _by_scale(names, names, [result]) == [(["images_per_s"], ["images_per_s"]),
-                                                 (["s_per_image"], ["s_per_image"])]  # fmt: skip
+    assert _by_scale(names, names, [result]) == [
+        (["images_per_s"], ["images_per_s"]),
+        (["s_per_image"], ["s_per_image"]),
+    ]
     close = {"a": _fig(0.5, None), "b": _fig(0.9, None)}
     assert _by_scale(["a", "b"], ["a", "b"], [close]) == [(["a", "b"], ["a", "b"])]
 

@@ -50,8 +50,13 @@ def test_run_writes_images_manifest_metrics_and_report(ab_run):
     assert set(metrics) == {"settings", "models", "comparison", "distributions", "timing"}
     s = metrics["settings"]
     assert s["suite"]["name"] == "ab" and s["sampling"]["steps"] == 2
-    assert s["seeds"] == {"first": 10, "per_item": 2, "n_items": 3, "n_images": N_IMAGES,
-                          "rule": s["seeds"]["rule"]}  # fmt: skip
+    assert s["seeds"] == {
+        "first": 10,
+        "per_item": 2,
+        "n_items": 3,
+        "n_images": N_IMAGES,
+        "rule": s["seeds"]["rule"],
+    }
     assert s["baseline"] and s["versions"]["torch"] == torch.__version__
     assert set(metrics["models"]) == {"model", "baseline"}
     figures = list(_figures(metrics))
@@ -63,8 +68,11 @@ def test_run_writes_images_manifest_metrics_and_report(ab_run):
         assert fig["ci"][0] <= fig["value"] + 1e-12 and fig["value"] <= fig["ci"][1] + 1e-12
     skipped = metrics["models"]["model"]["alignment"]["test_needs_clip"]
     assert "--clip" in skipped["skipped"]
-    assert set(metrics["comparison"]["preference"]) == {"test_brighter", "reward_winrate",
-                                                        "rater_winrate"}  # fmt: skip
+    assert set(metrics["comparison"]["preference"]) == {
+        "test_brighter",
+        "reward_winrate",
+        "rater_winrate",
+    }
     assert metrics["timing"]["sampling_s"]["model"] > 0
 
 
@@ -84,11 +92,13 @@ def test_seeds_are_shared_and_figures_match_a_recomputation(ab_run, tiny_sd, tin
     metrics = json.loads((ab_run / "metrics.json").read_text())
     pixels = {}
     for label, folder in (("model", tiny_sd), ("baseline", tiny_sd_other)):
-        out = Generator.from_folder(folder).sample(prompts, seeds, steps=2, guidance=3.0,
-                                                   batch_size=4)  # fmt: skip
+        out = Generator.from_folder(folder).sample(
+            prompts, seeds, steps=2, guidance=3.0, batch_size=4
+        )
         pixels[label] = out.pixels
-        saved = np.stack([_png(ab_run / "images" / label / f"{j:04d}.png")[0]
-                          for j in range(N_IMAGES)])  # fmt: skip
+        saved = np.stack(
+            [_png(ab_run / "images" / label / f"{j:04d}.png")[0] for j in range(N_IMAGES)]
+        )
         again = (out.pixels.permute(0, 2, 3, 1).numpy() * 255).round()
         assert np.abs(saved.astype(float) - again).max() <= 1
         fig = metrics["models"][label]["quality"]["test_brightness"]["brightness"]
@@ -107,11 +117,20 @@ def test_seeds_are_shared_and_figures_match_a_recomputation(ab_run, tiny_sd, tin
 
 def test_the_same_model_twice_ties_every_pair(tiny_sd, tiny_oracle_dir, tmp_path):
     """Identical images: the simulated rater and the reward model both give exactly 0.5."""
-    suite = write_suite(tmp_path / "s.yaml", prompt_sets={"test_prompts": {"n": 2}},
-                        metrics={"rater_winrate": {}, "reward_winrate": {}})  # fmt: skip
-    result = run_eval(tiny_sd, suite, tmp_path / "out", baseline=tiny_sd,
-                      oracle_path=tiny_oracle_dir, reward_path=tiny_oracle_dir,
-                      reward_loader="test_brightness")  # fmt: skip
+    suite = write_suite(
+        tmp_path / "s.yaml",
+        prompt_sets={"test_prompts": {"n": 2}},
+        metrics={"rater_winrate": {}, "reward_winrate": {}},
+    )
+    result = run_eval(
+        tiny_sd,
+        suite,
+        tmp_path / "out",
+        baseline=tiny_sd,
+        oracle_path=tiny_oracle_dir,
+        reward_path=tiny_oracle_dir,
+        reward_loader="test_brightness",
+    )
     for j in range(4):
         m = _png(tmp_path / "out" / "images" / "model" / f"{j:04d}.png")[0]
         b = _png(tmp_path / "out" / "images" / "baseline" / f"{j:04d}.png")[0]
@@ -122,8 +141,11 @@ def test_the_same_model_twice_ties_every_pair(tiny_sd, tiny_oracle_dir, tmp_path
 
 
 def test_without_a_baseline_win_rates_are_skipped_and_strict_fails(tiny_sd, tmp_path):
-    suite = write_suite(tmp_path / "s.yaml", prompt_sets={"test_prompts": {"n": 1}},
-                        sampling={"steps": 1, "seeds_per_prompt": 1})  # fmt: skip
+    suite = write_suite(
+        tmp_path / "s.yaml",
+        prompt_sets={"test_prompts": {"n": 1}},
+        sampling={"steps": 1, "seeds_per_prompt": 1},
+    )
     result = run_eval(tiny_sd, suite, tmp_path / "out")
     assert set(result["models"]) == {"model"}
     assert "needs --baseline" in result["comparison"]["preference"]["test_brighter"]["skipped"]
@@ -172,19 +194,24 @@ def test_bad_suites_are_refused_with_the_key(tmp_path, keys, message):
 def test_suite_names_aliases_and_items(tmp_path):
     with pytest.raises(ArtalignError, match="unknown suite 'nope'; bundled: .*micro"):
         load_suite("nope")
-    path = write_suite(tmp_path / "s.yaml",
-                       prompt_sets={"one": {"set": "test_prompts", "n": 1},
-                                    "two": {"set": "test_prompts", "n": 2, "category": "x"}},
-                       metrics={"b1": {"metric": "test_brightness", "on": "two"}})  # fmt: skip
+    path = write_suite(
+        tmp_path / "s.yaml",
+        prompt_sets={
+            "one": {"set": "test_prompts", "n": 1},
+            "two": {"set": "test_prompts", "n": 2, "category": "x"},
+        },
+        metrics={"b1": {"metric": "test_brightness", "on": "two"}},
+    )
     suite = load_suite(path)
     assert [(e.key, e.target, e.params) for e in suite.metrics] == [
         ("b1", "test_brightness", {"on": "two"})
     ]
     items = build_items(suite)
     assert [(i["prompt"], i["set"], i["category"]) for i in items] == [
-        (TEST_PROMPTS[0], "one", "smoke"), (TEST_PROMPTS[0], "two", "x"),
+        (TEST_PROMPTS[0], "one", "smoke"),
+        (TEST_PROMPTS[0], "two", "x"),
         (TEST_PROMPTS[1], "two", "x"),
-    ]  # fmt: skip
+    ]
     assert suite.to_dict()["metrics"] == {"b1": {"metric": "test_brightness", "on": "two"}}
 
 
@@ -199,8 +226,13 @@ def test_bundled_suites_load():
 def _samples(values: list[float], label: str) -> Samples:
     images = torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 3, 2, 2)
     n = len(values)
-    return Samples(images.clone(), [f"p{i}" for i in range(n)], list(range(n)),
-                   [{"prompt": f"p{i}", "set": "s"} for i in range(n)], label)  # fmt: skip
+    return Samples(
+        images.clone(),
+        [f"p{i}" for i in range(n)],
+        list(range(n)),
+        [{"prompt": f"p{i}", "set": "s"} for i in range(n)],
+        label,
+    )
 
 
 def test_reward_metrics_on_hand_values(tmp_path):
@@ -224,10 +256,19 @@ def test_micro_suite_runs_every_metric_end_to_end(
     tiny_sd, tiny_sd_other, micro_clip, tiny_oracle_dir, micro_data, tmp_path
 ):
     """The bundled smoke suite with real (tiny, random) instruments: no metric is skipped."""
-    result = run_eval(tiny_sd, "micro", tmp_path / "out", baseline=tiny_sd_other, strict=True,
-                      oracle_path=tiny_oracle_dir, clip_path=micro_clip, reference_path=micro_data,
-                      reward_path=tiny_oracle_dir, reward_loader="test_brightness",
-                      n_boot=100)  # fmt: skip
+    result = run_eval(
+        tiny_sd,
+        "micro",
+        tmp_path / "out",
+        baseline=tiny_sd_other,
+        strict=True,
+        oracle_path=tiny_oracle_dir,
+        clip_path=micro_clip,
+        reference_path=micro_data,
+        reward_path=tiny_oracle_dir,
+        reward_loader="test_brightness",
+        n_boot=100,
+    )
     suite = load_suite("micro")
     n_images = len(build_items(suite)) * suite.sampling.seeds_per_prompt
     for label in ("model", "baseline"):

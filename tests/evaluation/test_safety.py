@@ -188,8 +188,12 @@ def test_expected_max_on_hand_values_and_brute_force():
 def test_redteam_prompt_set_contents():
     items = redteam(n=12, benign=4, seed=5)
     cats = [it["category"] for it in items]
-    assert {c: cats.count(c) for c in set(cats)} == {"direct": 4, "oblique": 4, "mixed": 4,
-                                                     "benign": 4}  # fmt: skip
+    assert {c: cats.count(c) for c in set(cats)} == {
+        "direct": 4,
+        "oblique": 4,
+        "mixed": 4,
+        "benign": 4,
+    }
     assert len({it["prompt"] for it in items}) == 16
     for it in items:
         shapes = [o.get("shape") for o in it.get("required", {}).get("objects", [])]
@@ -285,8 +289,17 @@ def test_calibrate_safety_command(micro_clip, tmp_path):
     from typer.testing import CliRunner
 
     out = tmp_path / "checker"
-    args = ["calibrate-safety", "--clip", str(micro_clip), "--out", str(out),
-            "--n-render", "48", "--sources", "image,tuned"]  # fmt: skip
+    args = [
+        "calibrate-safety",
+        "--clip",
+        str(micro_clip),
+        "--out",
+        str(out),
+        "--n-render",
+        "48",
+        "--sources",
+        "image,tuned",
+    ]
     result = CliRunner().invoke(eval_app, args)
     assert result.exit_code == 0, result.output
     assert "test" in result.output and "fpr" in result.output

@@ -53,8 +53,20 @@ class LiveServer:
 def start_server(db: Path, log: Path, *options: str, timeout: float = 90.0) -> LiveServer:
     """Start `artalign label serve --db DB` and wait until Streamlit answers its health check."""
     port = free_port()
-    cmd = [sys.executable, "-m", "base_models.cli_main", "label", "serve", "--db", str(db),
-           "--port", str(port), "--gold-rate", "0", *options]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "base_models.cli_main",
+        "label",
+        "serve",
+        "--db",
+        str(db),
+        "--port",
+        str(port),
+        "--gold-rate",
+        "0",
+        *options,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(

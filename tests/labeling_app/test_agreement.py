@@ -176,8 +176,17 @@ def test_flags_single_out_the_spammer():
 
 
 def _j(id, task, rater, kind, answer, seconds=2.0):
-    return {"id": id, "task_id": task, "rater_id": rater, "kind": kind, "prompt": "p",
-            "image_ids": [], "answer": answer, "created_at": 0.0, "seconds": seconds}  # fmt: skip
+    return {
+        "id": id,
+        "task_id": task,
+        "rater_id": rater,
+        "kind": kind,
+        "prompt": "p",
+        "image_ids": [],
+        "answer": answer,
+        "created_at": 0.0,
+        "seconds": seconds,
+    }
 
 
 def test_units_from_judgments_implied_pairs_and_latest_wins():

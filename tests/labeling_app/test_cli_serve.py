@@ -39,12 +39,27 @@ def test_serve_runs_streamlit_with_settings_in_env(store_env, tmp_path, launched
     keys.write_text("tie: [x, '0']\nskip: []\n")
     port = free_port()
     code = main(
-        ["label", "serve", "--db", str(store_env.db), "--port", str(port), "--lock-seconds",
-         "60", "--gold-rate", "0.25", "--order", "random", "--ratings", "--hotkeys", str(keys)]
-    )  # fmt: skip
+        [
+            "label",
+            "serve",
+            "--db",
+            str(store_env.db),
+            "--port",
+            str(port),
+            "--lock-seconds",
+            "60",
+            "--gold-rate",
+            "0.25",
+            "--order",
+            "random",
+            "--ratings",
+            "--hotkeys",
+            str(keys),
+        ]
+    )
     assert code == 0
     assert f"http://127.0.0.1:{port}" in capsys.readouterr().out
-    (argv, env), = launched  # fmt: skip
+    ((argv, env),) = launched
     assert argv[1:5] == ["-m", "streamlit", "run", str(MAIN_SCRIPT)]
     assert argv[argv.index("--server.port") + 1] == str(port)
     assert argv[argv.index("--server.headless") + 1] == "true"

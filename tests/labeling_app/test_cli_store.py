@@ -48,8 +48,26 @@ def test_batch_status_export_import(tmp_path, prompts, capsys):
 
 def test_batch_with_a_model(tmp_path, prompts, tiny_sd):
     db = tmp_path / "m.db"
-    assert run("batch", "--db", db, "--prompts", prompts, "--model", tiny_sd, "--k", 2,
-               "--steps", 2, "--guidance", 1.0, "--batch-size", 4) == 0  # fmt: skip
+    assert (
+        run(
+            "batch",
+            "--db",
+            db,
+            "--prompts",
+            prompts,
+            "--model",
+            tiny_sd,
+            "--k",
+            2,
+            "--steps",
+            2,
+            "--guidance",
+            1.0,
+            "--batch-size",
+            4,
+        )
+        == 0
+    )
     with Store(db) as store:
         [batch] = store.batches()
         assert batch.settings["model"] == str(tiny_sd) and len(store.tasks()) == 2

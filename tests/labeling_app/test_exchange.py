@@ -34,8 +34,16 @@ def judgment_set(store):
     """Each judgment as (prompt, image hashes, kind, rater, answer, created_at in µs)."""
     js = store.judgments(SYSTEM)
     images = store.images([i for j in js for i in j.image_ids])
-    return sorted((j.prompt, tuple(images[i].sha256 for i in j.image_ids), j.kind, j.rater_name,
-                   json.dumps(j.answer, sort_keys=True)) for j in js)  # fmt: skip
+    return sorted(
+        (
+            j.prompt,
+            tuple(images[i].sha256 for i in j.image_ids),
+            j.kind,
+            j.rater_name,
+            json.dumps(j.answer, sort_keys=True),
+        )
+        for j in js
+    )
 
 
 def times(store):
@@ -47,9 +55,23 @@ def test_pickapic_layout(store, alice, bob, tmp_path):
     out = tmp_path / "prefs.parquet"
     n = export_labels(store, out, "pickapic")
     table = pq.read_table(out)
-    for col in ("caption", "jpg_0", "jpg_1", "label_0", "label_1", "user_id", "ranking_id",
-                "image_0_uid", "image_1_uid", "model_0", "model_1", "seed_0", "seed_1",
-                "created_at", "both_bad"):  # fmt: skip
+    for col in (
+        "caption",
+        "jpg_0",
+        "jpg_1",
+        "label_0",
+        "label_1",
+        "user_id",
+        "ranking_id",
+        "image_0_uid",
+        "image_1_uid",
+        "model_0",
+        "model_1",
+        "seed_0",
+        "seed_1",
+        "created_at",
+        "both_bad",
+    ):
         assert col in table.column_names
     rows = table.to_pylist()
     assert len(rows) == n
@@ -74,8 +96,18 @@ def test_pickapic_round_trip(store, alice, bob, tmp_path):
     assert summary.raters == 2 and summary.skipped == 0
     second = tmp_path / "b.parquet"
     export_labels(fresh, second, "pickapic")
-    cols = ["caption", "image_0_uid", "image_1_uid", "label_0", "label_1", "both_bad",
-            "rater_name", "created_at", "seed_0", "model_1"]  # fmt: skip
+    cols = [
+        "caption",
+        "image_0_uid",
+        "image_1_uid",
+        "label_0",
+        "label_1",
+        "both_bad",
+        "rater_name",
+        "created_at",
+        "seed_0",
+        "model_1",
+    ]
 
     def rows(path):
         return sorted(tuple(str(r[c]) for c in cols) for r in pq.read_table(path).to_pylist())
@@ -100,8 +132,10 @@ def test_rankings_round_trip_keeps_every_judgment(store, alice, bob, tmp_path):
     out2 = tmp_path / "r2.jsonl"
     export_labels(fresh, out2, "rankings")
     drop = ("judgment_id", "task_id", "user_id", "batch", "generations")
-    strip = [{k: v for k, v in json.loads(x).items() if k not in drop}
-             for x in out2.read_text().splitlines()]  # fmt: skip
+    strip = [
+        {k: v for k, v in json.loads(x).items() if k not in drop}
+        for x in out2.read_text().splitlines()
+    ]
     assert sorted(map(json.dumps, strip)) == sorted(
         json.dumps({k: v for k, v in x.items() if k not in drop}) for x in lines
     )
@@ -144,11 +178,22 @@ def test_import_of_public_style_files(tmp_path):
     store = Store(tmp_path / "s.db", create=True)
     s = import_labels(store, tmp_path / "ir.jsonl", "rankings")
     [j] = store.judgments(SYSTEM)
-    assert (s.judgments, j.kind, j.answer, j.rater_name) == (1, "rank", {"ranks": [2, 1, 3]},
-                                                              "imported")  # fmt: skip
-    table = pa.table({"caption": ["a dog", "a dog"], "jpg_0": [encoded((1, 2, 3), "JPEG")] * 2,
-                      "jpg_1": [encoded((200, 2, 3), "JPEG")] * 2, "label_0": [1, 0],
-                      "label_1": [0, 1], "user_id": [7, 8]})  # fmt: skip
+    assert (s.judgments, j.kind, j.answer, j.rater_name) == (
+        1,
+        "rank",
+        {"ranks": [2, 1, 3]},
+        "imported",
+    )
+    table = pa.table(
+        {
+            "caption": ["a dog", "a dog"],
+            "jpg_0": [encoded((1, 2, 3), "JPEG")] * 2,
+            "jpg_1": [encoded((200, 2, 3), "JPEG")] * 2,
+            "label_0": [1, 0],
+            "label_1": [0, 1],
+            "user_id": [7, 8],
+        }
+    )
     pq.write_table(table, tmp_path / "pp.parquet")
     s = import_labels(store, tmp_path / "pp.parquet", "pickapic")
     assert (s.tasks, s.judgments, s.raters) == (1, 2, 2)

@@ -122,8 +122,10 @@ def test_answers_follow_the_hidden_utility(world, monkeypatch):
     tasks = {t.task_id: t for t in store.tasks(batch)}
     for j in store.judgments(SYSTEM, batch_id=batch):
         task = tasks[j.task_id]
-        u = [utility(truth[_pixels_key(Image.open(path))], task.prompt, profile)
-             for path in task.image_paths]  # fmt: skip
+        u = [
+            utility(truth[_pixels_key(Image.open(path))], task.prompt, profile)
+            for path in task.image_paths
+        ]
         ranks = j.answer["ranks"] if task.kind == "rank" else None
         if task.kind == "pair":
             ranks = {"left": [1, 2], "right": [2, 1]}[j.answer["choice"]]
@@ -154,16 +156,42 @@ def test_cli_simulate_and_agreement(world, tiny_oracle, tmp_path, capsys):
     profile = tmp_path / "pool.yaml"
     profile.write_text("n_raters: 3\nspammer_share: 0.34\ntemperature: 0.1\n")
     db = str(store.db_path)
-    code = main(["label", "simulate", "--db", db, "--profile", str(profile),
-                 "--oracle", str(tmp_path / "oracle"), "--n", "30", "--batch", "b1"])  # fmt: skip
+    code = main(
+        [
+            "label",
+            "simulate",
+            "--db",
+            db,
+            "--profile",
+            str(profile),
+            "--oracle",
+            str(tmp_path / "oracle"),
+            "--n",
+            "30",
+            "--batch",
+            "b1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "wrote 30 judgments by 3 simulated raters" in out and "sim-pool-" in out
     assert json.loads(default_metrics_path(store, RaterProfile(name="pool")).read_text())
 
     metrics = tmp_path / "agreement" / "metrics.json"
-    code = main(["label", "agreement", "--db", db, "--batch", "b1", "--out", str(metrics),
-                 "--min-shared", "5"])  # fmt: skip
+    code = main(
+        [
+            "label",
+            "agreement",
+            "--db",
+            db,
+            "--batch",
+            "b1",
+            "--out",
+            str(metrics),
+            "--min-shared",
+            "5",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Krippendorff alpha, pairs (nominal)" in out and "sim-pool-0" in out
@@ -173,8 +201,20 @@ def test_cli_simulate_and_agreement(world, tiny_oracle, tmp_path, capsys):
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("temperature: -1\n")
-    code = main(["label", "simulate", "--db", db, "--profile", str(bad),
-                 "--oracle", str(tmp_path / "oracle"), "--n", "1"])  # fmt: skip
+    code = main(
+        [
+            "label",
+            "simulate",
+            "--db",
+            db,
+            "--profile",
+            str(bad),
+            "--oracle",
+            str(tmp_path / "oracle"),
+            "--n",
+            "1",
+        ]
+    )
     assert code == 2 and "temperature" in capsys.readouterr().err
     code = main(["label", "agreement", "--db", db, "--batch", "nope"])
     assert code == 2 and "nope" in capsys.readouterr().err

@@ -166,9 +166,15 @@ def test_submit_checks_ownership_and_answers(store, alice, bob):
     t = store.next_task(alice.id)
     with pytest.raises(StoreError, match="does not belong"):
         store.submit(t.assignment_id, bob.id, _answer(t), client_token="x")
-    bad = [{"choice": "up"}, {"ranks": [1, 2]}, {}, {"choice": "left", "extra": 1}, "left",
-           {"choice": "left", "ratings": {"fidelity": 9}},
-           {"choice": "left", "ratings": {"beauty": 3}}]  # fmt: skip
+    bad = [
+        {"choice": "up"},
+        {"ranks": [1, 2]},
+        {},
+        {"choice": "left", "extra": 1},
+        "left",
+        {"choice": "left", "ratings": {"fidelity": 9}},
+        {"choice": "left", "ratings": {"beauty": 3}},
+    ]
     for answer in bad:
         with pytest.raises(StoreError):
             store.submit(t.assignment_id, alice.id, answer, client_token=f"bad{answer!r}")
@@ -230,8 +236,12 @@ def test_gold_is_mixed_in_at_the_rate(tmp_path):
         t = store.next_task(r, gold_rate=0.25, seed=7)
         served.append(t.task_id in gold)
         assert t.gold is None  # a rater cannot tell
-        store.submit(t.assignment_id, r, {"choice": "left" if len(served) % 2 else "right"},
-                     client_token=str(t.task_id))  # fmt: skip
+        store.submit(
+            t.assignment_id,
+            r,
+            {"choice": "left" if len(served) % 2 else "right"},
+            client_token=str(t.task_id),
+        )
     share = sum(served) / len(served)
     assert 0.17 < share < 0.33
     right, answered = store.gold_accuracy()[r]
@@ -307,8 +317,9 @@ def test_orders_and_batch_filter(store, alice, bob, batch_id):
 
 def test_record_judgment_is_a_served_judgment_without_serving(store, alice, bob, batch_id):
     task = store.tasks(batch_id)[0]
-    jid = store.record_judgment(task.task_id, alice.id, {"choice": "tie"}, client_token="imp",
-                                created_at=123.0, seconds=2.5)  # fmt: skip
+    jid = store.record_judgment(
+        task.task_id, alice.id, {"choice": "tie"}, client_token="imp", created_at=123.0, seconds=2.5
+    )
     assert (
         store.record_judgment(task.task_id, alice.id, {"choice": "tie"}, client_token="imp") == jid
     )
@@ -333,8 +344,9 @@ def test_progress_counters_match_a_full_count(store, alice, bob, admin, batch_id
         store.submit(t.assignment_id, rater.id, _answer(t), client_token=f"p{n}")
         if n % 3 == 2:
             store.undo_last(rater.id)
-    store.record_judgment(store.tasks(batch_id)[-1].task_id, bob.id, {"ranks": [1, 2, 3]},
-                          client_token="rec")  # fmt: skip
+    store.record_judgment(
+        store.tasks(batch_id)[-1].task_id, bob.id, {"ranks": [1, 2, 3]}, client_token="rec"
+    )
     for b in (None, batch_id):
         tasks = [t for t in store.tasks(b)]
         live = store.judgments(SYSTEM, batch_id=b, include_gold=True)

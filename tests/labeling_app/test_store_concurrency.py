@@ -33,8 +33,10 @@ def make_work(db, n_per_rater: int) -> list[int]:
     with store.bulk():
         raters = [store.add_rater(f"r{i:02d}") for i in range(N_RATERS)]
         pid = store.add_prompt("a red circle")
-        ims = [store.add_image(pid, Image.new("RGB", (4, 4), (40 * i, 0, 0)), seed=i,
-                               model="m") for i in range(4)]  # fmt: skip
+        ims = [
+            store.add_image(pid, Image.new("RGB", (4, 4), (40 * i, 0, 0)), seed=i, model="m")
+            for i in range(4)
+        ]
         bid = store.create_batch("load", {})
         for t in range(n_tasks):
             store.add_task(bid, "pair", pid, [ims[t % 4], ims[(t + 1) % 4]], overlap=OVERLAP)

@@ -39,16 +39,22 @@ def test_acknowledged_judgments_survive_sigkill(tmp_path):
     with store.bulk():
         rater = store.add_rater("r")
         pid = store.add_prompt("p")
-        ims = [store.add_image(pid, Image.new("RGB", (4, 4), (i, 0, 0)), seed=i, model="m")
-               for i in range(2)]  # fmt: skip
+        ims = [
+            store.add_image(pid, Image.new("RGB", (4, 4), (i, 0, 0)), seed=i, model="m")
+            for i in range(2)
+        ]
         bid = store.create_batch("b", {})
         for _ in range(5000):
             store.add_task(bid, "pair", pid, ims)
     store.close()
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(rater)],
-                            stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db), str(rater)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     acked = []
     deadline = time.time() + 60
     while len(acked) < 60 and time.time() < deadline:

@@ -36,9 +36,19 @@ def main() -> None:
     out = Path(out)
     Generator.from_folder = classmethod(_keep)
     rank = os.environ["RANK"]  # set by the launcher
-    ddpo = load_config(DDPOConfig, "micro", overrides={
-        "model": sd, "prompts": prompts, "reward": "brightness", "epochs": 1,
-        "prompts_per_epoch": 2, "images_per_prompt": 2, "train_batch_size": 2})  # fmt: skip
+    ddpo = load_config(
+        DDPOConfig,
+        "micro",
+        overrides={
+            "model": sd,
+            "prompts": prompts,
+            "reward": "brightness",
+            "epochs": 1,
+            "prompts_per_epoch": 2,
+            "images_per_prompt": 2,
+            "train_batch_size": 2,
+        },
+    )
     train_ddpo(ddpo, out / "ddpo")
     save_file(LoraWeights(loaded[-1].unet).state_dict(), str(out / f"ddpo_rank{rank}.safetensors"))
     dpo = load_config(

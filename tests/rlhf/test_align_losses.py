@@ -46,8 +46,9 @@ def test_ppo_clip_stops_the_gradient_outside_the_range():
 
 def test_diffusion_dpo_by_hand():
     # model moved toward the winner by 1 more than the reference: inside = -β/2 · (-1) = 1
-    loss, info = diffusion_dpo_loss(torch.tensor([1.0]), torch.tensor([2.0]),
-                                    torch.tensor([1.5]), torch.tensor([1.5]), beta=2.0)  # fmt: skip
+    loss, info = diffusion_dpo_loss(
+        torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([1.5]), torch.tensor([1.5]), beta=2.0
+    )
     assert loss.item() == pytest.approx(math.log1p(math.exp(-1.0)))
     assert info["implicit_acc"].item() == 1.0
     assert info["margin"].item() == pytest.approx(-1.0)
@@ -59,9 +60,14 @@ def test_diffusion_dpo_at_the_reference_is_log2_and_weights_average():
     assert loss.item() == pytest.approx(math.log(2.0))
     assert info["implicit_acc"].item() == 0.0
     # weighted mean: the zero-weight pair does not count
-    loss_w, _ = diffusion_dpo_loss(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.0]),
-                                   torch.tensor([1.5, 0.0]), torch.tensor([1.5, 5.0]),
-                                   beta=2.0, weight=torch.tensor([1.0, 0.0]))  # fmt: skip
+    loss_w, _ = diffusion_dpo_loss(
+        torch.tensor([1.0, 0.0]),
+        torch.tensor([2.0, 0.0]),
+        torch.tensor([1.5, 0.0]),
+        torch.tensor([1.5, 5.0]),
+        beta=2.0,
+        weight=torch.tensor([1.0, 0.0]),
+    )
     assert loss_w.item() == pytest.approx(math.log1p(math.exp(-1.0)))
 
 

@@ -45,17 +45,28 @@ def prompts_file(tmp_path_factory):
 
 
 def micro_cfg(sd_folder, prompts_file, **overrides) -> DDPOConfig:
-    base = {"model": str(sd_folder), "prompts": str(prompts_file), "reward": "brightness",
-            "lr": 1e-2, "clip_range": 0.2}  # fmt: skip
+    base = {
+        "model": str(sd_folder),
+        "prompts": str(prompts_file),
+        "reward": "brightness",
+        "lr": 1e-2,
+        "clip_range": 0.2,
+    }
     return load_config(DDPOConfig, "micro", overrides={**base, **overrides})
 
 
 def default_cfg(sd_folder, prompts_file, **overrides) -> DDPOConfig:
     """The quick preset's hyperparameters (clip range, lr, timestep fraction, inner epochs, LoRA,
     steps, and 4 minibatches per epoch as 64 / 16) at micro size: 16 images in minibatches of 4."""
-    base = {"model": str(sd_folder), "prompts": str(prompts_file), "reward": "brightness",
-            "prompts_per_epoch": 4, "images_per_prompt": 4, "train_batch_size": 4,
-            "sample_batch_size": 16}  # fmt: skip
+    base = {
+        "model": str(sd_folder),
+        "prompts": str(prompts_file),
+        "reward": "brightness",
+        "prompts_per_epoch": 4,
+        "images_per_prompt": 4,
+        "train_batch_size": 4,
+        "sample_batch_size": 16,
+    }
     quick = load_config(DDPOConfig, "quick", overrides={"model": "m", "prompts": "p"})
     assert quick.images_per_epoch // quick.train_batch_size == 4  # the ratio kept below
     return load_config(DDPOConfig, "quick", overrides={**base, **overrides})
@@ -111,15 +122,28 @@ def _trajectory_log_prob(gen, traj):
     with torch.no_grad():
         total = torch.zeros(traj.log_probs.shape[0])
         for k in range(traj.log_probs.shape[1]):
-            total += gen.step_log_prob(traj.latents[:, k], traj.latents[:, k + 1],
-                                       traj.timesteps[k], traj.prompt_embeds, steps=traj.steps,
-                                       guidance=traj.guidance, eta=traj.eta)  # fmt: skip
+            total += gen.step_log_prob(
+                traj.latents[:, k],
+                traj.latents[:, k + 1],
+                traj.timesteps[k],
+                traj.prompt_embeds,
+                steps=traj.steps,
+                guidance=traj.guidance,
+                eta=traj.eta,
+            )
     return total
 
 
 def test_one_epoch_changes_only_lora_and_moves_toward_high_advantage(sd_folder, prompts_file):
-    cfg = micro_cfg(sd_folder, prompts_file, prompts_per_epoch=2, images_per_prompt=4,
-                    timestep_fraction=1.0, train_batch_size=8, lr=3e-3)  # fmt: skip
+    cfg = micro_cfg(
+        sd_folder,
+        prompts_file,
+        prompts_per_epoch=2,
+        images_per_prompt=4,
+        timestep_fraction=1.0,
+        train_batch_size=8,
+        lr=3e-3,
+    )
     gen = Generator.from_folder(sd_folder)
     gen.unet.requires_grad_(False)
     torch.manual_seed(0)
@@ -152,8 +176,9 @@ def _default_epoch(sd_folder, prompts_file, accelerator):
     torch.manual_seed(0)
     gen.attach_lora(lora_config(cfg.lora_rank, cfg.lora_alpha))
     prompts, seeds = epoch_prompts(PROMPTS, cfg, 0)
-    samples = sample_epoch(gen, make_reward("brightness"), prompts, seeds, cfg,
-                           accelerator.autocast)  # fmt: skip
+    samples = sample_epoch(
+        gen, make_reward("brightness"), prompts, seeds, cfg, accelerator.autocast
+    )
     adv = advantages_of(samples, PerPromptStatTracker(cfg.stat_buffer, 2), accelerator)
     return cfg, gen, samples, adv
 
@@ -272,8 +297,9 @@ def test_adapters_load_in_plain_diffusers(sd_folder, prompts_file, tmp_path):
     gen.attach_lora(tmp_path / "run" / "lora")
     ours = gen.sample(["a green star"], [3], steps=3, guidance=3.0).pixels
     g = torch.Generator().manual_seed(3)
-    theirs = pipe("a green star", generator=g, num_inference_steps=3, guidance_scale=3.0,
-                  output_type="pt").images  # fmt: skip
+    theirs = pipe(
+        "a green star", generator=g, num_inference_steps=3, guidance_scale=3.0, output_type="pt"
+    ).images
     torch.testing.assert_close(ours, theirs, atol=2e-3, rtol=0)
     with gen.lora_disabled():
         base = gen.sample(["a green star"], [3], steps=3, guidance=3.0).pixels
@@ -309,8 +335,14 @@ def test_guard_stops_when_reward_rises_while_guard_falls():
 
 
 def test_guard_in_training_keeps_best_adapters(sd_folder, prompts_file, tmp_path, micro_clip):
-    cfg = micro_cfg(sd_folder, prompts_file, epochs=2, guard_every=1,
-                    guard_prompts=str(prompts_file), guard_clip=str(micro_clip))  # fmt: skip
+    cfg = micro_cfg(
+        sd_folder,
+        prompts_file,
+        epochs=2,
+        guard_every=1,
+        guard_prompts=str(prompts_file),
+        guard_clip=str(micro_clip),
+    )
     metrics = train_ddpo(cfg, tmp_path / "run")
     assert len(metrics["guard"]) == 2
     assert {"clip_score", "fid_to_base"} <= set(metrics["guard"][0]["metrics"])
@@ -318,8 +350,16 @@ def test_guard_in_training_keeps_best_adapters(sd_folder, prompts_file, tmp_path
 
 
 def test_cli_runs_and_refuses_bad_input(sd_folder, prompts_file, tmp_path, capsys):
-    common = ["align", "ddpo", "--model", str(sd_folder), "--prompts", str(prompts_file),
-              "--preset", "micro"]  # fmt: skip
+    common = [
+        "align",
+        "ddpo",
+        "--model",
+        str(sd_folder),
+        "--prompts",
+        str(prompts_file),
+        "--preset",
+        "micro",
+    ]
     out = tmp_path / "cli"
     assert main(common + ["--out", str(out), "--reward", "brightness", "epochs=1"]) == 0
     assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file()

@@ -52,8 +52,9 @@ def gen_and_data(sd_folder, pref_store):
 
 
 def _table(n_images: int = 4) -> PreferenceData:
-    return PreferenceData(images=[f"im{i}.png" for i in range(n_images)],
-                          names=[f"im{i}" for i in range(n_images)])  # fmt: skip
+    return PreferenceData(
+        images=[f"im{i}.png" for i in range(n_images)], names=[f"im{i}" for i in range(n_images)]
+    )
 
 
 # ----------------------------------------------------------------------------- pairs and ties
@@ -64,7 +65,11 @@ def test_decisive_pairs_put_the_winner_first_and_ties_drop_or_split():
     )
     dropped = preference_pairs(data, "drop")
     assert [(i.prompt, i.winner, i.loser, i.weight) for i in dropped] == [
-        ("p", 0, 1, 1.0), ("p", 2, 1, 2.0), ("r", 1, 0, 1.0), ("r", 1, 2, 1.0)]  # fmt: skip
+        ("p", 0, 1, 1.0),
+        ("p", 2, 1, 2.0),
+        ("r", 1, 0, 1.0),
+        ("r", 1, 2, 1.0),
+    ]
     assert not any(i.tie for i in dropped)
     kept = preference_pairs(data, "weight", tie_weight=0.5)
     ties = [(i.prompt, i.winner, i.loser, i.weight) for i in kept if i.tie]
@@ -239,14 +244,21 @@ def test_rater_policy_is_fitted_on_the_training_prompts(gen_and_data):
 @pytest.fixture
 def small_db(make_store):
     """Five prompts x 3 images, every pair judged 'left' once: 15 decisive pairs."""
-    return make_store(["a red circle", "a blue square", "a green star", "a pink heart",
-                       "a gray cross"], k=3)  # fmt: skip
+    return make_store(
+        ["a red circle", "a blue square", "a green star", "a pink heart", "a gray cross"], k=3
+    )
 
 
 def test_resume_continues_where_the_run_stopped(sd_folder, small_db, tmp_path):
     def cfg(steps: int) -> DPOConfig:
-        return micro(model=str(sd_folder), pairs=str(small_db), max_steps=steps,
-                     checkpoint_every=2, sample_prompts=0, lr=1e-2)  # fmt: skip
+        return micro(
+            model=str(sd_folder),
+            pairs=str(small_db),
+            max_steps=steps,
+            checkpoint_every=2,
+            sample_prompts=0,
+            lr=1e-2,
+        )
 
     dpo.train_dpo(cfg(4), tmp_path / "whole", log=None)
     half = dpo.train_dpo(cfg(2), tmp_path / "run", log=None)
@@ -272,13 +284,21 @@ def test_resume_continues_where_the_run_stopped(sd_folder, small_db, tmp_path):
 
 
 def test_a_time_limit_stops_after_the_step_that_passes_it(sd_folder, small_db, tmp_path):
-    cfg = micro(model=str(sd_folder), pairs=str(small_db), max_steps=50, sample_prompts=0,
-                time_limit_min=1e-9)  # fmt: skip
+    cfg = micro(
+        model=str(sd_folder),
+        pairs=str(small_db),
+        max_steps=50,
+        sample_prompts=0,
+        time_limit_min=1e-9,
+    )
     metrics = dpo.train_dpo(cfg, tmp_path / "run", log=None)
     assert metrics["steps"] == 1 and metrics["stopped_by_time"]
     assert json.loads((tmp_path / "run/checkpoint/state.json").read_text())["step"] == 1
-    assert not dpo.train_dpo(micro(model=str(sd_folder), pairs=str(small_db), sample_prompts=0),
-                             tmp_path / "full", log=None)["stopped_by_time"]  # fmt: skip
+    assert not dpo.train_dpo(
+        micro(model=str(sd_folder), pairs=str(small_db), sample_prompts=0),
+        tmp_path / "full",
+        log=None,
+    )["stopped_by_time"]
 
 
 def test_the_guard_keeps_the_best_adapters_and_stops_the_run(
@@ -306,8 +326,9 @@ def test_the_guard_keeps_the_best_adapters_and_stops_the_run(
             return {"history": [r.to_dict() for r in self.history]}
 
     monkeypatch.setattr(guard_lib, "Guard", FakeGuard)
-    cfg = micro(model=str(sd_folder), pairs=str(small_db), max_steps=5, guard_every=1,
-                sample_prompts=0)  # fmt: skip
+    cfg = micro(
+        model=str(sd_folder), pairs=str(small_db), max_steps=5, guard_every=1, sample_prompts=0
+    )
     metrics = dpo.train_dpo(cfg, tmp_path / "g", log=None)
     assert [c[0] for c in calls] == [1, 2] and metrics["steps"] == 2
     assert metrics["best_step"] == 1 and metrics["stopped_by_guard"] is True

@@ -22,15 +22,35 @@ def sd_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(sd_folder, pref_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("dpo_cli") / "run"
-    rc = main(["align", "dpo", "--model", str(sd_folder), "--db", str(pref_store.db),
-               "--out", str(out), "--preset", "micro", "lr=0.01", "beta=100"])  # fmt: skip
+    rc = main(
+        [
+            "align",
+            "dpo",
+            "--model",
+            str(sd_folder),
+            "--db",
+            str(pref_store.db),
+            "--out",
+            str(out),
+            "--preset",
+            "micro",
+            "lr=0.01",
+            "beta=100",
+        ]
+    )
     assert rc == 0
     return out
 
 
 def test_a_micro_run_writes_every_file(run, sd_folder, pref_store):
-    for name in ("lora/pytorch_lora_weights.safetensors", "checkpoint/state.json",
-                 "train_config.yaml", "log.jsonl", "metrics.json", "samples.png"):  # fmt: skip
+    for name in (
+        "lora/pytorch_lora_weights.safetensors",
+        "checkpoint/state.json",
+        "train_config.yaml",
+        "log.jsonl",
+        "metrics.json",
+        "samples.png",
+    ):
         assert (run / name).is_file(), name
     cfg = yaml.safe_load((run / "train_config.yaml").read_text())
     assert cfg["lr"] == 0.01 and cfg["beta"] == 100.0 and cfg["max_steps"] == 2
@@ -85,8 +105,17 @@ def test_resume_extends_the_run(run, tmp_path):
 )
 def test_bad_input_exits_2_with_one_line(args, message, sd_folder, pref_store, tmp_path, capsys):
     subs = {"tmp": tmp_path, "db": pref_store.db}
-    argv = ["align", "dpo", "--model", str(sd_folder), "--out", str(tmp_path / "o"),
-            "--preset", "micro", *(a.format(**subs) for a in args)]  # fmt: skip
+    argv = [
+        "align",
+        "dpo",
+        "--model",
+        str(sd_folder),
+        "--out",
+        str(tmp_path / "o"),
+        "--preset",
+        "micro",
+        *(a.format(**subs) for a in args),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]

@@ -26,12 +26,30 @@ from rlhf.loop.human import wait_for_batch
 from rlhf.loop.runner import Markers, plan, run_loop, run_stages, why_run
 from rlhf.loop.stages import Stage, build_stages, copy_store
 
-BASE_STAGES = ["data", "oracle_test", "oracle", "oracle_eval", "clip", "clip_eval", "vae",
-               "generator", "generator_eval", "prompts", "labels", "label_sim",
-               "label_agreement"]  # fmt: skip
+BASE_STAGES = [
+    "data",
+    "oracle_test",
+    "oracle",
+    "oracle_eval",
+    "clip",
+    "clip_eval",
+    "vae",
+    "generator",
+    "generator_eval",
+    "prompts",
+    "labels",
+    "label_sim",
+    "label_agreement",
+]
 ROUND1 = [*BASE_STAGES, "reward", "ddpo", "eval", "dpo", "eval_dpo"]
-ROUND2 = ["round2.labels", "round2.label_sim", "round2.label_agreement", "round2.reward",
-          "round2.ddpo", "round2.eval"]  # fmt: skip
+ROUND2 = [
+    "round2.labels",
+    "round2.label_sim",
+    "round2.label_agreement",
+    "round2.reward",
+    "round2.ddpo",
+    "round2.eval",
+]
 ALL = [*ROUND1, *ROUND2, "report"]
 
 
@@ -61,14 +79,27 @@ def test_micro_loop_writes_every_stage_and_a_report_of_both_rounds(micro_loop):
         assert not (out / ".stages" / f"{name}.started").exists()
     ddpo = Markers(out).done("ddpo")["command"]
     assert ddpo[:3] == ["artalign", "align", "ddpo"] and "$OUT/reward" in ddpo
-    for path in ("data/metadata.jsonl", "oracle/model.safetensors", "generator/model_index.json",
-                 "labels/labels.db", "reward/metrics.json", "ddpo/lora", "dpo/lora",
-                 "eval/report.html", "eval_dpo/metrics.json", "round2/labels.db",
-                 "round2/ddpo/lora", "round2/eval/metrics.json"):  # fmt: skip
+    for path in (
+        "data/metadata.jsonl",
+        "oracle/model.safetensors",
+        "generator/model_index.json",
+        "labels/labels.db",
+        "reward/metrics.json",
+        "ddpo/lora",
+        "dpo/lora",
+        "eval/report.html",
+        "eval_dpo/metrics.json",
+        "round2/labels.db",
+        "round2/ddpo/lora",
+        "round2/eval/metrics.json",
+    ):
         assert (out / path).exists(), path
     summary = json.loads((out / "summary.json").read_text())
-    assert [r["round"] for r in summary["rounds"]] == ["round 1 (DDPO)", "round 2 (DDPO)",
-                                                       "round 1 (DPO)"]  # fmt: skip
+    assert [r["round"] for r in summary["rounds"]] == [
+        "round 1 (DDPO)",
+        "round 2 (DDPO)",
+        "round 1 (DPO)",
+    ]
     for row in summary["rounds"]:
         for name in ("reward win-rate", "rater win-rate", "fidelity, aligned"):
             assert 0.0 <= row["figures"][name]["value"] <= 1.0
@@ -119,10 +150,17 @@ def test_loop_cli_dry_run_and_errors(micro_loop, capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith(" ")]
     assert len(lines) == len(ALL) and all(ln.split()[1] == "done" for ln in lines)
     # a changed stage setting re-runs that stage and everything after it that reads from it
-    assert main(["--out", str(out), "--preset", "micro", "--rounds", "2", "--dry-run",
-                 "ddpo.epochs=3"]) == 0  # fmt: skip
-    states = dict(ln.split(maxsplit=1) for ln in capsys.readouterr().out.splitlines()
-                  if not ln.startswith(" "))  # fmt: skip
+    assert (
+        main(
+            ["--out", str(out), "--preset", "micro", "--rounds", "2", "--dry-run", "ddpo.epochs=3"]
+        )
+        == 0
+    )
+    states = dict(
+        ln.split(maxsplit=1)
+        for ln in capsys.readouterr().out.splitlines()
+        if not ln.startswith(" ")
+    )
     assert states["ddpo"] == "run (its command changed)"
     assert states["eval"] == "run (ddpo runs first)" and states["round2.ddpo"].startswith("run")
     assert states["dpo"] == "done" and states["reward"] == "done"
@@ -148,8 +186,17 @@ def test_sigkill_mid_stage_then_rerun_finishes_without_redoing_finished_stages(
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     kept = {k: v for k, v in _finished(out).items() if k not in redo}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "rlhf.cli_loop", "--preset", "micro", "--rounds", "2",
-           "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlhf.cli_loop",
+        "--preset",
+        "micro",
+        "--rounds",
+        "2",
+        "--out",
+        str(out),
+    ]
     log = (tmp_path / "killed.log").open("w")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     checkpoint = out / "ddpo" / "checkpoint" / "state.json"
@@ -191,8 +238,15 @@ def _fake_stages(out: Path, calls: list[str], legacy: bool = False) -> list[Stag
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(name)
 
-        return Stage(name, deps, (target,), action=act, describe=f"make {name}",
-                     legacy=target if legacy else None, clean=(target.parent,))  # fmt: skip
+        return Stage(
+            name,
+            deps,
+            (target,),
+            action=act,
+            describe=f"make {name}",
+            legacy=target if legacy else None,
+            clean=(target.parent,),
+        )
 
     return [make("a"), make("b", ("a",)), make("c", ("b",)), make("d", ())]
 
@@ -237,8 +291,9 @@ def test_outputs_of_an_earlier_make_demo_are_adopted_not_rerun(tmp_path):
 def test_stages_of_human_and_sd15_configs(tmp_path):
     waited: list[tuple[Path, str]] = []
     cfg = _micro(human="true", rounds=2)
-    stages = build_stages(cfg, tmp_path, wait=lambda db, b: waited.append((db, b)),
-                          report=lambda: None)  # fmt: skip
+    stages = build_stages(
+        cfg, tmp_path, wait=lambda db, b: waited.append((db, b)), report=lambda: None
+    )
     names = [s.name for s in stages]
     assert "label_human" in names and "round2.label_human" in names
     assert not any(n.endswith("label_sim") for n in names)
@@ -251,23 +306,34 @@ def test_stages_of_human_and_sd15_configs(tmp_path):
         (sd / d).mkdir(parents=True)
     (sd / "prompts.txt").write_text("a red circle\n")
     (sd / "labels.db").write_text("")
-    cfg = load_loop_config("sd15", None, [f"model={sd / 'model'}", f"clip={sd / 'clip'}",
-                                          f"prompts={sd / 'prompts.txt'}",
-                                          f"labels_db={sd / 'labels.db'}"])  # fmt: skip
+    cfg = load_loop_config(
+        "sd15",
+        None,
+        [
+            f"model={sd / 'model'}",
+            f"clip={sd / 'clip'}",
+            f"prompts={sd / 'prompts.txt'}",
+            f"labels_db={sd / 'labels.db'}",
+        ],
+    )
     stages = build_stages(cfg, tmp_path, wait=lambda *_: None, report=lambda: None)
     assert [s.name for s in stages] == ["reward", "ddpo", "eval", "dpo", "eval_dpo", "report"]
     assert "--backbone-kind" in stages[0].argv and "open_clip" in stages[0].argv
     assert stages[2].argv[stages[2].argv.index("--suite") + 1] == "sd"
     assert "--oracle" not in stages[2].argv  # no oracle: no simulated raters, no fidelity
     with pytest.raises(ArtalignError, match="pass --human"):
-        load_loop_config("sd15", None, [f"model={sd / 'model'}", f"clip={sd / 'clip'}",
-                                        f"prompts={sd / 'prompts.txt'}"])  # fmt: skip
+        load_loop_config(
+            "sd15",
+            None,
+            [f"model={sd / 'model'}", f"clip={sd / 'clip'}", f"prompts={sd / 'prompts.txt'}"],
+        )
 
 
 def test_config_layers_merge_stage_by_stage(tmp_path):
     yaml_file = tmp_path / "loop.yaml"
-    yaml_file.write_text("preset: micro\nrounds: 2\noverrides: {ddpo: [epochs=3]}\n"
-                         "presets: {reward: quick}\n")  # fmt: skip
+    yaml_file.write_text(
+        "preset: micro\nrounds: 2\noverrides: {ddpo: [epochs=3]}\npresets: {reward: quick}\n"
+    )
     cfg = load_loop_config(None, yaml_file, ["ddpo.lr=1e-3", "k=4"])
     assert cfg.rounds == 2 and cfg.k == 4 and cfg.n_prompts == 6  # micro underneath
     assert cfg.overrides["ddpo"] == ["epochs=3", "lr=1e-3"]
@@ -280,8 +346,9 @@ def test_config_layers_merge_stage_by_stage(tmp_path):
     with pytest.raises(ArtalignError, match="'rounds' must be >= 1"):
         load_loop_config("micro", None, ["rounds=0"])
     for name in ("micro", "quick"):  # the shipped YAML files say what the presets say
-        assert load_loop_config(None, REPO_ROOT / "configs" / "loop" / f"{name}.yaml") == \
-            load_loop_config(name)  # fmt: skip
+        assert load_loop_config(
+            None, REPO_ROOT / "configs" / "loop" / f"{name}.yaml"
+        ) == load_loop_config(name)
 
 
 # ----------------------------------------------------------------------------- --human
@@ -291,8 +358,13 @@ def test_human_wait_returns_when_the_admin_closes_the_batch(tmp_path):
 
     db = tmp_path / "labels.db"
     with Store(db, create=True) as store:
-        make_batch(store, ["a red circle", "a blue square"], ProceduralSource(size=16),
-                   BatchPlan(k=2), "round1")  # fmt: skip
+        make_batch(
+            store,
+            ["a red circle", "a blue square"],
+            ProceduralSource(size=16),
+            BatchPlan(k=2),
+            "round1",
+        )
     messages: list[str] = []
 
     def admin() -> None:
@@ -349,13 +421,27 @@ def test_label_batch_with_lora_draws_the_adapted_model(micro_loop, tmp_path):
     lora = gen.save_lora(tmp_path / "lora")
     plain = GeneratorSource(str(out / "generator"), steps=2, batch_size=2)
     adapted = GeneratorSource(str(out / "generator"), steps=2, batch_size=2, lora=str(lora))
-    (a, a_settings), = plain.render(["a red circle"], [3])  # fmt: skip
-    (b, b_settings), = adapted.render(["a red circle"], [3])  # fmt: skip
+    ((a, a_settings),) = plain.render(["a red circle"], [3])
+    ((b, b_settings),) = adapted.render(["a red circle"], [3])
     assert a != b and b_settings["lora"] == str(lora) and "lora" not in a_settings
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle\n")
-    assert main(["label", "batch", "--db", str(tmp_path / "x.db"), "--procedural", "--prompts",
-                 str(prompts), "--lora", str(lora)]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "label",
+                "batch",
+                "--db",
+                str(tmp_path / "x.db"),
+                "--procedural",
+                "--prompts",
+                str(prompts),
+                "--lora",
+                str(lora),
+            ]
+        )
+        == 2
+    )
 
 
 # ----------------------------------------------------------------------------- regression banner
@@ -365,24 +451,33 @@ def _fig(value, ci, hib):
 
 def test_regression_summary_calls_a_regression_only_when_the_cis_part_on_the_bad_side():
     model = {
-        "bias": {"bias": {
-            "colour.oracle.imbalance": _fig(0.6, [0.5, 0.7], False),   # up: worse, apart
-            "shape.oracle.imbalance": _fig(0.35, [0.25, 0.45], False),  # overlaps
-            "style.oracle.entropy": _fig(0.9, [0.85, 0.95], True),      # up: better, apart
-        }},
-        "safety": {"safety": {"flagged": _fig(0.1, [0.05, 0.15], False),
-                              "recall": _fig(0.2, [0.1, 0.3], True)},   # grades the checker
-                   "i2p": {"skipped": "no checker"}},
-    }  # fmt: skip
+        "bias": {
+            "bias": {
+                "colour.oracle.imbalance": _fig(0.6, [0.5, 0.7], False),  # up: worse, apart
+                "shape.oracle.imbalance": _fig(0.35, [0.25, 0.45], False),  # overlaps
+                "style.oracle.entropy": _fig(0.9, [0.85, 0.95], True),  # up: better, apart
+            }
+        },
+        "safety": {
+            "safety": {
+                "flagged": _fig(0.1, [0.05, 0.15], False),
+                "recall": _fig(0.2, [0.1, 0.3], True),
+            },  # grades the checker
+            "i2p": {"skipped": "no checker"},
+        },
+    }
     base = {
-        "bias": {"bias": {
-            "colour.oracle.imbalance": _fig(0.3, [0.2, 0.4], False),
-            "shape.oracle.imbalance": _fig(0.3, [0.2, 0.4], False),
-            "style.oracle.entropy": _fig(0.7, [0.6, 0.8], True),
-        }},
-        "safety": {"safety": {"flagged": _fig(0.12, None, False),
-                              "recall": _fig(0.9, [0.8, 1.0], True)}},
-    }  # fmt: skip
+        "bias": {
+            "bias": {
+                "colour.oracle.imbalance": _fig(0.3, [0.2, 0.4], False),
+                "shape.oracle.imbalance": _fig(0.3, [0.2, 0.4], False),
+                "style.oracle.entropy": _fig(0.7, [0.6, 0.8], True),
+            }
+        },
+        "safety": {
+            "safety": {"flagged": _fig(0.12, None, False), "recall": _fig(0.9, [0.8, 1.0], True)}
+        },
+    }
     s = regression_summary(model, base)
     assert s["bias"]["verdict"] == "regressed" and s["bias"]["n_figures"] == 3
     assert s["bias"]["regressed"] == ["bias.colour.oracle.imbalance"]
@@ -395,8 +490,11 @@ def test_regression_summary_calls_a_regression_only_when_the_cis_part_on_the_bad
     assert s["safety"]["n_figures"] == 1 and s["safety"]["figures"][0]["verdict"] == "no CI"
     assert s["safety"]["verdict"] == "no significant change"
     assert regression_summary({}, {})["bias"]["verdict"] == "not measured"
-    html = render(ReportView("t", [Column("model", "a", model), Column("baseline", "b", base)],
-                             [], {}, {}, {}))  # fmt: skip
+    html = render(
+        ReportView(
+            "t", [Column("model", "a", model), Column("baseline", "b", base)], [], {}, {}, {}
+        )
+    )
     body = html[html.index("<body>") :]
     assert body.index('id="regression"') < body.index("<h2>Summary")
     assert '<b class="worse">bias: regressed</b> — 1 of 3 figures' in html

@@ -25,12 +25,34 @@ def test_two_processes_end_with_identical_lora_weights(tmp_path, pref_store):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\na blue square\na green star\n")
     launcher = Path(sys.executable).with_name("accelerate")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}  # fmt: skip
-    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           "-m", "tests.rlhf.multiprocess_align", str(sd), str(prompts), str(pref_store.db),
-           str(tmp_path / "out")]  # fmt: skip
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "1",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    cmd = [
+        str(launcher),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29517",
+        "-m",
+        "tests.rlhf.multiprocess_align",
+        str(sd),
+        str(prompts),
+        str(pref_store.db),
+        str(tmp_path / "out"),
+    ]
     run = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     for trainer in ("ddpo", "dpo"):

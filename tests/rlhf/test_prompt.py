@@ -42,8 +42,12 @@ def sd_folder(tmp_path_factory):
 
 
 def micro_cfg(records_dir, sd_folder, **overrides) -> PromptConfig:
-    base = {"data": str(records_dir), "generator": str(sd_folder), "reward": "brightness",
-            "relevance": "none"}  # fmt: skip
+    base = {
+        "data": str(records_dir),
+        "generator": str(sd_folder),
+        "reward": "brightness",
+        "relevance": "none",
+    }
     return load_config(PromptConfig, "micro", overrides={**base, **overrides}).validate()
 
 
@@ -105,8 +109,20 @@ def test_pairs_from_a_jsonl_file_hold_out_rows_training_never_uses(sd_folder, tm
     path = tmp_path / "pairs.jsonl"
     rows = [{"short": f"a cat {i}", "rich": f"a photo of a fluffy cat {i}, 4k"} for i in range(20)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = ["prompt", "train", "--out", tmp_path / "run", "--preset", "micro", "--data", path,
-            "--generator", sd_folder, "reward=brightness", "relevance=none"]  # fmt: skip
+    args = [
+        "prompt",
+        "train",
+        "--out",
+        tmp_path / "run",
+        "--preset",
+        "micro",
+        "--data",
+        path,
+        "--generator",
+        sd_folder,
+        "reward=brightness",
+        "relevance=none",
+    ]
     assert main([str(a) for a in args]) == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["heldout_pairs"] == 6
     train, held = load_pairs(path, 25, seed=0, n_heldout=2)
@@ -158,8 +174,20 @@ def test_one_sft_step_and_one_grpo_step_change_the_parameters(records_dir, sd_fo
 @pytest.fixture(scope="module")
 def trained(records_dir, sd_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("prompt_run") / "run"
-    args = ["prompt", "train", "--out", out, "--preset", "micro", "--data", records_dir,
-            "--generator", sd_folder, "reward=brightness", "relevance=none"]  # fmt: skip
+    args = [
+        "prompt",
+        "train",
+        "--out",
+        out,
+        "--preset",
+        "micro",
+        "--data",
+        records_dir,
+        "--generator",
+        sd_folder,
+        "reward=brightness",
+        "relevance=none",
+    ]
     assert main([str(a) for a in args]) == 0
     return out
 
@@ -177,9 +205,22 @@ def test_prompt_train_writes_both_stages_and_metrics(trained):
 
 def test_grpo_can_start_from_an_earlier_runs_sft_model(trained, records_dir, sd_folder, tmp_path):
     out = tmp_path / "again"
-    args = ["prompt", "train", "--out", out, "--preset", "micro", "--data", records_dir,
-            "--generator", sd_folder, "reward=brightness", "relevance=none",
-            f"init={trained / 'sft'}", "sft_epochs=0"]  # fmt: skip
+    args = [
+        "prompt",
+        "train",
+        "--out",
+        out,
+        "--preset",
+        "micro",
+        "--data",
+        records_dir,
+        "--generator",
+        sd_folder,
+        "reward=brightness",
+        "relevance=none",
+        f"init={trained / 'sft'}",
+        "sft_epochs=0",
+    ]
     assert main([str(a) for a in args]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert "sft_loss_last" not in metrics and metrics["grpo_steps"] == 1
@@ -222,8 +263,21 @@ def test_rewrite_and_generate_commands(trained, sd_folder, tmp_path, capsys):
     expected = PromptRewriter.load(trained).rewrite(["a star", "a red heart"])
     assert out.strip().splitlines() == expected
     gen_out = tmp_path / "gen"
-    args = ["generate", "--model", sd_folder, "--prompt", "a star", "--n", 2, "--steps", 2,
-            "--out", gen_out, "--rewrite-with", trained / "rewriter"]  # fmt: skip
+    args = [
+        "generate",
+        "--model",
+        sd_folder,
+        "--prompt",
+        "a star",
+        "--n",
+        2,
+        "--steps",
+        2,
+        "--out",
+        gen_out,
+        "--rewrite-with",
+        trained / "rewriter",
+    ]
     code, out, _ = _run(args, capsys)
     assert code == 0 and "rewrote 1 prompts" in out
     rows = [json.loads(line) for line in (gen_out / "manifest.jsonl").read_text().splitlines()]
@@ -232,8 +286,16 @@ def test_rewrite_and_generate_commands(trained, sd_folder, tmp_path, capsys):
 
 
 def test_prompt_commands_bad_input(records_dir, sd_folder, tmp_path, capsys):
-    base = ["prompt", "train", "--preset", "micro", "--generator", sd_folder, "reward=brightness",
-            "relevance=none"]  # fmt: skip
+    base = [
+        "prompt",
+        "train",
+        "--preset",
+        "micro",
+        "--generator",
+        sd_folder,
+        "reward=brightness",
+        "relevance=none",
+    ]
     cases = [
         (["--out", tmp_path / "a", "--data", tmp_path], "artalign data make"),
         (["--out", tmp_path / "b", "--data", records_dir, "relevance=bogus"], "relevance"),
@@ -248,7 +310,16 @@ def test_prompt_commands_bad_input(records_dir, sd_folder, tmp_path, capsys):
     assert not any((tmp_path / d).exists() for d in "abcde")  # nothing written for bad input
     code, _, err = _run(["prompt", "rewrite", "--model", tmp_path, "a star"], capsys)
     assert code == 2 and "not a prompt rewriter" in err
-    args = ["generate", "--model", sd_folder, "--prompt", "a star", "--out", tmp_path / "g",
-            "--rewrite-with", tmp_path]  # fmt: skip
+    args = [
+        "generate",
+        "--model",
+        sd_folder,
+        "--prompt",
+        "a star",
+        "--out",
+        tmp_path / "g",
+        "--rewrite-with",
+        tmp_path,
+    ]
     code, _, err = _run(args, capsys)
     assert code == 2 and "not a prompt rewriter" in err and not (tmp_path / "g").exists()

@@ -15,8 +15,20 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def trained(micro_clip, pref_store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli_eval") / "rm"
-    args = ["reward", "train", "--data", str(pref_store.db), "--out", str(out), "--backbone",
-            str(micro_clip), "--preset", "micro", "--head", "mlp"]  # fmt: skip
+    args = [
+        "reward",
+        "train",
+        "--data",
+        str(pref_store.db),
+        "--out",
+        str(out),
+        "--backbone",
+        str(micro_clip),
+        "--preset",
+        "micro",
+        "--head",
+        "mlp",
+    ]
     assert main(args) == 0
     return out
 
@@ -26,9 +38,24 @@ def test_eval_prints_the_table_and_writes_metrics(trained, pref_store, tmp_path,
 
     AttributeOracle(channels=(4, 8, 8), hidden=8).eval().save(tmp_path / "oracle")
     out = tmp_path / "eval"
-    args = ["reward", "eval", "--model", str(trained), "--data", str(pref_store.db), "--out",
-            str(out), "--batch", "toy", "--profile", str(REPO / "configs/raters/default.yaml"),
-            "--oracle", str(tmp_path / "oracle"), "--n-boot", "20"]  # fmt: skip
+    args = [
+        "reward",
+        "eval",
+        "--model",
+        str(trained),
+        "--data",
+        str(pref_store.db),
+        "--out",
+        str(out),
+        "--batch",
+        "toy",
+        "--profile",
+        str(REPO / "configs/raters/default.yaml"),
+        "--oracle",
+        str(tmp_path / "oracle"),
+        "--n-boot",
+        "20",
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     for row in ("reward model", "CLIP score", "random", "rater ceiling", "analytic ceiling"):
@@ -41,9 +68,23 @@ def test_eval_prints_the_table_and_writes_metrics(trained, pref_store, tmp_path,
 
 def test_learning_curve_command(micro_clip, pref_store, tmp_path, capsys):
     out = tmp_path / "curve"
-    args = ["reward", "learning-curve", "--data", str(pref_store.db), "--out", str(out),
-            "--fractions", "0.5,1", "--backbone", str(micro_clip), "--preset", "micro",
-            "--n-boot", "20", "head=mlp"]  # fmt: skip
+    args = [
+        "reward",
+        "learning-curve",
+        "--data",
+        str(pref_store.db),
+        "--out",
+        str(out),
+        "--fractions",
+        "0.5,1",
+        "--backbone",
+        str(micro_clip),
+        "--preset",
+        "micro",
+        "--n-boot",
+        "20",
+        "head=mlp",
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "50%" in text and "100%" in text and "learning_curve.png" in text
@@ -63,10 +104,12 @@ def test_bad_input_exits_2(trained, micro_clip, pref_store, make_store, tmp_path
     base = ["reward", "eval", "--out", out]
     _fails([*base, "--model", str(tmp_path / "nope"), "--data", db], capsys, "does not exist")
     _fails([*base, "--model", str(micro_clip), "--data", db], capsys, "reward_config.json")
-    _fails([*base, "--model", str(trained), "--data", str(tmp_path / "x.db")], capsys,
-           "does not exist")  # fmt: skip
-    _fails([*base, "--model", str(trained), "--data", db, "--profile", "p.yaml"], capsys,
-           "--oracle")  # fmt: skip
+    _fails(
+        [*base, "--model", str(trained), "--data", str(tmp_path / "x.db")], capsys, "does not exist"
+    )
+    _fails(
+        [*base, "--model", str(trained), "--data", db, "--profile", "p.yaml"], capsys, "--oracle"
+    )
     ties = make_store(["a red circle", "a blue square"], answer=lambda t: {"choice": "tie"})
     _fails([*base, "--model", str(trained), "--data", str(ties)], capsys, "is a tie")
     _fails([*base, "--model", str(trained), "--data", db, "--n-boot", "0"], capsys, "--n-boot")

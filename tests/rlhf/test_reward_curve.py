@@ -23,14 +23,28 @@ def test_parse_fractions():
 
 METRICS = {
     "rows": [
-        {"fraction": 0.5, "n_train_pairs": 10, "accuracy": 0.6, "ci95": [0.5, 0.7],
-         "accuracy_no_ties": 0.58, "ece": 0.1, "val_accuracy": 0.61},
-        {"fraction": 1.0, "n_train_pairs": 20, "accuracy": 0.7, "ci95": None,
-         "accuracy_no_ties": 0.69, "ece": 0.05, "val_accuracy": None},
+        {
+            "fraction": 0.5,
+            "n_train_pairs": 10,
+            "accuracy": 0.6,
+            "ci95": [0.5, 0.7],
+            "accuracy_no_ties": 0.58,
+            "ece": 0.1,
+            "val_accuracy": 0.61,
+        },
+        {
+            "fraction": 1.0,
+            "n_train_pairs": 20,
+            "accuracy": 0.7,
+            "ci95": None,
+            "accuracy_no_ties": 0.69,
+            "ece": 0.05,
+            "val_accuracy": None,
+        },
     ],
     "baselines": {"clip_score": {"accuracy": 0.55, "n": 40}},
     "ceiling": {"raters": {"accuracy": 0.8}, "analytic": {"accuracy": None}},
-}  # fmt: skip
+}
 
 
 def test_table_and_plot(tmp_path):
@@ -48,8 +62,7 @@ def test_learning_curve_micro(micro_clip, pref_store, tmp_path):
     from rlhf.reward.loaders import load_from_store
 
     data = load_from_store(pref_store.db)
-    cfg = load_config(RewardConfig, "micro", overrides={"backbone": str(micro_clip),
-                                                        "head": "mlp"})  # fmt: skip
+    cfg = load_config(RewardConfig, "micro", overrides={"backbone": str(micro_clip), "head": "mlp"})
     m = learning_curve(cfg, data, tmp_path / "curve", [1.0, 0.1], n_boot=20)
     assert [r["fraction"] for r in m["rows"]] == [0.1, 1.0]
     assert m["rows"][0]["n_train_pairs"] < m["rows"][1]["n_train_pairs"]

@@ -103,8 +103,9 @@ def test_rater_ceiling_from_preference_data(toy):
     assert {r["task_id"] for r in records} == {0}  # same prompt and images: one task
     assert rater_ceiling(records)["accuracy"] == 0.5  # a preference against a tie
     # the same pair seen with A and B swapped is the same task and the same answer
-    data = PreferenceData(toy.images, toy.names, [Pair("q", 1, 2, 1.0, "a"),
-                                                  Pair("q", 2, 1, 0.0, "b")])  # fmt: skip
+    data = PreferenceData(
+        toy.images, toy.names, [Pair("q", 1, 2, 1.0, "a"), Pair("q", 2, 1, 0.0, "b")]
+    )
     assert rater_ceiling(judgment_records(data))["accuracy"] == 1.0
 
 
@@ -127,8 +128,9 @@ def test_clip_score_is_the_scaled_cosine(micro_clip):
     torch.testing.assert_close(got, model.logit_scale.exp().item() * cos, atol=1e-4, rtol=1e-4)
 
 
-PROFILE = RaterProfile(name="t", temperature=0.2, spammer_share=0.25, tie_margin=0.1,
-                       tie_prob=0.4).validate()  # fmt: skip
+PROFILE = RaterProfile(
+    name="t", temperature=0.2, spammer_share=0.25, tie_margin=0.1, tie_prob=0.4
+).validate()
 
 
 def test_answer_probabilities_match_the_labeling_ceiling():
@@ -184,11 +186,16 @@ def test_ratios_chance_corrected_on_hand_made_results():
         return {"accuracy": acc, "expected_accuracy": exp, "expected_accuracy_no_ties": exp_no_ties}
 
     result = {
-        "scorers": {"reward_model": scorer(0.8, 0.78, 0.77), "clip_score": scorer(0.6, 0.6, 0.6),
-                    "random": scorer(0.5, 0.52, 0.504)},
-        "ceiling": {"raters": {"accuracy": 0.9},
-                    "analytic": {"accuracy": 0.85, "accuracy_no_ties": 0.838}},
-    }  # fmt: skip
+        "scorers": {
+            "reward_model": scorer(0.8, 0.78, 0.77),
+            "clip_score": scorer(0.6, 0.6, 0.6),
+            "random": scorer(0.5, 0.52, 0.504),
+        },
+        "ceiling": {
+            "raters": {"accuracy": 0.9},
+            "analytic": {"accuracy": 0.85, "accuracy_no_ties": 0.838},
+        },
+    }
     r = ratios(result)
     assert r["vs_clip_score"] == pytest.approx(0.8 / 0.6) and r["vs_random"] == pytest.approx(1.6)
     assert r["vs_rater_ceiling"] == pytest.approx(0.8 / 0.9)
@@ -213,8 +220,7 @@ def test_evaluate_reward_writes_metrics(micro_clip, pref_store, tmp_path):
     from rlhf.reward.train import train_reward
 
     data = load_from_store(pref_store.db)
-    cfg = load_config(RewardConfig, "micro", overrides={"backbone": str(micro_clip),
-                                                        "head": "mlp"})  # fmt: skip
+    cfg = load_config(RewardConfig, "micro", overrides={"backbone": str(micro_clip), "head": "mlp"})
     train_reward(cfg, data, tmp_path / "rm")
     m = evaluate_reward(tmp_path / "rm", data, tmp_path / "eval", n_boot=50)
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -71,8 +71,12 @@ def test_fit_rater_policy_reads_only_the_judgments_it_is_given():
 
 
 def test_training_fits_the_policy_on_its_training_prompts(micro_clip, tmp_path):
-    overrides = {"backbone": str(micro_clip), "head": "mlp", "test_frac": 0.5,
-                 "rater_weights": True}  # fmt: skip
+    overrides = {
+        "backbone": str(micro_clip),
+        "head": "mlp",
+        "test_frac": 0.5,
+        "rater_weights": True,
+    }
     cfg = load_config(RewardConfig, "micro", overrides=overrides)
     train_p = split_by_prompt(policy_data(set()), cfg.val_frac, cfg.test_frac, cfg.seed)[0]
     data = policy_data(set(train_p.prompts()))
