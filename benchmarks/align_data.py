@@ -27,6 +27,8 @@ from pathlib import Path
 
 from bench_utils import REPO, artalign
 
+from rlhf.reward.loaders import load_from_store
+
 N_TRAIN, TRAIN_SEED = 300, 21
 N_HELDOUT, HELDOUT_SEED = 50, 22
 MAX_JUDGMENTS = 5000
@@ -106,8 +108,6 @@ def build(out: Path, model: Path, oracle: Path, profile: Path) -> dict:
     heldout = [p for p in fresh if p and p not in train][:N_HELDOUT]
     candidates.unlink()
     (out / "heldout.txt").write_text("\n".join(heldout) + "\n")
-    from rlhf.reward.loaders import load_from_store
-
     summary = load_from_store(db).summary()
     notes = {
         "model": str(model),

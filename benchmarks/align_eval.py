@@ -17,10 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from base_models.clip.features import ClipImageFeatures
 from base_models.generator import Generator
+from base_models.generator.evaluate import clip_fid
 from base_models.imaging import make_grid, to_pil
 from base_models.io_utils import atomic_path
+from base_models.oracle.fidelity import fidelity, parse_prompt
+from base_models.oracle.reading import read_images
 from evaluation.stats import bootstrap_ci
+from rlhf.align.guard import load_reference
 
 EVAL_SEED0 = 500_000  # evaluation seeds: disjoint from training and guard seeds
 
@@ -45,9 +50,6 @@ def paired_samples(
 
 def oracle_fidelity(oracle: Any, pixels: torch.Tensor, prompts: list[str]) -> np.ndarray:
     """Per-image prompt fidelity read by the attribute oracle (share of stated attributes met)."""
-    from base_models.oracle.fidelity import fidelity, parse_prompt
-    from base_models.oracle.reading import read_images
-
     readings = read_images(oracle, pixels)
     return np.array(
         [fidelity(r, parse_prompt(p))[0] for r, p in zip(readings, prompts, strict=True)]
@@ -58,10 +60,6 @@ def fid_drift(
     clip: Path, reference: Path, base: torch.Tensor, aligned: torch.Tensor, n_reference: int = 1000
 ) -> dict[str, float]:
     """FID of base and aligned against real images (CLIP image features) and the relative drift."""
-    from base_models.clip.features import ClipImageFeatures
-    from base_models.generator.evaluate import clip_fid
-    from rlhf.align.guard import load_reference
-
     features = ClipImageFeatures.from_folder(clip)
     real = load_reference(reference, n_reference, base.shape[-1])
     fid = {"base": clip_fid(features, real, base), "aligned": clip_fid(features, real, aligned)}

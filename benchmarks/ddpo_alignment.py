@@ -21,7 +21,9 @@ Prints a table and writes OUT/metrics.json and OUT/grid.png (base row above alig
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_utils import REPO, artalign
+
+from base_models.clip.features import ClipImageFeatures
+from base_models.generator import Generator
+from base_models.generator.evaluate import clip_fid
+from base_models.imaging import make_grid, to_pil
+from base_models.oracle import AttributeOracle
+from base_models.oracle.fidelity import fidelity as fidelity_fn
+from base_models.oracle.fidelity import parse_prompt
+from base_models.oracle.reading import read_images
+from base_models.raters import load_profile
+from evaluation.preference import rater_utilities, rater_winrate, reward_winrate
+from rlhf.align.guard import load_reference, read_prompts
+from rlhf.reward.baselines import clip_score_fn
+from rlhf.reward.score import make_reward_fn
 
 SEEDS_PER_PROMPT = 4
 EVAL_SEED0 = 500_000  # evaluation seeds: disjoint from training and guard seeds
@@ -40,19 +56,6 @@ def sample(gen, prompts: list[str], seeds: list[int]) -> torch.Tensor:
 
 
 def evaluate(args: argparse.Namespace, lora: Path) -> dict:
-    import dataclasses
-
-    from base_models.clip.features import ClipImageFeatures
-    from base_models.generator import Generator
-    from base_models.generator.evaluate import clip_fid
-    from base_models.imaging import make_grid, to_pil
-    from base_models.oracle import AttributeOracle
-    from base_models.raters import load_profile
-    from evaluation.preference import rater_utilities, rater_winrate, reward_winrate
-    from rlhf.align.guard import load_reference, read_prompts
-    from rlhf.reward.baselines import clip_score_fn
-    from rlhf.reward.score import make_reward_fn
-
     prompts = read_prompts(args.data / "heldout.txt")
     flat = [p for p in prompts for _ in range(SEEDS_PER_PROMPT)]
     seeds = [EVAL_SEED0 + i for i in range(len(flat))]
@@ -66,10 +69,6 @@ def evaluate(args: argparse.Namespace, lora: Path) -> dict:
     win = rater_winrate(oracle, heldout_rater, aligned, base, flat)
     fid_of = {}
     fidelity = {}
-    from base_models.oracle.fidelity import fidelity as fidelity_fn
-    from base_models.oracle.fidelity import parse_prompt
-    from base_models.oracle.reading import read_images
-
     for name, px in (("base", base), ("aligned", aligned)):
         readings = read_images(oracle, px)
         fidelity[name] = float(
@@ -147,8 +146,6 @@ def main() -> None:
     run = args.out / "run"
     if not args.eval_only:
         if run.exists():
-            import shutil
-
             shutil.rmtree(run)
         timing["ddpo_s"] = artalign(
             "align",

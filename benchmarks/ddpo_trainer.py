@@ -38,6 +38,9 @@ from align_eval import (
 )
 from bench_utils import REPO, artalign
 
+from base_models.oracle import AttributeOracle
+from rlhf.align.rewards import make_reward
+
 SEEDS_PER_PROMPT = 4
 # incompressibility is the control: the same trainer must move the same figure the other way
 TARGETS = {
@@ -77,9 +80,6 @@ def make_prompts(folder: Path) -> tuple[Path, Path]:
 
 
 def evaluate(args: argparse.Namespace, run: Path, heldout: Path) -> dict:
-    from base_models.oracle import AttributeOracle
-    from rlhf.align.rewards import make_reward
-
     cfg = yaml.safe_load((run / "train_config.yaml").read_text())
     sampler = {"steps": cfg["steps"], "guidance": cfg["guidance"], "eta": cfg["eta"]}
     flat, base, aligned = paired_samples(

@@ -34,6 +34,9 @@ import numpy as np
 from align_eval import before_after_grid, oracle_fidelity, paired_samples, read_lines
 from bench_utils import REPO, artalign
 
+from base_models.oracle import AttributeOracle
+from base_models.oracle.reading import read_images
+from base_models.raters import load_profile, taste
 from evaluation.stats import mean_figure
 
 SEEDS_PER_PROMPT = 4
@@ -119,10 +122,6 @@ def make_data(folder: Path, model: Path, oracle: Path) -> dict:
 
 
 def evaluate(args: argparse.Namespace, run: Path) -> dict:
-    from base_models.oracle import AttributeOracle
-    from base_models.oracle.reading import read_images
-    from base_models.raters import load_profile, taste
-
     prompts = read_lines(args.out / "data" / "heldout.txt")
     flat, base, aligned = paired_samples(
         args.model, run / "lora", prompts, SEEDS_PER_PROMPT, **SAMPLER

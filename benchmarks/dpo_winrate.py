@@ -29,7 +29,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from base_models.config import load_config  # noqa: E402
+from base_models.generator import Generator, SampleOutput  # noqa: E402
+from base_models.imaging import make_grid  # noqa: E402
 from base_models.io_utils import atomic_path, write_json  # noqa: E402
+from base_models.oracle import AttributeOracle  # noqa: E402
+from base_models.oracle.fidelity import fidelity, parse_prompt  # noqa: E402
+from base_models.oracle.reading import read_images  # noqa: E402
+from base_models.raters import load_profile  # noqa: E402
+from evaluation.preference import rater_winrate  # noqa: E402
+from evaluation.stats import mean_figure  # noqa: E402
+from rlhf.align.dpo import train_dpo  # noqa: E402
+from rlhf.align.dpo_config import DPOConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS, STEPS, GUIDANCE = 4, 20, 3.0
@@ -48,9 +59,6 @@ def sample_pair(generator, prompts: list[str]) -> tuple:
 
 
 def fidelities(oracle, pixels, prompts: list[str]) -> np.ndarray:
-    from base_models.oracle.fidelity import fidelity, parse_prompt
-    from base_models.oracle.reading import read_images
-
     readings = read_images(oracle, pixels)
     pairs = zip(readings, prompts, strict=True)
     return np.array([fidelity(r, parse_prompt(p))[0] for r, p in pairs])
@@ -70,16 +78,6 @@ def main() -> None:
     p.add_argument("--preset", default="quick")
     p.add_argument("overrides", nargs="*", help="DPOConfig overrides, KEY=VALUE")
     args = p.parse_args()
-
-    from base_models.config import load_config
-    from base_models.generator import Generator, SampleOutput
-    from base_models.imaging import make_grid
-    from base_models.oracle import AttributeOracle
-    from base_models.raters import load_profile
-    from evaluation.preference import rater_winrate
-    from evaluation.stats import mean_figure
-    from rlhf.align.dpo import train_dpo
-    from rlhf.align.dpo_config import DPOConfig
 
     db, heldout_file = args.data / "labels.db", args.data / "heldout.txt"
     if not db.is_file() or not heldout_file.is_file():

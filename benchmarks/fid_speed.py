@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 import torch
+from torchmetrics.image.fid import FrechetInceptionDistance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from base_models.io_utils import write_json  # noqa: E402
 from evaluation.quality import frechet_distance  # noqa: E402
 
 
@@ -42,8 +44,6 @@ def features(n: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tenso
 
 
 def torchmetrics_fid(real: torch.Tensor, fake: torch.Tensor) -> float:
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
     ident = torch.nn.Identity()
     ident.num_features = real.shape[1]
     metric = FrechetInceptionDistance(feature=ident)
@@ -138,15 +138,13 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.threads is not None:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # lazy: threadpoolctl
 
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
     rows = run(args.n, args.dims, args.repeats)
     print(table(rows))
     if args.out is not None:
-        from base_models.io_utils import write_json
-
         env = {
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),

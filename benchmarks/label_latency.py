@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from base_models.io_utils import write_json  # noqa: E402
@@ -37,8 +39,6 @@ N_RATERS, OVERLAP = 50, 3
 
 def fill(db: Path, n_judgments: int, seed: int = 0) -> tuple[Store, list[int]]:
     """A store holding `n_judgments` judgments; returns it and the rater ids."""
-    from PIL import Image
-
     rng = random.Random(seed)
     store = Store(db, create=True)
     n_tasks = n_judgments // 2 + 5000  # 2 judgments on every task, a third on part of them

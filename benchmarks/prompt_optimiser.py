@@ -33,15 +33,27 @@ import numpy as np
 import torch
 from bench_utils import REPO, artalign
 
+from base_models.config import load_config
+from base_models.generator import Generator
+from base_models.imaging import make_grid, to_pil
+from base_models.oracle import AttributeOracle
+from base_models.oracle.fidelity import fidelity, parse_prompt
+from base_models.oracle.reading import read_images
+from base_models.raters import load_profile
+from base_models.world.sampling import SceneSampler
+from base_models.world.short_prompts import short_and_rich
+from evaluation.preference import rater_winrate
+from rlhf.prompt.config import PromptConfig
+from rlhf.prompt.keep import keeps_intent
+from rlhf.prompt.rewriter import PromptRewriter
+from rlhf.prompt.train import training_prompts
+
 SEEDS = 4
 EVAL_SEED0 = 700_000  # image seeds: disjoint from the reward's seeds during training
 SCENE_SEED = 900_000
 
 
 def heldout_prompts(n: int) -> list[str]:
-    from base_models.world.sampling import SceneSampler
-    from base_models.world.short_prompts import short_and_rich
-
     rng = np.random.default_rng(SCENE_SEED)
     sampler = SceneSampler(max_objects=2, unsafe_share=0.0)
     return [short_and_rich(sampler.sample(rng)[0], rng)[0] for _ in range(n)]
@@ -65,25 +77,11 @@ def by_kind(required: dict) -> dict[str, dict]:
 
 def training_shorts(run: Path) -> set[str]:
     """The short prompts the run trained on (SFT pairs and GRPO prompts)."""
-    from base_models.config import load_config
-    from rlhf.prompt.config import PromptConfig
-    from rlhf.prompt.train import training_prompts
-
     sft, _, grpo = training_prompts(load_config(PromptConfig, None, run / "train_config.yaml"))
     return {p["short"] for p in sft + grpo}
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    from base_models.generator import Generator
-    from base_models.imaging import make_grid, to_pil
-    from base_models.oracle import AttributeOracle
-    from base_models.oracle.fidelity import fidelity, parse_prompt
-    from base_models.oracle.reading import read_images
-    from base_models.raters import load_profile
-    from evaluation.preference import rater_winrate
-    from rlhf.prompt.keep import keeps_intent
-    from rlhf.prompt.rewriter import PromptRewriter
-
     shorts = heldout_prompts(args.n_prompts)
     flat = [p for p in shorts for _ in range(SEEDS)]
     # short prompts are short: some held-out texts were also typed in training (new scenes and

@@ -40,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from base_models.config import load_config  # noqa: E402
 from base_models.io_utils import write_json  # noqa: E402
+from base_models.oracle.model import AttributeOracle  # noqa: E402
+from base_models.rater_ceiling import perfect_credit  # noqa: E402
+from base_models.raters import load_profile  # noqa: E402
 from benchmarks.reward_data import (  # noqa: E402
     BatchSpec,
     add_style_pairs,
@@ -48,6 +51,20 @@ from benchmarks.reward_data import (  # noqa: E402
     simulated_store,
 )
 from benchmarks.reward_throughput import sample_images, throughput  # noqa: E402
+from rlhf.reward.baselines import expected_credit  # noqa: E402
+from rlhf.reward.config import RewardConfig  # noqa: E402
+from rlhf.reward.evaluate import (  # noqa: E402
+    PairTable,
+    ScoreCache,
+    SimulatedRaters,
+    answer_table,
+    evaluate_reward,
+    held_out_splits,
+    load_split,
+)
+from rlhf.reward.loaders import load_from_store  # noqa: E402
+from rlhf.reward.model import load_reward_model, read_reward_config  # noqa: E402
+from rlhf.reward.train import train_reward  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -56,11 +73,6 @@ TRAIN = {"head": "mlp", "mode": "frozen", "loss": "pl"}  # on the quick preset; 
 
 def train_and_eval(db: Path, out: Path, sim: Any, args: Any, batch: str | None = None) -> dict:
     """Train on the store (optionally one batch), evaluate on its held-out prompts."""
-    from rlhf.reward.config import RewardConfig
-    from rlhf.reward.evaluate import evaluate_reward
-    from rlhf.reward.loaders import load_from_store
-    from rlhf.reward.train import train_reward
-
     data = load_from_store(db, batch=batch)  # every rater: training fits the flags on its prompts
     cfg = load_config(
         RewardConfig, "quick", overrides={**TRAIN, "backbone": str(args.clip), "seed": args.seed}
@@ -75,18 +87,6 @@ def train_and_eval(db: Path, out: Path, sim: Any, args: Any, batch: str | None =
 
 def mistake_breakdown(db: Path, metrics_dir: Path, sim: Any) -> dict[str, Any]:
     """Expected accuracy of the model and the ceiling per kind of mistake in a test pair."""
-    from base_models.rater_ceiling import perfect_credit
-    from rlhf.reward.baselines import expected_credit
-    from rlhf.reward.evaluate import (
-        PairTable,
-        ScoreCache,
-        answer_table,
-        held_out_splits,
-        load_split,
-    )
-    from rlhf.reward.loaders import load_from_store
-    from rlhf.reward.model import load_reward_model, read_reward_config
-
     left_out = read_reward_config(metrics_dir / "model")["data"].get("excluded_raters")
     data = load_from_store(db, exclude_raters=left_out)  # as `evaluate_reward` scores it
     _, test, _ = held_out_splits(data, load_split(metrics_dir / "model"))
@@ -118,9 +118,6 @@ def mistake_breakdown(db: Path, metrics_dir: Path, sim: Any) -> dict[str, Any]:
 
 
 def part_a(args: Any, oracle: Any) -> dict[str, Any]:
-    from base_models.raters import load_profile
-    from rlhf.reward.evaluate import SimulatedRaters
-
     profile = load_profile(HERE / "raters" / "known_noise.yaml")
     n_overlap = args.judgments // 20  # tasks judged twice: the two-rater ceiling
     n_main = args.judgments - 2 * n_overlap
@@ -138,10 +135,6 @@ def part_a(args: Any, oracle: Any) -> dict[str, Any]:
 
 
 def part_b(args: Any, oracle: Any) -> dict[str, Any]:
-    from base_models.raters import load_profile
-    from rlhf.reward.evaluate import SimulatedRaters, evaluate_reward
-    from rlhf.reward.loaders import load_from_store
-
     profile = load_profile(REPO / "configs" / "raters" / "striped_lover.yaml")
     n_tasks = args.judgments // 2  # judged twice, so the spammer can be flagged
     prompts = open_prompts(n_tasks + args.style_pairs, seed=args.seed + 23, style_p=0.0)
@@ -252,8 +245,6 @@ def main() -> None:
     p.add_argument("--mistake-rate", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    from base_models.oracle.model import AttributeOracle
-
     t0 = time.perf_counter()
     oracle = AttributeOracle.load(args.oracle)
     results: dict[str, Any] = {

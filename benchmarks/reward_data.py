@@ -24,7 +24,12 @@ import numpy as np
 
 from base_models.world.attributes import STYLES
 from base_models.world.captions import COLOUR_WORDS, SHAPE_WORDS, STYLE_WORDS
+from base_models.world.render import render_scene
 from base_models.world.sampling import SceneSampler
+from labeling_app.batch import BatchPlan, ProceduralSource, make_batch
+from labeling_app.batch_scenes import scene_for_prompt
+from labeling_app.simulate import simulate
+from labeling_app.store import Store
 
 
 def open_prompts(
@@ -74,10 +79,6 @@ def simulated_store(
     The simulator's metrics (spammer names, the run's ceiling) are written beside the store as
     `labels.db.simulate-<profile>.json` (the last run's; the spammers are the same in all).
     """
-    from labeling_app.batch import BatchPlan, ProceduralSource, make_batch
-    from labeling_app.simulate import simulate
-    from labeling_app.store import Store
-
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -120,11 +121,6 @@ def add_style_pairs(
     Each prompt gets one scene (`scene_for_prompt`, no mistake) drawn in two styles, cycling
     through the 10 unordered style pairs; the display order is random.
     """
-    from base_models.world.render import render_scene
-    from labeling_app.batch_scenes import scene_for_prompt
-    from labeling_app.simulate import simulate
-    from labeling_app.store import Store
-
     combos = list(itertools.combinations(STYLES, 2))
     order = random.Random(seed)
     with Store(db) as store:
@@ -158,8 +154,6 @@ def add_style_pairs(
 
 def image_settings(db: Path) -> dict[str, dict[str, Any]]:
     """Image path (as the loaders record it) -> the settings stored with it (e.g. its mistake)."""
-    from labeling_app.store import Store
-
     with Store(db) as store:
         ids = sorted({i for t in store.tasks() for i in t.image_ids})
         return {str(r.path): r.settings for r in store.images(ids).values()}

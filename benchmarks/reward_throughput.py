@@ -15,8 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_utils import median_seconds  # noqa: E402
+
+from base_models.clip.model_io import embed_images, load_clip  # noqa: E402
+from rlhf.reward.loaders import load_from_store  # noqa: E402
+from rlhf.reward.model import load_reward_model  # noqa: E402
 
 
 def throughput(
@@ -28,11 +35,6 @@ def throughput(
     repeats: int = 3,
 ) -> dict[str, Any]:
     """images/s of the reward model and of the bare CLIP image encoder on the same images."""
-    import torch
-
-    from base_models.clip.model_io import embed_images, load_clip
-    from rlhf.reward.model import load_reward_model
-
     model = load_reward_model(model_dir)
     net, preprocess, _ = load_clip(clip)
     with torch.inference_mode():
@@ -52,10 +54,6 @@ def throughput(
 
 def sample_images(db: Path, batch: str | None, n: int = 2048) -> tuple[list, list[str]]:
     """Up to `n` images of a label store (seeded choice) with the prompt each was made for."""
-    import numpy as np
-
-    from rlhf.reward.loaders import load_from_store
-
     data = load_from_store(db, batch=batch, exclude_raters=None)
     prompt_of = {}
     for p in data.all_pairs():

@@ -26,10 +26,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torchvision.transforms.functional import to_pil_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from base_models.generator import Generator  # noqa: E402
+from base_models.imaging import make_grid  # noqa: E402
 from base_models.io_utils import write_json  # noqa: E402
+from base_models.oracle import AttributeOracle, read_images  # noqa: E402
+from evaluation.safety.calibrate import (  # noqa: E402
+    CalibrationConfig,
+    calibrate_embeddings,
+    labelled_world,
+    rates,
+    split,
+    threshold_for_fpr,
+)
+from evaluation.safety.checker import ClipEmbedder  # noqa: E402
+from evaluation.safety.metrics import redteam  # noqa: E402
 
 SOURCE_SETS = (["text"], ["image"], ["tuned"], ["text", "image", "tuned"])
 
@@ -41,9 +56,6 @@ def _fmt(v: float | None) -> str:
 def rendered(args: Any, embedder: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """(a): one checker per source set, calibrated and tested on renders; the renders' oracle
     accuracy on the unsafe label (how far the judge itself can be trusted)."""
-    from base_models.oracle import AttributeOracle, read_images
-    from evaluation.safety.calibrate import CalibrationConfig, calibrate_embeddings, labelled_world
-
     t = time.perf_counter()
     images, labels = labelled_world(args.n_render, args.unsafe_share, args.seed)
     emb = embedder.images(images)
@@ -73,12 +85,6 @@ def rendered(args: Any, embedder: Any) -> tuple[dict[str, Any], dict[str, Any], 
 
 def generated(args: Any) -> tuple[Any, list[dict[str, Any]], np.ndarray]:
     """(b): the red-team + benign images of the generator and the oracle's unsafe labels."""
-    import torch
-
-    from base_models.generator import Generator
-    from base_models.oracle import AttributeOracle, read_images
-    from evaluation.safety.metrics import redteam
-
     items = redteam(n=args.redteam, benign=args.benign, seed=args.seed)
     per_image = [it for it in items for _ in range(args.seeds)]
     prompts = [it["prompt"] for it in per_image]
@@ -104,8 +110,6 @@ def evaluate_generated(
     seed: int,
 ) -> dict[str, Any]:
     """Each checker's rates on generated images, per category too; plus the re-thresholded row."""
-    from evaluation.safety.calibrate import rates, split, threshold_for_fpr
-
     cats = np.array([str(it["category"]) for it in items])
     rows: dict[str, Any] = {}
     for name, checker in checkers.items():
@@ -145,8 +149,6 @@ def main() -> None:
     p.add_argument("--renders-only", action="store_true", help="part (a) only: no generator")
     args = p.parse_args()
 
-    from evaluation.safety.checker import ClipEmbedder
-
     start = time.perf_counter()
     embedder = ClipEmbedder.from_folder(args.clip)
     render_rows, judge, checkers = rendered(args, embedder)
@@ -174,8 +176,6 @@ def main() -> None:
 
 def _generated_part(args: Any, checkers: dict[str, Any], out: Path) -> dict[str, Any]:
     """(b): print the generated-image table, save the direct prompts' grid; the figures."""
-    from base_models.imaging import make_grid
-
     images, items, labels = generated(args)
     gen_rows = evaluate_generated(checkers, images, items, labels, args.target_fpr, args.seed)
     cats = np.array([str(it["category"]) for it in items])
@@ -189,8 +189,6 @@ def _generated_part(args: Any, checkers: dict[str, Any], out: Path) -> dict[str,
         flagged = ", ".join(f"{c} {v:.2f}" for c, v in r["flagged"].items())
         print(f"{name:34s} {_fmt(r['recall']):>7s} {_fmt(r['fpr']):>7s}  {flagged}")
     direct = [i for i, it in enumerate(items) if it["category"] == "direct"]
-    from torchvision.transforms.functional import to_pil_image
-
     grid = make_grid([to_pil_image(images[i]) for i in direct], ncols=args.seeds * 2, scale=4)
     grid.save(out / "redteam_samples.png")
     return {"n": len(labels), "oracle_unsafe": oracle_unsafe, "checkers": gen_rows}

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import torch
 from bench_utils import REPO, median_seconds
+from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+from base_models.generator import Generator
 
 STEPS, GUIDANCE = 20, 3.0
 
@@ -29,10 +32,6 @@ def main() -> None:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-    from base_models.generator import Generator
-
     prompts = [f"a {c} circle on a white background" for c in ("red", "blue", "green", "yellow")]
     prompts = (prompts * args.n)[: args.n]
     seeds = list(range(args.n))

@@ -22,6 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from base_models.config import load_config  # noqa: E402
+from base_models.generator import Generator  # noqa: E402
+from base_models.generator.evaluate import evaluate_generator, load_instruments  # noqa: E402
+from base_models.unet import UNetConfig, train_unet  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,11 +42,6 @@ def main() -> None:
     p.add_argument("--eval-only", action="store_true", help="re-read an existing --out model")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE overrides of the UNet config")
     a = p.parse_args()
-
-    from base_models.config import load_config
-    from base_models.generator import Generator
-    from base_models.generator.evaluate import evaluate_generator, load_instruments
-    from base_models.unet import UNetConfig, train_unet
 
     if a.eval_only:
         train = json.loads((a.out / "metrics.json").read_text())

@@ -21,6 +21,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from base_models.finetune import load_embedding
+from base_models.finetune.evaluate import evaluate_style, style_prompts
+from base_models.generator import Generator, SampleOutput
+from base_models.imaging import make_grid
+from base_models.io_utils import write_json
+from base_models.oracle import AttributeOracle
+
 STYLES = ("flat", "outlined", "striped", "dotted", "gradient")
 
 
@@ -118,15 +127,6 @@ def main() -> None:
             out / "metrics.json",
         )
 
-    import torch
-
-    from base_models.finetune import load_embedding
-    from base_models.finetune.evaluate import evaluate_style, style_prompts
-    from base_models.generator import Generator
-    from base_models.imaging import make_grid
-    from base_models.io_utils import write_json
-    from base_models.oracle import AttributeOracle
-
     torch.manual_seed(0)
     reader = AttributeOracle.load(oracle)
     results: dict[str, dict] = {}
@@ -166,8 +166,6 @@ def main() -> None:
             and ref["shape_acc"] - results[m]["shape_acc"] <= 0.10
         )
         print(f"  {m}: targets {'met' if ok else 'NOT met'}")
-    from base_models.generator import SampleOutput
-
     images = [im for _, px in grids for im in SampleOutput(px, [], []).images]
     make_grid(images, ncols=2 * a.seeds, scale=4).save(r / "style_samples.png")
     write_json(r / "style_metrics.json", {"style": a.style, "seconds": seconds, **results})

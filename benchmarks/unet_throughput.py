@@ -16,7 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from base_models.config import load_config  # noqa: E402
+from base_models.unet import UNetConfig  # noqa: E402
+from base_models.unet.model import build_unet  # noqa: E402
 
 VARIANTS = {
     "preset": [],
@@ -28,12 +34,6 @@ VARIANTS = {
 
 def step_seconds(overrides: list[str], preset: str, batch: int, steps: int, channels_last: bool):
     """Mean seconds of one training step, and the UNet's parameter count."""
-    import torch
-
-    from base_models.config import load_config
-    from base_models.unet import UNetConfig
-    from base_models.unet.model import build_unet
-
     torch.manual_seed(0)
     cfg = load_config(UNetConfig, preset, overrides=overrides)
     unet = build_unet(cfg, cross_attention_dim=64, sample_size=16, latent_channels=4)
@@ -60,8 +60,6 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=6, help="timed steps per variant")
     a = p.parse_args()
-    import torch
-
     rows = [(name, over, False) for name, over in VARIANTS.items()]
     rows.append(("preset, channels_last", [], True))
     print(

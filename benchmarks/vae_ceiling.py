@@ -18,6 +18,12 @@ from pathlib import Path
 
 import torch
 
+from base_models.generator import SampleOutput
+from base_models.generator.evaluate import prompt_scenes, score_prompt_set
+from base_models.imaging import make_grid
+from base_models.oracle import AttributeOracle, images_to_tensor, read_images
+from base_models.vae.evaluate import load_vae
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,12 +33,6 @@ def main() -> None:
     p.add_argument("--grid", type=Path, default=None, help="PNG: 16 originals over their recons")
     p.add_argument("--latent-noise", default="", help="comma-separated sigmas, e.g. 0.1,0.2,0.4")
     a = p.parse_args()
-
-    from base_models.generator import SampleOutput
-    from base_models.generator.evaluate import prompt_scenes, score_prompt_set
-    from base_models.imaging import make_grid
-    from base_models.oracle import AttributeOracle, images_to_tensor, read_images
-    from base_models.vae.evaluate import load_vae
 
     vae = load_vae(a.vae)
     pairs = prompt_scenes("single", a.n)
