@@ -77,14 +77,16 @@ def register_extractor(name: str) -> Callable[[Callable[..., Any]], Callable[...
 
 
 def register_reward(
-    name: str, research: bool = False, needs: tuple[str, ...] = ()
+    name: str, research: bool = False, needs: tuple[str, ...] = (), differentiable: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `factory(**kwargs) -> reward_fn(images, prompts, metadata)` as reward `name`.
 
     research: the reward optimises an evaluation instrument (runs that use it are labelled).
     needs: keyword arguments the factory cannot do without (e.g. "path").
+    differentiable: the factory takes `differentiable=True` and then returns a reward_fn whose
+    rewards keep their autograd graph back to the images (reward backpropagation, DRaFT).
     """
-    return REWARDS.register(name, needs=needs, research=research)
+    return REWARDS.register(name, needs=needs, research=research, differentiable=differentiable)
 
 
 def register_prompt_set(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

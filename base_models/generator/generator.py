@@ -79,7 +79,7 @@ class Generator:
         """The empty prompt's states (1, T, D): the unconditional half of guidance."""
         return self.encode_prompts([""])
 
-    def _guidance_embeds(self, cond: torch.Tensor, guidance: float) -> torch.Tensor:
+    def guidance_embeds(self, cond: torch.Tensor, guidance: float) -> torch.Tensor:
         """[uncond; cond] (2B, T, D) when guidance is on, else cond (B, T, D)."""
         if guidance <= 1:
             return cond
@@ -92,7 +92,7 @@ class Generator:
     ) -> torch.Tensor:
         """The UNet's (ε / x0 / v) output with classifier-free guidance: one forward for both.
 
-        `embeds` comes from `_guidance_embeds`; `t` is a 0-d timestep or one per sample (B,).
+        `embeds` comes from `guidance_embeds`; `t` is a 0-d timestep or one per sample (B,).
         """
         cfg = guidance > 1
         x_in = torch.cat([latents] * 2) if cfg else latents
@@ -123,7 +123,7 @@ class Generator:
         t = torch.as_tensor(timesteps, device=device)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        embeds = self._guidance_embeds(prompt_embeds.to(device, self.dtype), guidance)
+        embeds = self.guidance_embeds(prompt_embeds.to(device, self.dtype), guidance)
         out = self.guided_output(x_t, t, embeds, guidance)
         c = self.ddim.coefficients(t.cpu(), steps, eta)
         return self.ddim.step_mean(out, x_t, c), c.std.to(device)
@@ -225,7 +225,7 @@ class Generator:
         from diffusers.utils.torch_utils import randn_tensor
 
         cond = self.encode_prompts(prompts)
-        embeds = self._guidance_embeds(cond, guidance)
+        embeds = self.guidance_embeds(cond, guidance)
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         shape = (
             len(prompts),
@@ -262,8 +262,15 @@ class Generator:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> images (B, 3, H, W) float32 in [0, 1] on the CPU, as the pipeline does."""
+        return self.decode_pixels(latents).float().cpu()
+
+    def decode_pixels(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> images (B, 3, H, W) in [0, 1] on the model's device, float32 (float64 for a
+        float64 model); differentiable (reward backpropagation runs the VAE decoder with
+        gradients)."""
         image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
-        return (image * 0.5 + 0.5).clamp(0, 1).float().cpu()
+        image = (image * 0.5 + 0.5).clamp(0, 1)
+        return image if image.dtype == torch.float64 else image.float()
 
     # --- LoRA ---------------------------------------------------------------------------
     def attach_lora(self, lora: str | Path | Any | None = None) -> None:

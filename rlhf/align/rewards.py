@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from base_models.errors import ArtalignError
 from base_models.imaging import to_pil
 from base_models.oracle import AttributeOracle
 from base_models.oracle.fidelity import fidelity, parse_prompt
@@ -50,9 +51,27 @@ def make_reward(name: str, **kwargs: Any) -> RewardFn:
     return REWARDS.build(name, **kwargs)
 
 
-@register_reward("reward_model", needs=("path",))
-def reward_model(path: str, device: str | None = None, **_: Any) -> RewardFn:
-    return make_reward_fn(path, device=device)
+def differentiable_rewards() -> list[str]:
+    """Rewards whose reward_fn(differentiable=True) backpropagates to the images (DRaFT)."""
+    return [n for n in reward_names() if REWARDS.entry(n).meta.get("differentiable")]
+
+
+def make_differentiable_reward(name: str, **kwargs: Any) -> RewardFn:
+    """`make_reward(name, differentiable=True)`, refusing a reward that has no gradient."""
+    if not REWARDS.entry(name).meta.get("differentiable"):
+        known = ", ".join(differentiable_rewards())
+        raise ArtalignError(
+            f"reward {name!r} is not differentiable, so it cannot be backpropagated (DRaFT); "
+            f"use one of: {known} (or align with DDPO, which needs no gradient)"
+        )
+    return make_reward(name, differentiable=True, **kwargs)
+
+
+@register_reward("reward_model", needs=("path",), differentiable=True)
+def reward_model(
+    path: str, device: str | None = None, differentiable: bool = False, **_: Any
+) -> RewardFn:
+    return make_reward_fn(path, device=device, differentiable=differentiable)
 
 
 @register_reward("clip_score", needs=("clip",))
@@ -103,9 +122,11 @@ def incompressibility(**_: Any) -> RewardFn:
     return reward_fn
 
 
-@register_reward("brightness")
-def brightness(**_: Any) -> RewardFn:
+@register_reward("brightness", differentiable=True)
+def brightness(differentiable: bool = False, **_: Any) -> RewardFn:
     def reward_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
+        if differentiable:  # keeps the graph, on the images' device
+            return images.float().mean(dim=(1, 2, 3)), {}
         return images.detach().float().mean(dim=(1, 2, 3)).cpu(), {}
 
     return reward_fn

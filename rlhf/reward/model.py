@@ -240,6 +240,20 @@ class RewardModel(nn.Module):
         finally:
             self.train(was_training)
 
+    def score_with_grad(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """Rewards (N,) of float images (N, 3, H, W) in [0, 1], differentiable with respect to
+        the images: reward backpropagation (DRaFT, AlignProp) flows through this. One batch; the
+        prompts are embedded without gradients. Call `requires_grad_(False)` first so that only
+        the images, not the reward model, receive gradients."""
+        if len(images) != len(prompts):
+            raise ArtalignError(f"score got {len(images)} images but {len(prompts)} prompts")
+        unique = list(dict.fromkeys(prompts))
+        with torch.no_grad():
+            txt = self.embed_texts(self.backbone.tokenize(unique))
+        idx = torch.tensor([unique.index(p) for p in prompts], device=txt.device)
+        pixels = self.backbone.preprocess(images.to(self.device))
+        return self.head_scores(self.embed_images(pixels), txt[idx])
+
     # ------------------------------------------------------------------ saving
     def trained_state(self) -> dict[str, torch.Tensor]:
         """The weights `save` writes: head, plus LoRA adapters or the whole backbone."""

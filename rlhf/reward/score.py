@@ -44,15 +44,30 @@ def _as_images(images: Any) -> torch.Tensor | list[Image.Image]:
 
 
 def make_reward_fn(
-    model_dir: str | Path, device: str | torch.device | None = None, batch_size: int = 64
+    model_dir: str | Path,
+    device: str | torch.device | None = None,
+    batch_size: int = 64,
+    differentiable: bool = False,
 ) -> RewardFn:
     """Load the reward model once; return `reward_fn(images, prompts, metadata=None)`.
 
     info holds the model folder, the batch's mean reward and the seconds scoring took. The
-    loaded model is available as `reward_fn.model`.
+    loaded model is available as `reward_fn.model`. differentiable: the rewards keep their
+    autograd graph back to float image tensors (on the model's device) for reward
+    backpropagation; the reward model's own weights are frozen.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_reward_model(model_dir, device=device)
+    if differentiable:
+        model.requires_grad_(False)
+        model.eval()
+
+        def grad_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
+            rewards = model.score_with_grad(images, list(prompts))
+            return rewards, {"reward_model": str(model_dir), "mean": float(rewards.mean())}
+
+        grad_fn.model = model  # type: ignore[attr-defined]
+        return grad_fn
 
     def reward_fn(
         images: Any, prompts: str | Sequence[str], metadata: Any = None
