@@ -55,7 +55,9 @@ def sample(gen, prompts: list[str], seeds: list[int]) -> torch.Tensor:
     return gen.sample(prompts, seeds, steps=20, guidance=3.0, batch_size=64).pixels
 
 
-def evaluate(args: argparse.Namespace, lora: Path) -> dict:
+def evaluate(args: argparse.Namespace, lora: Path, reward_dir: Path, out: Path) -> dict:
+    """Base vs `lora` on the held-out prompts (args: data, model, oracle, profile, clip,
+    reference); writes out/grid.png. Shared with benchmarks/draft_alignment.py."""
     prompts = read_prompts(args.data / "heldout.txt")
     flat = [p for p in prompts for _ in range(SEEDS_PER_PROMPT)]
     seeds = [EVAL_SEED0 + i for i in range(len(flat))]
@@ -80,7 +82,7 @@ def evaluate(args: argparse.Namespace, lora: Path) -> dict:
     reference = load_reference(args.reference, N_REFERENCE, base.shape[-1])
     for name, px in (("base", base), ("aligned", aligned)):
         fid_of[name] = clip_fid(features, reference, px)
-    reward_fn = make_reward_fn(args.out / "reward")
+    reward_fn = make_reward_fn(reward_dir)
     rwin = reward_winrate(reward_fn, aligned, base, flat)
     clip = clip_score_fn(args.clip)
     grid_px = torch.cat(
@@ -89,7 +91,7 @@ def evaluate(args: argparse.Namespace, lora: Path) -> dict:
             aligned[: 8 * SEEDS_PER_PROMPT : SEEDS_PER_PROMPT],
         ]
     )
-    make_grid(to_pil(grid_px), ncols=8, scale=3).save(args.out / "grid.png")
+    make_grid(to_pil(grid_px), ncols=8, scale=3).save(out / "grid.png")
     clip_scores = {
         n: float(clip(to_pil(px), flat).mean()) for n, px in (("base", base), ("aligned", aligned))
     }
@@ -106,6 +108,9 @@ def evaluate(args: argparse.Namespace, lora: Path) -> dict:
         "fid_drift": (fid_of["aligned"] - fid_of["base"]) / fid_of["base"],
         "clip_score": clip_scores,
         "rater_utility": {"base": float(u_base.mean()), "aligned": float(u_al.mean())},
+        # reward backprop over-optimises faster; the gap between what the reward model and a
+        # held-out rater prefer shows it
+        "proxy_gap": rwin.value - win.value,
     }
 
 
@@ -176,7 +181,7 @@ def main() -> None:
         )
     ddpo = json.loads((run / "metrics.json").read_text())
     t0 = time.perf_counter()
-    result = evaluate(args, run / "lora")
+    result = evaluate(args, run / "lora", args.out / "reward", args.out)
     timing["eval_s"] = time.perf_counter() - t0
     result.update(
         {

@@ -8,7 +8,7 @@ Fields, by group:
 - labeling: prompts, n_prompts, prompt_seed, prompt_objects, k, kinds, overlap, label_steps,
   label_guidance, rater_profile, n_judgments, labels_db, human, poll_seconds, serve_host,
   serve_port;
-- alignment and evaluation: rounds, dpo, eval_dpo, eval_suite, n_boot.
+- alignment and evaluation: rounds, aligner (ddpo | draft), dpo, eval_dpo, eval_suite, n_boot.
 A YAML file (`--config FILE`, may name a `preset:`) and KEY=VALUE arguments override the preset;
 `presets:` and `overrides:` mappings are merged stage by stage, and `STAGE.KEY=VALUE` on the
 command line appends KEY=VALUE to that stage's overrides (e.g. `ddpo.epochs=10`).
@@ -26,7 +26,9 @@ from base_models.config import BaseConfig, hfield, load_config, parse_overrides
 from base_models.errors import ArtalignError
 
 # Stages whose command takes a trainer preset, and every stage that takes extra arguments.
-PRESET_STAGES = ("data", "oracle", "clip", "vae", "generator", "reward", "ddpo", "dpo")
+PRESET_STAGES = ("data", "oracle", "clip", "vae", "generator", "reward", "ddpo", "draft", "dpo")
+# Trainers the alignment stage of each round can run (`aligner`), by stage and folder name.
+ALIGNERS = ("ddpo", "draft")
 STAGES = (
     "data",
     "oracle_test",
@@ -43,6 +45,7 @@ STAGES = (
     "label_agreement",
     "reward",
     "ddpo",
+    "draft",
     "dpo",
     "eval",
     "eval_dpo",
@@ -60,7 +63,8 @@ class LoopConfig(BaseConfig):
     # stages
     presets: dict[str, str] = hfield(
         {s: "quick" for s in PRESET_STAGES},
-        "Trainer preset per stage (data, oracle, clip, vae, generator, reward, ddpo, dpo).",
+        "Trainer preset per stage (data, oracle, clip, vae, generator, reward, ddpo, draft, "
+        "dpo).",
     )
     overrides: dict[str, list[str]] = hfield(
         {},
@@ -123,6 +127,11 @@ class LoopConfig(BaseConfig):
         "images of round r-1's aligned model and continues from its "
         "adapters.",
     )
+    aligner: str = hfield(
+        "ddpo",
+        "Trainer of each round's alignment stage: ddpo (policy gradient) or draft (reward "
+        "backpropagation, DRaFT-K); its adapters start the next round.",
+    )
     dpo: bool = hfield(True, "Also align with Diffusion-DPO on round 1's labels.")
     eval_dpo: bool = hfield(False, "Also evaluate the DPO adapters against the base model.")
     eval_suite: str = hfield("quick", "Evaluation suite: a bundled name or a YAML file.")
@@ -146,7 +155,7 @@ class LoopConfig(BaseConfig):
             "overrides": {"reward": ["head=mlp", "loss=pl"]},
         },
         "sd15": {
-            "presets": {"reward": "gpu", "ddpo": "sd15", "dpo": "sd15"},
+            "presets": {"reward": "gpu", "ddpo": "sd15", "draft": "sd15", "dpo": "sd15"},
             "train_base": False,
             "clip_kind": "open_clip",
             "label_steps": 50,
@@ -178,6 +187,10 @@ class LoopConfig(BaseConfig):
                 raise ArtalignError(
                     f"config key '{key}' must be >= {low}, got {getattr(self, key)}"
                 )
+        if self.aligner not in ALIGNERS:
+            raise ArtalignError(
+                f"aligner must be one of {', '.join(ALIGNERS)}, got {self.aligner!r}"
+            )
         if self.poll_seconds <= 0:
             raise ArtalignError(f"poll_seconds must be > 0, got {self.poll_seconds}")
         if not self.train_base:

@@ -4,9 +4,9 @@ The page is the final round's `eval run` report (base model + adapters vs the ba
 first lines the bias / safety regression banner) with two sections added before its summary
 tables: one row per round (and one for DPO) with the figures that show whether alignment
 helped — reward-model score and win-rate, simulated-rater win-rate, oracle-read fidelity, CLIP
-score, the reward model's validation accuracy, DDPO's training reward — and the time each stage
-took. summary.json holds the same figures, the regression verdicts with deltas and CIs, and
-every stage's marker.
+score, the reward model's validation accuracy, the aligner's training reward — and the time
+each stage took. summary.json holds the same figures, the regression verdicts with deltas and
+CIs, and every stage's marker.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ EVAL_FIGURES = (
     ("CLIP score, aligned", "models.model.alignment.clip_score.clip_score"),
     ("CLIP score, base", "models.baseline.alignment.clip_score.clip_score"),
 )
-# (label, file under the round's folder, path in it)
+# (label, file under the round's folder, path in it); {run} is the aligner's folder
 RUN_FIGURES = (
     ("judgments", "label_sim/metrics.json", "n_written"),
     ("reward model val accuracy", "reward/metrics.json", "val_accuracy"),
-    ("DDPO reward, first epoch", "ddpo/metrics.json", "first_reward"),
-    ("DDPO reward, last epoch", "ddpo/metrics.json", "last_reward"),
+    ("aligner reward, first epoch", "{run}/metrics.json", "first_reward"),
+    ("aligner reward, last epoch", "{run}/metrics.json", "last_reward"),
 )
+TRAINER_NAMES = {"ddpo": "DDPO", "draft": "DRaFT", "dpo": "DPO"}
 
 
 def _get(obj: Any, path: str) -> Any:
@@ -66,9 +67,9 @@ def round_row(label: str, round_dir: Path, eval_dir: Path, run: str) -> dict[str
         if isinstance(fig, dict) and "value" in fig:
             figures[name] = {"value": fig["value"], "ci": fig.get("ci")}
     for name, file, key in RUN_FIGURES:
-        if run == "dpo" and name.startswith("DDPO"):
+        if run == "dpo" and "{run}" in file:
             continue
-        value = _get(_read(round_dir / file), key)
+        value = _get(_read(round_dir / file.format(run=run)), key)
         if isinstance(value, (int, float)):
             figures[name] = {"value": value, "ci": None}
     models = metrics.get("models", {})
@@ -133,10 +134,10 @@ def write_loop_report(cfg: LoopConfig, out: Path) -> dict[str, Any]:
         raise ArtalignError(f"{page} is missing; rerun the loop to evaluate round {cfg.rounds}")
     rows = [
         round_row(
-            f"round {r} (DDPO)",
+            f"round {r} ({TRAINER_NAMES[cfg.aligner]})",
             out if r == 1 else out / f"round{r}",
             (out if r == 1 else out / f"round{r}") / "eval",
-            "ddpo",
+            cfg.aligner,
         )
         for r in range(1, cfg.rounds + 1)
     ]

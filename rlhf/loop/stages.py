@@ -6,8 +6,8 @@ the paths to remove, or the trainer folder whose checkpoint `--resume` continues
 (copying a label store, waiting for people, writing the report) are `before` / `after` / `action`
 callables. The folder layout under OUT is `make demo`'s (data, oracle_test, oracle, oracle_eval,
 clip, clip_eval, vae, generator, generator_eval, labels/labels.db, label_sim, label_agreement)
-plus reward, ddpo, dpo, eval, eval_dpo, round<r>/... and report.html; `legacy` names the file
-whose presence shows that an older `make demo` finished the stage.
+plus reward, ddpo (or draft: `aligner`), dpo, eval, eval_dpo, round<r>/... and report.html;
+`legacy` names the file whose presence shows that an older `make demo` finished the stage.
 """
 
 from __future__ import annotations
@@ -298,15 +298,15 @@ def _label_stages(
     deps: tuple[str, ...] = (*gen_deps, *prompt_deps)
     if r == 1:
         before = lambda: remove_store(tmp)  # noqa: E731
-    else:  # round r-1's store holds its judgments once its DDPO ran (ddpo <- reward <- labels)
+    else:  # round r-1's store holds its judgments once its aligner ran (<- reward <- labels)
         argv += [
             "--lora",
-            str(p.round_dir(r - 1) / "ddpo" / "lora"),
+            str(p.round_dir(r - 1) / cfg.aligner / "lora"),
             "--seed",
             str((r - 1) * 1_000_000),
         ]
         prev_store = p.store(r - 1)
-        deps += (_prefix(r - 1) + "ddpo",)
+        deps += (_prefix(r - 1) + cfg.aligner,)
         before = lambda: copy_store(prev_store, tmp)  # noqa: E731
     pre = _prefix(r)
     stages = [
@@ -386,13 +386,15 @@ def _prefix(r: int) -> str:
 
 
 def _align_stages(cfg: LoopConfig, p: Paths, r: int, judged: str | None) -> list[Stage]:
-    """Round r's reward model, DDPO (and in round 1 DPO) and their evaluations; `judged` is the
-    stage that finished the round's judgments (None: a given label store)."""
+    """Round r's reward model, its aligner (`cfg.aligner`: DDPO or DRaFT; in round 1 also DPO)
+    and their evaluations; `judged` is the stage that finished the round's judgments (None: a
+    given label store)."""
     rd, pre, db = p.round_dir(r), _prefix(r), p.store(r)
     labels = (judged,) if judged else ()
     base = ("generator",) if cfg.train_base else ()
     clip_dep = ("clip",) if cfg.train_base else ()
-    reward, ddpo = rd / "reward", rd / "ddpo"
+    aligner = cfg.aligner
+    reward, aligned = rd / "reward", rd / aligner
     stages = [
         Stage(
             pre + "reward",
@@ -416,19 +418,19 @@ def _align_stages(cfg: LoopConfig, p: Paths, r: int, judged: str | None) -> list
             clean=(reward,),
         ),
     ]
-    init = [f"init_lora={p.round_dir(r - 1) / 'ddpo' / 'lora'}"] if r > 1 else []
-    prev = (_prefix(r - 1) + "ddpo",) if r > 1 else ()
+    init = [f"init_lora={p.round_dir(r - 1) / aligner / 'lora'}"] if r > 1 else []
+    prev = (_prefix(r - 1) + aligner,) if r > 1 else ()
     prompt_deps = ("prompts",) if cfg.prompts is None else ()
     stages.append(
         Stage(
-            pre + "ddpo",
+            pre + aligner,
             (pre + "reward", *base, *prompt_deps, *prev),
-            (ddpo,),
+            (aligned,),
             [
                 "align",
-                "ddpo",
+                aligner,
                 "--out",
-                str(ddpo),
+                str(aligned),
                 "--model",
                 str(p.generator),
                 "--prompts",
@@ -438,16 +440,18 @@ def _align_stages(cfg: LoopConfig, p: Paths, r: int, judged: str | None) -> list
                 "--reward-path",
                 str(reward),
                 "--preset",
-                cfg.preset_of("ddpo"),
+                cfg.preset_of(aligner),
                 *init,
-                *cfg.args_of("ddpo"),
+                *cfg.args_of(aligner),
             ],
-            resume_dir=ddpo,
-            clean=(ddpo,),
+            resume_dir=aligned,
+            clean=(aligned,),
         )
     )
     stages.append(
-        _eval_stage(cfg, p, pre + "eval", rd / "eval", ddpo, reward, (pre + "ddpo", pre + "reward"))
+        _eval_stage(
+            cfg, p, pre + "eval", rd / "eval", aligned, reward, (pre + aligner, pre + "reward")
+        )
     )
     if r == 1 and cfg.dpo:
         dpo = p.out / "dpo"

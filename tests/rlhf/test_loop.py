@@ -329,6 +329,24 @@ def test_stages_of_human_and_sd15_configs(tmp_path):
         )
 
 
+def test_aligner_draft_runs_reward_backprop_in_every_round(tmp_path):
+    cfg = _micro(aligner="draft", rounds=2)
+    stages = {
+        s.name: s for s in build_stages(cfg, tmp_path, wait=lambda *_: None, report=lambda: None)
+    }
+    assert "ddpo" not in stages and "round2.ddpo" not in stages
+    draft = stages["draft"]
+    assert draft.argv[:2] == ["align", "draft"] and draft.resume_dir == tmp_path / "draft"
+    assert draft.argv[draft.argv.index("--preset") + 1] == "micro"
+    assert "draft" in stages["eval"].deps
+    round2 = stages["round2.draft"]
+    assert f"init_lora={tmp_path / 'draft' / 'lora'}" in round2.argv and "draft" in round2.deps
+    labels2 = stages["round2.labels"].argv
+    assert labels2[labels2.index("--lora") + 1] == str(tmp_path / "draft" / "lora")
+    with pytest.raises(ArtalignError, match="aligner must be one of ddpo, draft"):
+        _micro(aligner="ppo")
+
+
 def test_config_layers_merge_stage_by_stage(tmp_path):
     yaml_file = tmp_path / "loop.yaml"
     yaml_file.write_text(
