@@ -64,7 +64,7 @@ def make_reward_fn(
 
         def grad_fn(images: torch.Tensor, prompts: Sequence[str], metadata: Any = None):
             rewards = model.score_with_grad(images, list(prompts))
-            return rewards, {"reward_model": str(model_dir), "mean": float(rewards.mean())}
+            return rewards, {"reward_model": str(model_dir), "mean": float(rewards.detach().mean())}
 
         grad_fn.model = model  # type: ignore[attr-defined]
         return grad_fn

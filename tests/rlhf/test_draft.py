@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from diffusers import StableDiffusionPipeline
 
 from base_models.cli_main import main
 from base_models.config import load_config
@@ -289,6 +290,32 @@ def test_resume_one_plus_one_epochs_equals_two(sd_folder, prompts_file, tmp_path
     assert [r["epoch"] for r in rows] == [0, 1]
     for name in ("train_config.yaml", "metrics.json", "samples.png", "checkpoint"):
         assert (tmp_path / "resumed" / name).exists(), name
+    pipe = StableDiffusionPipeline.from_pretrained(sd_folder)
+    pipe.load_lora_weights(tmp_path / "resumed" / "lora")  # plain diffusers loads the adapters
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate fixes its global state (mixed precision) with the first Accelerator of a
+    process; reset it before and after, so this test's bf16 run is not refused."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    def reset():
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+    reset()
+    yield
+    reset()
+
+
+def test_bf16_autocast_trains_and_records_finite_rewards(
+    sd_folder, prompts_file, tmp_path, fresh_accelerate_state
+):
+    metrics = train_draft(
+        micro_cfg(sd_folder, prompts_file, epochs=1, mixed_precision="bf16"), tmp_path / "bf16"
+    )
+    assert np.isfinite(metrics["last_reward"]) and metrics["images_seen"] == 4
 
 
 # Growth of peak RSS over the loaded models during one AlignProp step on the micro model: 16
