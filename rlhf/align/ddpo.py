@@ -16,7 +16,6 @@ wrapper); every process reaches every save, and only the main process writes.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -32,15 +31,16 @@ from base_models.generator import Generator
 from base_models.generator.ddim import gaussian_log_prob
 from base_models.generator.lora import lora_config
 from base_models.generator.outputs import Trajectory
-from base_models.io_utils import write_json, write_text
+from base_models.io_utils import write_json
 from base_models.train_utils import check_out, make_accelerator
 from rlhf.align import checkpoint
 from rlhf.align.ddpo_config import DDPOConfig
+from rlhf.align.epochs import RunState, begin, run_epochs
 from rlhf.align.guard import Guard, read_prompts
 from rlhf.align.losses import kl_to_reference, ppo_clip_loss
-from rlhf.align.processes import any_process, average_gradients, gather_objects
+from rlhf.align.processes import average_gradients, gather_objects
 from rlhf.align.rewards import make_reward, reward_spec
-from rlhf.align.run_files import append_log, save_adapters, save_samples_grid
+from rlhf.align.run_files import save_samples_grid
 from rlhf.align.stat_tracker import PerPromptStatTracker
 
 # what metrics.json keeps of each epoch's log line: the reward and PPO's trust-region figures
@@ -262,24 +262,21 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
         PerPromptStatTracker(cfg.stat_buffer, cfg.stat_min_count) if cfg.per_prompt_stats else None
     )
     guard = Guard(cfg, generator) if cfg.guard_enabled else None
-    main = accelerator.is_main_process
-    start_epoch, history = 0, []
-    if resume:
-        state = checkpoint.load(out, generator.unet, optimizer, scheduler)
-        start_epoch, history = state["epoch"] + 1, state["history"]
-        if main:  # a kill between a log line and its checkpoint leaves lines to drop
-            write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        if tracker is not None:
-            tracker.load_state_dict(state["tracker"])
-        if guard is not None and state.get("guard"):
-            guard.load_state_dict(state["guard"])
-    elif main:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save_yaml(out / "train_config.yaml")
-    stopped_by_guard = out_of_time = False
-    t_run = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
+    run = RunState(
+        out,
+        cfg,
+        generator,
+        optimizer,
+        scheduler,
+        accelerator,
+        guard,
+        extra_state=lambda: {"tracker": tracker.state_dict() if tracker else None},
+    )
+    start_epoch, history, state = begin(run, resume)
+    if tracker is not None and state.get("tracker"):
+        tracker.load_state_dict(state["tracker"])
+
+    def train(epoch: int) -> dict[str, Any]:
         ep_prompts, seeds = epoch_prompts(
             prompts, cfg, epoch, accelerator.process_index, accelerator.num_processes
         )
@@ -287,65 +284,30 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
         adv = advantages_of(samples, tracker, accelerator)
         stats = train_epoch(generator, optimizer, samples, adv, cfg, epoch, accelerator)
         row = {
-            "epoch": epoch,
             "reward_mean": float(samples.rewards.mean()),
             "reward_std": float(samples.rewards.std()),
             **stats,
             "sample_s": samples.seconds,
-            "epoch_s": time.perf_counter() - t0,
             "reward_info": samples.reward_info,
         }
         if research:
             row["research_reward"] = cfg.reward
-        if guard is not None and ((epoch + 1) % cfg.guard_every == 0 or epoch + 1 == cfg.epochs):
-            report = guard.check(epoch, row["reward_mean"])
-            row["guard"] = report.to_dict()
-            if report.is_best:
-                save_adapters(generator, out / "best", accelerator)
-            stopped_by_guard = report.stop
-        history.append(row)
-        if main:
-            append_log(out / "log.jsonl", row)
-            print(
-                json.dumps(
-                    {
-                        k: round(v, 4) if isinstance(v, float) else v
-                        for k, v in row.items()
-                        if k not in ("guard", "reward_info")
-                    }
-                ),
-                flush=True,
-            )
-        elapsed_min = (time.perf_counter() - t_run) / 60
-        out_of_time = any_process(0 < cfg.time_limit_min < elapsed_min, accelerator)
-        last = epoch + 1 == cfg.epochs or stopped_by_guard or out_of_time
-        if (epoch + 1) % cfg.checkpoint_every == 0 or last:
-            extra = {
-                "epoch": epoch,
-                "history": history,
-                "tracker": tracker.state_dict() if tracker else None,
-                "guard": guard.state_dict() if guard else None,
-            }
-            accelerator.wait_for_everyone()
-            if main:
-                checkpoint.save(out, generator.unet, optimizer, scheduler, epoch, extra)
-            accelerator.wait_for_everyone()
-        if stopped_by_guard or out_of_time:
-            break
-    save_adapters(generator, out / "lora", accelerator)
+        return row
+
+    ended = run_epochs(run, start_epoch, history, train)
     metrics = {
         "reward": cfg.reward,
         "research_reward": research,
         "epochs_run": len(history),
-        "stopped_by_guard": stopped_by_guard,
-        "stopped_by_time": out_of_time,
+        "stopped_by_guard": ended["stopped_by_guard"],
+        "stopped_by_time": ended["stopped_by_time"],
         "first_reward": history[0]["reward_mean"] if history else None,
         "last_reward": history[-1]["reward_mean"] if history else None,
-        "train_seconds_this_session": time.perf_counter() - t_run,
+        "train_seconds_this_session": ended["train_seconds_this_session"],
         "guard": [h["guard"] for h in history if "guard" in h],
         "per_epoch": [{k: h[k] for k in CURVE_KEYS if k in h} for h in history],
     }
-    if main:
+    if accelerator.is_main_process:
         save_samples_grid(generator, prompts[:8], out / "samples.png", cfg.steps, cfg.guidance)
         write_json(out / "metrics.json", metrics)
     accelerator.wait_for_everyone()

@@ -22,8 +22,6 @@ gradients are averaged across processes before each optimizer step.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +32,16 @@ from base_models.errors import ArtalignError
 from base_models.generator import Generator
 from base_models.generator.backprop import sample_with_grad
 from base_models.generator.lora import lora_config
-from base_models.io_utils import write_json, write_text
+from base_models.io_utils import write_json
 from base_models.train_utils import check_out, make_accelerator
 from rlhf.align import checkpoint
 from rlhf.align.ddpo import epoch_prompts
 from rlhf.align.draft_config import DraftConfig
+from rlhf.align.epochs import RunState, begin, run_epochs
 from rlhf.align.guard import Guard, read_prompts
-from rlhf.align.processes import any_process, average_gradients, mean_figures
+from rlhf.align.processes import average_gradients, mean_figures
 from rlhf.align.rewards import make_differentiable_reward, reward_spec
-from rlhf.align.run_files import append_log, save_adapters, save_samples_grid
+from rlhf.align.run_files import save_samples_grid
 
 # what metrics.json keeps of each epoch's log line
 CURVE_KEYS = ("epoch", "images_seen", "reward_mean", "reward_std", "drift", "loss", "grad_norm")
@@ -173,63 +172,22 @@ def train_draft(cfg: DraftConfig, out: str | Path, resume: bool = False) -> dict
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     guard = Guard(cfg, generator) if cfg.guard_enabled else None
-    main = accelerator.is_main_process
-    start_epoch, history = 0, []
-    if resume:
-        state = checkpoint.load(out, generator.unet, optimizer, scheduler)
-        start_epoch, history = state["epoch"] + 1, state["history"]
-        if main:  # a kill between a log line and its checkpoint leaves lines to drop
-            write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        if guard is not None and state.get("guard"):
-            guard.load_state_dict(state["guard"])
-    elif main:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save_yaml(out / "train_config.yaml")
-    stopped_by_guard = out_of_time = False
-    t_run = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
+    run = RunState(out, cfg, generator, optimizer, scheduler, accelerator, guard)
+    start_epoch, history, _ = begin(run, resume)
+
+    def train(epoch: int) -> dict[str, Any]:
         ep_prompts, seeds = epoch_prompts(
             prompts, cfg, epoch, accelerator.process_index, accelerator.num_processes
         )
         stats = train_epoch(
             generator, reward_fn, ep_prompts, seeds, cfg, epoch, optimizer, params, accelerator
         )
-        row = {
-            "epoch": epoch,
-            "images_seen": (epoch + 1) * cfg.images_per_epoch,
-            **stats,
-            "epoch_s": time.perf_counter() - t0,
-        }
+        row = {"images_seen": (epoch + 1) * cfg.images_per_epoch, **stats}
         if research:
             row["research_reward"] = cfg.reward
-        if guard is not None and ((epoch + 1) % cfg.guard_every == 0 or epoch + 1 == cfg.epochs):
-            report = guard.check(epoch, row["reward_mean"])
-            row["guard"] = report.to_dict()
-            if report.is_best:
-                save_adapters(generator, out / "best", accelerator)
-            stopped_by_guard = report.stop
-        history.append(row)
-        if main:
-            append_log(out / "log.jsonl", row)
-            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
-            print(json.dumps({k: v for k, v in shown.items() if k != "guard"}), flush=True)
-        elapsed_min = (time.perf_counter() - t_run) / 60
-        out_of_time = any_process(0 < cfg.time_limit_min < elapsed_min, accelerator)
-        last = epoch + 1 == cfg.epochs or stopped_by_guard or out_of_time
-        if (epoch + 1) % cfg.checkpoint_every == 0 or last:
-            extra = {
-                "epoch": epoch,
-                "history": history,
-                "guard": guard.state_dict() if guard else None,
-            }
-            accelerator.wait_for_everyone()
-            if main:
-                checkpoint.save(out, generator.unet, optimizer, scheduler, epoch, extra)
-            accelerator.wait_for_everyone()
-        if stopped_by_guard or out_of_time:
-            break
-    save_adapters(generator, out / "lora", accelerator)
+        return row
+
+    ended = run_epochs(run, start_epoch, history, train)
     metrics = {
         "trainer": "draft",
         "reward": cfg.reward,
@@ -238,15 +196,15 @@ def train_draft(cfg: DraftConfig, out: str | Path, resume: bool = False) -> dict
         "lv_draws": cfg.lv_draws,
         "epochs_run": len(history),
         "images_seen": history[-1]["images_seen"] if history else 0,
-        "stopped_by_guard": stopped_by_guard,
-        "stopped_by_time": out_of_time,
+        "stopped_by_guard": ended["stopped_by_guard"],
+        "stopped_by_time": ended["stopped_by_time"],
         "first_reward": history[0]["reward_mean"] if history else None,
         "last_reward": history[-1]["reward_mean"] if history else None,
-        "train_seconds_this_session": time.perf_counter() - t_run,
+        "train_seconds_this_session": ended["train_seconds_this_session"],
         "guard": [h["guard"] for h in history if "guard" in h],
         "per_epoch": [{k: h[k] for k in CURVE_KEYS if k in h} for h in history],
     }
-    if main:
+    if accelerator.is_main_process:
         save_samples_grid(generator, prompts[:8], out / "samples.png", cfg.steps, cfg.guidance)
         write_json(out / "metrics.json", metrics)
     accelerator.wait_for_everyone()

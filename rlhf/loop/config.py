@@ -63,8 +63,7 @@ class LoopConfig(BaseConfig):
     # stages
     presets: dict[str, str] = hfield(
         {s: "quick" for s in PRESET_STAGES},
-        "Trainer preset per stage (data, oracle, clip, vae, generator, reward, ddpo, draft, "
-        "dpo).",
+        "Trainer preset per stage (data, oracle, clip, vae, generator, reward, ddpo, draft, dpo).",
     )
     overrides: dict[str, list[str]] = hfield(
         {},
