@@ -8,7 +8,8 @@ Fields, by group:
 - labeling: prompts, n_prompts, prompt_seed, prompt_objects, k, kinds, overlap, label_steps,
   label_guidance, rater_profile, n_judgments, labels_db, human, poll_seconds, serve_host,
   serve_port;
-- alignment and evaluation: rounds, aligner (ddpo | draft), dpo, eval_dpo, eval_suite, n_boot.
+- alignment and evaluation: rounds, aligner (ddpo | draft), also_align, dpo, eval_dpo,
+  eval_suite, n_boot.
 A YAML file (`--config FILE`, may name a `preset:`) and KEY=VALUE arguments override the preset;
 `presets:` and `overrides:` mappings are merged stage by stage, and `STAGE.KEY=VALUE` on the
 command line appends KEY=VALUE to that stage's overrides (e.g. `ddpo.epochs=10`).
@@ -48,6 +49,8 @@ STAGES = (
     "draft",
     "dpo",
     "eval",
+    "eval_ddpo",
+    "eval_draft",
     "eval_dpo",
 )
 DICT_FIELDS = ("presets", "overrides")
@@ -131,6 +134,11 @@ class LoopConfig(BaseConfig):
         "Trainer of each round's alignment stage: ddpo (policy gradient) or draft (reward "
         "backpropagation, DRaFT-K); its adapters start the next round.",
     )
+    also_align: list[str] = hfield(
+        [],
+        "Round 1 also runs these trainers (ddpo, draft) on the same reward model, beside "
+        "`aligner`; each is evaluated against the base model and gets its row in the report.",
+    )
     dpo: bool = hfield(True, "Also align with Diffusion-DPO on round 1's labels.")
     eval_dpo: bool = hfield(False, "Also evaluate the DPO adapters against the base model.")
     eval_suite: str = hfield("quick", "Evaluation suite: a bundled name or a YAML file.")
@@ -190,6 +198,12 @@ class LoopConfig(BaseConfig):
             raise ArtalignError(
                 f"aligner must be one of {', '.join(ALIGNERS)}, got {self.aligner!r}"
             )
+        for name in self.also_align:
+            if name not in ALIGNERS or name == self.aligner:
+                raise ArtalignError(
+                    f"also_align holds {name!r}: use trainers of {', '.join(ALIGNERS)} other "
+                    f"than aligner ({self.aligner})"
+                )
         if self.poll_seconds <= 0:
             raise ArtalignError(f"poll_seconds must be > 0, got {self.poll_seconds}")
         if not self.train_base:

@@ -2,11 +2,12 @@
 
 The page is the final round's `eval run` report (base model + adapters vs the base model, its
 first lines the bias / safety regression banner) with two sections added before its summary
-tables: one row per round (and one for DPO) with the figures that show whether alignment
-helped — reward-model score and win-rate, simulated-rater win-rate, oracle-read fidelity, CLIP
-score, the reward model's validation accuracy, the aligner's training reward — and the time
-each stage took. summary.json holds the same figures, the regression verdicts with deltas and
-CIs, and every stage's marker.
+tables. The first has one row per round, and one for each trainer run beside it (DPO's among
+them), with the figures that show whether alignment helped: reward-model score and win-rate,
+simulated-rater win-rate, oracle-read fidelity, CLIP score, the reward model's validation
+accuracy and the aligner's training reward. The second has the time each stage took.
+summary.json holds the same figures, the regression verdicts with deltas and CIs, and every
+stage's marker.
 """
 
 from __future__ import annotations
@@ -141,6 +142,10 @@ def write_loop_report(cfg: LoopConfig, out: Path) -> dict[str, Any]:
         )
         for r in range(1, cfg.rounds + 1)
     ]
+    for other in cfg.also_align:
+        rows.append(
+            round_row(f"round 1 ({TRAINER_NAMES[other]})", out, out / f"eval_{other}", other)
+        )
     if cfg.dpo and cfg.eval_dpo:
         rows.append(round_row("round 1 (DPO)", out, out / "eval_dpo", "dpo"))
     found = [_read(path) for path in (out / ".stages").glob("*.done")]

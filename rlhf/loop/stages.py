@@ -6,8 +6,9 @@ the paths to remove, or the trainer folder whose checkpoint `--resume` continues
 (copying a label store, waiting for people, writing the report) are `before` / `after` / `action`
 callables. The folder layout under OUT is `make demo`'s (data, oracle_test, oracle, oracle_eval,
 clip, clip_eval, vae, generator, generator_eval, labels/labels.db, label_sim, label_agreement)
-plus reward, ddpo (or draft: `aligner`), dpo, eval, eval_dpo, round<r>/... and report.html;
-`legacy` names the file whose presence shows that an older `make demo` finished the stage.
+plus reward, ddpo or draft (`aligner`, `also_align`), dpo, eval, eval_<trainer>, round<r>/...
+and report.html; `legacy` names the file whose presence shows that an older `make demo`
+finished the stage.
 """
 
 from __future__ import annotations
@@ -421,38 +422,23 @@ def _align_stages(cfg: LoopConfig, p: Paths, r: int, judged: str | None) -> list
     init = [f"init_lora={p.round_dir(r - 1) / aligner / 'lora'}"] if r > 1 else []
     prev = (_prefix(r - 1) + aligner,) if r > 1 else ()
     prompt_deps = ("prompts",) if cfg.prompts is None else ()
+    deps = (pre + "reward", *base, *prompt_deps)
     stages.append(
-        Stage(
-            pre + aligner,
-            (pre + "reward", *base, *prompt_deps, *prev),
-            (aligned,),
-            [
-                "align",
-                aligner,
-                "--out",
-                str(aligned),
-                "--model",
-                str(p.generator),
-                "--prompts",
-                str(p.prompts),
-                "--reward",
-                "reward_model",
-                "--reward-path",
-                str(reward),
-                "--preset",
-                cfg.preset_of(aligner),
-                *init,
-                *cfg.args_of(aligner),
-            ],
-            resume_dir=aligned,
-            clean=(aligned,),
-        )
+        _aligner_stage(cfg, p, pre + aligner, aligner, aligned, reward, (*deps, *prev), init)
     )
     stages.append(
         _eval_stage(
             cfg, p, pre + "eval", rd / "eval", aligned, reward, (pre + aligner, pre + "reward")
         )
     )
+    for other in cfg.also_align if r == 1 else ():  # beside the aligner, for the report
+        folder = p.out / other
+        stages.append(_aligner_stage(cfg, p, other, other, folder, reward, deps, []))
+        stages.append(
+            _eval_stage(
+                cfg, p, f"eval_{other}", p.out / f"eval_{other}", folder, reward, (other, "reward")
+            )
+        )
     if r == 1 and cfg.dpo:
         dpo = p.out / "dpo"
         stages.append(
@@ -482,6 +468,38 @@ def _align_stages(cfg: LoopConfig, p: Paths, r: int, judged: str | None) -> list
                 _eval_stage(cfg, p, "eval_dpo", p.out / "eval_dpo", dpo, reward, ("dpo", "reward"))
             )
     return stages
+
+
+def _aligner_stage(
+    cfg: LoopConfig,
+    p: Paths,
+    name: str,
+    trainer: str,
+    out: Path,
+    reward: Path,
+    deps: tuple[str, ...],
+    init: list[str],
+) -> Stage:
+    """`align ddpo|draft` on the round's reward model (resumable from its checkpoint)."""
+    argv = [
+        "align",
+        trainer,
+        "--out",
+        str(out),
+        "--model",
+        str(p.generator),
+        "--prompts",
+        str(p.prompts),
+        "--reward",
+        "reward_model",
+        "--reward-path",
+        str(reward),
+        "--preset",
+        cfg.preset_of(trainer),
+        *init,
+        *cfg.args_of(trainer),
+    ]
+    return Stage(name, deps, (out,), argv, resume_dir=out, clean=(out,))
 
 
 def _eval_stage(
@@ -516,7 +534,7 @@ def _eval_stage(
     if cfg.train_base:
         argv += ["--reference", str(p.out / "data")]
         deps += ("oracle", "clip", "data")
-    stage_key = "eval_dpo" if name == "eval_dpo" else "eval"
+    stage_key = name if name.startswith("eval_") else "eval"
     return Stage(name, deps, (out,), [*argv, *cfg.args_of(stage_key)], clean=(out,))
 
 

@@ -347,6 +347,22 @@ def test_aligner_draft_runs_reward_backprop_in_every_round(tmp_path):
         _micro(aligner="ppo")
 
 
+def test_also_align_runs_the_other_trainer_beside_the_aligner_with_its_own_eval(tmp_path):
+    cfg = _micro(also_align="draft")
+    stages = {
+        s.name: s for s in build_stages(cfg, tmp_path, wait=lambda *_: None, report=lambda: None)
+    }
+    assert stages["ddpo"].argv[:2] == ["align", "ddpo"]
+    draft = stages["draft"]
+    assert draft.argv[:2] == ["align", "draft"] and draft.deps == stages["ddpo"].deps
+    assert draft.argv[draft.argv.index("--reward-path") + 1] == str(tmp_path / "reward")
+    evaluation = stages["eval_draft"]
+    assert evaluation.deps[:2] == ("draft", "reward")
+    assert evaluation.argv[evaluation.argv.index("--lora") + 1] == str(tmp_path / "draft" / "lora")
+    with pytest.raises(ArtalignError, match="also_align holds 'ddpo'"):
+        _micro(also_align="ddpo")  # the aligner itself
+
+
 def test_config_layers_merge_stage_by_stage(tmp_path):
     yaml_file = tmp_path / "loop.yaml"
     yaml_file.write_text(
