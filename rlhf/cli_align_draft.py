@@ -9,7 +9,6 @@ starts from the run's saved train_config.yaml.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +21,7 @@ from base_models.cli_options import (
     config_from_options,
     print_metrics,
 )
+from rlhf.cli_options import AlignModel, AlignPrompts, ResumeRun, RewardPath, RunOut
 
 # Commands of `artalign align`, merged into its group by rlhf/cli_align.py.
 app = typer.Typer()
@@ -29,19 +29,15 @@ app = typer.Typer()
 
 @app.command("draft")
 def draft_cmd(
-    out: Annotated[Path, typer.Option(help="Run folder: adapters, checkpoint, log, metrics.")],
-    model: Annotated[str | None, typer.Option(help="Stable Diffusion folder to align.")] = None,
-    prompts: Annotated[
-        str | None, typer.Option(help="Training prompts file, one prompt a line.")
-    ] = None,
+    out: RunOut,
+    model: AlignModel = None,
+    prompts: AlignPrompts = None,
     reward: Annotated[
         str | None,
         typer.Option(help="A differentiable reward: reward_model (default), brightness."),
     ] = None,
-    reward_path: Annotated[
-        str | None, typer.Option(help="Reward model folder (reward_model).")
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    reward_path: RewardPath = None,
+    resume: ResumeRun = False,
     preset: Preset = None,
     config: ConfigFile = None,
     overrides: Overrides = None,

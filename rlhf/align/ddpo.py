@@ -29,13 +29,10 @@ import torch
 from base_models.errors import ArtalignError
 from base_models.generator import Generator
 from base_models.generator.ddim import gaussian_log_prob
-from base_models.generator.lora import lora_config
 from base_models.generator.outputs import Trajectory
 from base_models.io_utils import write_json
-from base_models.train_utils import check_out, make_accelerator
-from rlhf.align import checkpoint
 from rlhf.align.ddpo_config import DDPOConfig
-from rlhf.align.epochs import RunState, begin, run_epochs
+from rlhf.align.epochs import RunState, begin, lora_policy, open_run, reward_kwargs, run_epochs
 from rlhf.align.guard import Guard, read_prompts
 from rlhf.align.losses import kl_to_reference, ppo_clip_loss
 from rlhf.align.processes import average_gradients, gather_objects
@@ -225,39 +222,16 @@ def train_epoch(
     return out
 
 
-def _resolve_reward(cfg: DDPOConfig, device: str) -> Any:
-    kwargs = {"path": cfg.reward_path, "clip": cfg.reward_clip, "oracle": cfg.reward_oracle}
-    if cfg.reward == "reward_model":
-        kwargs["device"] = device
-    return make_reward(cfg.reward, **kwargs)
-
-
 def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
     """Align `cfg.model` to `cfg.reward` with DDPO; write the run folder (docs/alignment.md)."""
     cfg.validate()
     out = Path(out)
-    check_out(out, resume)
-    if resume and not checkpoint.has_checkpoint(out):
-        raise ArtalignError(f"--resume: no checkpoint in {out}; start without --resume")
-    accelerator = make_accelerator(cfg.mixed_precision)
+    accelerator = open_run(cfg, out, resume)
     device = str(accelerator.device)
     prompts = read_prompts(cfg.prompts)
-    if cfg.prompts_per_epoch % accelerator.num_processes:
-        raise ArtalignError(
-            f"prompts_per_epoch ({cfg.prompts_per_epoch}) must be a multiple of "
-            f"the {accelerator.num_processes} processes"
-        )
-    reward_fn = _resolve_reward(cfg, device)
+    reward_fn = make_reward(cfg.reward, **reward_kwargs(cfg, device))
     research = reward_spec(cfg.reward).research
-    torch.manual_seed(cfg.seed)
-    generator = Generator.from_folder(cfg.model, device=device)
-    generator.unet.requires_grad_(False)
-    generator.attach_lora(cfg.init_lora or lora_config(cfg.lora_rank, cfg.lora_alpha))
-    params = generator.lora_parameters()
-    for p in params:  # a loaded adapter may come back frozen
-        p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    generator, params, optimizer, scheduler = lora_policy(cfg, device)
     tracker = (
         PerPromptStatTracker(cfg.stat_buffer, cfg.stat_min_count) if cfg.per_prompt_stats else None
     )

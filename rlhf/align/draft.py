@@ -31,13 +31,10 @@ import torch
 from base_models.errors import ArtalignError
 from base_models.generator import Generator
 from base_models.generator.backprop import sample_with_grad
-from base_models.generator.lora import lora_config
 from base_models.io_utils import write_json
-from base_models.train_utils import check_out, make_accelerator
-from rlhf.align import checkpoint
 from rlhf.align.ddpo import epoch_prompts
 from rlhf.align.draft_config import DraftConfig
-from rlhf.align.epochs import RunState, begin, run_epochs
+from rlhf.align.epochs import RunState, begin, lora_policy, open_run, reward_kwargs, run_epochs
 from rlhf.align.guard import Guard, read_prompts
 from rlhf.align.processes import average_gradients, mean_figures
 from rlhf.align.rewards import make_differentiable_reward, reward_spec
@@ -49,10 +46,7 @@ CURVE_KEYS = ("epoch", "images_seen", "reward_mean", "reward_std", "drift", "los
 
 def resolve_reward(cfg: DraftConfig, device: str) -> Any:
     """The differentiable reward_fn of `cfg.reward`; a reward without gradients fails here."""
-    kwargs = {"path": cfg.reward_path, "clip": cfg.reward_clip, "oracle": cfg.reward_oracle}
-    if cfg.reward == "reward_model":
-        kwargs["device"] = device
-    return make_differentiable_reward(cfg.reward, **kwargs)
+    return make_differentiable_reward(cfg.reward, **reward_kwargs(cfg, device))
 
 
 def train_step(
@@ -148,29 +142,12 @@ def train_draft(cfg: DraftConfig, out: str | Path, resume: bool = False) -> dict
     """Align `cfg.model` to a differentiable reward by backpropagation; write the run folder."""
     cfg.validate()
     out = Path(out)
-    check_out(out, resume)
-    if resume and not checkpoint.has_checkpoint(out):
-        raise ArtalignError(f"--resume: no checkpoint in {out}; start without --resume")
-    accelerator = make_accelerator(cfg.mixed_precision)
+    accelerator = open_run(cfg, out, resume)
     device = str(accelerator.device)
-    if cfg.prompts_per_epoch % accelerator.num_processes:
-        raise ArtalignError(
-            f"prompts_per_epoch ({cfg.prompts_per_epoch}) must be a multiple of the "
-            f"{accelerator.num_processes} processes"
-        )
     reward_fn = resolve_reward(cfg, device)  # fails fast on a reward without gradients
     research = bool(reward_spec(cfg.reward).meta.get("research"))
     prompts = read_prompts(cfg.prompts)
-    torch.manual_seed(cfg.seed)
-    generator = Generator.from_folder(cfg.model, device=device)
-    for module in (generator.unet, generator.vae, generator.text_encoder):
-        module.requires_grad_(False)
-    generator.attach_lora(cfg.init_lora or lora_config(cfg.lora_rank, cfg.lora_alpha))
-    params = generator.lora_parameters()
-    for p in params:  # a loaded adapter may come back frozen
-        p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    generator, params, optimizer, scheduler = lora_policy(cfg, device)
     guard = Guard(cfg, generator) if cfg.guard_enabled else None
     run = RunState(out, cfg, generator, optimizer, scheduler, accelerator, guard)
     start_epoch, history, _ = begin(run, resume)

@@ -1,5 +1,6 @@
-"""The epoch loop the online trainers (DDPO, DRaFT) share: start or resume a run folder, then
-train epoch by epoch with the guard, the log, the time limit and checkpoints.
+"""What the online trainers (DDPO, DRaFT) share: opening a run folder, the LoRA policy and its
+optimizer, the reward's arguments, and the epoch loop (start or resume, then epoch by epoch with
+the guard, the log, the time limit and checkpoints).
 
 A trainer supplies `train(epoch) -> row` (the epoch's figures, `reward_mean` among them) and,
 for state of its own (DDPO's per-prompt stat tracker), `extra_state() -> dict`, which is saved in
@@ -17,11 +18,53 @@ from typing import Any
 
 import torch
 
+from base_models.errors import ArtalignError
+from base_models.generator import Generator
+from base_models.generator.lora import lora_config
 from base_models.io_utils import write_text
+from base_models.train_utils import check_out, make_accelerator
 from rlhf.align import checkpoint
 from rlhf.align.guard import Guard
 from rlhf.align.processes import any_process
 from rlhf.align.run_files import append_log, save_adapters
+
+
+def open_run(cfg: Any, out: Path, resume: bool) -> Any:
+    """Check the run folder and the process count; return the Accelerator."""
+    check_out(out, resume)
+    if resume and not checkpoint.has_checkpoint(out):
+        raise ArtalignError(f"--resume: no checkpoint in {out}; start without --resume")
+    accelerator = make_accelerator(cfg.mixed_precision)
+    if cfg.prompts_per_epoch % accelerator.num_processes:
+        raise ArtalignError(
+            f"prompts_per_epoch ({cfg.prompts_per_epoch}) must be a multiple of the "
+            f"{accelerator.num_processes} processes"
+        )
+    return accelerator
+
+
+def reward_kwargs(cfg: Any, device: str) -> dict[str, Any]:
+    """The reward factory's arguments from a trainer config's reward_* fields."""
+    kwargs = {"path": cfg.reward_path, "clip": cfg.reward_clip, "oracle": cfg.reward_oracle}
+    if cfg.reward == "reward_model":
+        kwargs["device"] = device
+    return kwargs
+
+
+def lora_policy(cfg: Any, device: str) -> tuple[Generator, list[torch.nn.Parameter], Any, Any]:
+    """The generator with trainable LoRA adapters (new, or cfg.init_lora's) and everything else
+    frozen; AdamW on the adapters and a constant schedule (checkpoints save both)."""
+    torch.manual_seed(cfg.seed)
+    generator = Generator.from_folder(cfg.model, device=device)
+    for module in (generator.unet, generator.vae, generator.text_encoder):
+        module.requires_grad_(False)
+    generator.attach_lora(cfg.init_lora or lora_config(cfg.lora_rank, cfg.lora_alpha))
+    params = generator.lora_parameters()
+    for p in params:  # a loaded adapter may come back frozen
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return generator, params, optimizer, scheduler
 
 
 @dataclass
