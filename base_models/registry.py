@@ -70,17 +70,17 @@ class Registry:
         self._loaded = not self.modules and group is None
 
     # ------------------------------------------------------------------ registering
-    def add(
-        self, name: str, obj: Any, needs: Iterable[str] = (), origin: Any = None, **meta: Any
-    ) -> Any:
-        """Register `obj` as `name`; `origin` (default obj) is what a collision compares."""
+    def add(self, name: str, obj: Any, needs: Iterable[str] = (), **meta: Any) -> Any:
+        """Register `obj` as `name`, with `meta` facts read back as the entry's attributes."""
+        where = _origin(obj)
         old = self._entries.get(name)
-        if old is not None:
-            before, now = old.meta.get("_origin"), _origin(origin if origin is not None else obj)
-            if old.obj is not obj and (before is None or before != now):
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-        meta["_origin"] = _origin(origin if origin is not None else obj)
-        self._entries[name] = Entry(name, obj, tuple(needs), meta)
+        if (
+            old is not None
+            and old.obj is not obj
+            and (where is None or old.meta["_origin"] != where)
+        ):
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = Entry(name, obj, tuple(needs), {**meta, "_origin": where})
         return obj
 
     def register(self, name: str, needs: Iterable[str] = (), **meta: Any) -> Callable[[Any], Any]:
