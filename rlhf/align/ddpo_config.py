@@ -19,8 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 from base_models.config import hfield
-from base_models.errors import ArtalignError
-from base_models.train_utils import MIXED_PRECISION
+from rlhf.align.config_checks import bad, check_trainer
 from rlhf.align.guard import GuardConfig
 
 
@@ -123,14 +122,7 @@ class DDPOConfig(GuardConfig):
     }
 
     def validate(self) -> DDPOConfig:
-        def bad(key: str, why: str) -> ArtalignError:
-            return ArtalignError(f"config key '{key}' {why}")
-
-        if not self.model:
-            raise bad("model", "is empty; pass --model DIR (a Stable Diffusion folder)")
-        if not self.prompts:
-            raise bad("prompts", "is empty; pass --prompts FILE (one prompt a line)")
-        for key in (
+        counts = (
             "epochs",
             "inner_epochs",
             "prompts_per_epoch",
@@ -142,20 +134,12 @@ class DDPOConfig(GuardConfig):
             "checkpoint_every",
             "stat_buffer",
             "stat_min_count",
-        ):
-            if getattr(self, key) < 1:
-                raise bad(key, f"must be >= 1, got {getattr(self, key)}")
+        )
+        check_trainer(self, counts, ("lr", "clip_range", "adv_clip_max", "max_grad_norm"))
         if not 0 < self.eta <= 1:
             raise bad("eta", f"must be in (0, 1] for DDPO (a step needs noise), got {self.eta}")
         if not 0 < self.timestep_fraction <= 1:
             raise bad("timestep_fraction", f"must be in (0, 1], got {self.timestep_fraction}")
-        for key in ("lr", "clip_range", "adv_clip_max", "max_grad_norm"):
-            if getattr(self, key) <= 0:
-                raise bad(key, f"must be > 0, got {getattr(self, key)}")
-        if self.kl_coef < 0:
-            raise bad("kl_coef", f"must be >= 0, got {self.kl_coef}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise bad("mixed_precision", f"must be one of {MIXED_PRECISION}")
         return self
 
     @property

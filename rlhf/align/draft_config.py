@@ -18,8 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 from base_models.config import hfield
-from base_models.errors import ArtalignError
-from base_models.train_utils import MIXED_PRECISION
+from rlhf.align.config_checks import bad, check_trainer
 from rlhf.align.guard import GuardConfig
 
 
@@ -107,14 +106,7 @@ class DraftConfig(GuardConfig):
     }
 
     def validate(self) -> DraftConfig:
-        def bad(key: str, why: str) -> ArtalignError:
-            return ArtalignError(f"config key '{key}' {why}")
-
-        if not self.model:
-            raise bad("model", "is empty; pass --model DIR (a Stable Diffusion folder)")
-        if not self.prompts:
-            raise bad("prompts", "is empty; pass --prompts FILE (one prompt a line)")
-        for key in (
+        counts = (
             "epochs",
             "prompts_per_epoch",
             "images_per_prompt",
@@ -122,9 +114,8 @@ class DraftConfig(GuardConfig):
             "train_batch_size",
             "lora_rank",
             "checkpoint_every",
-        ):
-            if getattr(self, key) < 1:
-                raise bad(key, f"must be >= 1, got {getattr(self, key)}")
+        )
+        check_trainer(self, counts, ("lr", "max_grad_norm"))
         if self.grad_steps < 0:
             raise bad("grad_steps", f"must be >= 0 (0: every step), got {self.grad_steps}")
         if self.lv_draws < 0:
@@ -133,13 +124,6 @@ class DraftConfig(GuardConfig):
             raise bad("lv_draws", f"needs grad_steps=1 (DRaFT-LV), got {self.grad_steps}")
         if not 0 <= self.eta <= 1:
             raise bad("eta", f"must be in [0, 1], got {self.eta}")
-        for key in ("lr", "max_grad_norm"):
-            if getattr(self, key) <= 0:
-                raise bad(key, f"must be > 0, got {getattr(self, key)}")
-        if self.kl_coef < 0:
-            raise bad("kl_coef", f"must be >= 0, got {self.kl_coef}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise bad("mixed_precision", f"must be one of {MIXED_PRECISION}")
         return self
 
     @property
