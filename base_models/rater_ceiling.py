@@ -44,10 +44,13 @@ MONTE_CARLO_DRAWS = 20_000
 
 
 def pair_answer_distribution(
-    u_left: float, u_right: float, profile: RaterProfile
+    u_left: float, u_right: float, profile: RaterProfile, illegible: bool = False
 ) -> dict[str, float]:
-    """Answer distribution of a rater drawn from the profile (spammer with P = spammer_share)."""
-    honest = pair_probabilities(u_left, u_right, profile)
+    """Answer distribution of a rater drawn from the profile (spammer with P = spammer_share).
+
+    `illegible`: both images are below the profile's legibility bar (see `pair_probabilities`).
+    """
+    honest = pair_probabilities(u_left, u_right, profile, illegible)
     s = profile.spammer_share
     return {c: (1 - s) * honest[c] + s * SPAMMER_PAIR[c] for c in honest}
 
@@ -129,9 +132,11 @@ def perfect_credit(q: np.ndarray, ties: bool = True) -> np.ndarray:
     return best + 0.5 * q[:, 2]
 
 
-def _pair_unit(u: Sequence[float], profile: RaterProfile) -> tuple[float, list[float]]:
+def _pair_unit(
+    u: Sequence[float], profile: RaterProfile, illegible: bool
+) -> tuple[float, list[float]]:
     """(agreement, [q_a, q_b, q_tie]) of a pair task, left = A."""
-    q = pair_answer_distribution(u[0], u[1], profile)
+    q = pair_answer_distribution(u[0], u[1], profile, illegible)
     agreement = sum(p * p for p in q.values())
     return agreement, [q["left"], q["right"], q["tie"] + q["both_bad"]]
 
@@ -149,11 +154,12 @@ def _rank_units(u: Sequence[float], profile: RaterProfile) -> tuple[list[float],
 
 
 def agreement_ceiling(
-    profile: RaterProfile, utilities_for_tasks: Iterable[tuple[str, Sequence[float]]]
+    profile: RaterProfile, utilities_for_tasks: Iterable[tuple[Any, ...]]
 ) -> dict[str, dict[str, float | int | None]]:
     """Agreement and accuracy ceilings of the profile on tasks given as (kind, utilities).
 
-    kind is "pair" (2 utilities, display order) or "rank" (k utilities). Returns
+    kind is "pair" (2 utilities, display order) or "rank" (k utilities); a pair task may carry a
+    third item, whether both its images are illegible (`base_models.raters.both_illegible`). Returns
     {"pair": {...}, "rank": {...}, "overall": {...}}, each with n_tasks, n_units (pair tasks, or
     implied pairs of rank tasks), agreement, accuracy and accuracy_no_ties (see the module doc;
     None when there are no such tasks); "overall" weighs every unit equally.
@@ -161,12 +167,12 @@ def agreement_ceiling(
     agree: dict[str, list[float]] = {"pair": [], "rank": []}
     answers: dict[str, list[list[float]]] = {"pair": [], "rank": []}
     n_tasks = {"pair": 0, "rank": 0}
-    for kind, u in utilities_for_tasks:
+    for kind, u, *rest in utilities_for_tasks:
         u = [float(x) for x in u]
         if kind == "pair":
             if len(u) != 2:
                 raise ArtalignError(f"a pair task needs 2 utilities, got {len(u)}")
-            agreement, q = _pair_unit(u, profile)
+            agreement, q = _pair_unit(u, profile, bool(rest and rest[0]))
             agree["pair"].append(agreement)
             answers["pair"].append(q)
         elif kind == "rank":

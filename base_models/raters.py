@@ -1,17 +1,21 @@
 """Simulated raters: a profile (YAML), a hidden utility per image, and noisy answers.
 
 A simulated rater prefers images by a hidden utility that is a pure function of the oracle's
-reading of the image and of the prompt:
+reading of the image and of the prompt, an expectation under the oracle's doubt:
 
-    u = fidelity_weight * fidelity(reading, parse_prompt(prompt)) + taste(reading)
+    u = fidelity_weight * expected_fidelity(reading, parse_prompt(prompt)) + taste(reading)
 
-where fidelity is the share of the prompt's attributes the oracle reads in the image (0..1) and
-taste adds a weight per attribute the image shows (style, background, and averaged over its
-objects: shape, colour, size, position, row, column and colour warmth). Answers are noisy:
-a pair is chosen by Bradley-Terry, P(left) = sigmoid((u_left - u_right) / temperature), and a
-k-way ranking by Plackett-Luce, picking the best of the remaining images one at a time with
-probabilities softmax(u / temperature). Near-equal images may be called a tie; spammers ignore
-the images (a fair coin for pairs, a uniformly random order for rankings).
+where expected fidelity is the expected share of the prompt's attributes the image shows (0..1;
+a blob the oracle calls a circle with probability 0.4 earns 0.4 of a circle's credit, see
+`base_models.oracle.expected`) and taste adds the expected weight of what the image shows
+(style, background, and averaged over its objects: shape, colour, size, position, row, column and
+colour warmth). A plain record (no distributions) is read as certain. Answers are noisy: a pair
+is chosen by Bradley-Terry, P(left) = sigmoid((u_left - u_right) / temperature), and a k-way
+ranking by Plackett-Luce, picking the best of the remaining images one at a time with
+probabilities softmax(u / temperature). Near-equal images may be called a tie; a pair of images
+that both miss the prompt (`both_bad_below`) or are both illegible (`illegible_below`, on
+`legibility`) may be called "both bad"; spammers ignore the images (a fair coin for pairs, a
+uniformly random order for rankings).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import numpy as np
 
 from base_models.config import BaseConfig, hfield, load_config
 from base_models.errors import ArtalignError
-from base_models.oracle.fidelity import fidelity, parse_prompt
+from base_models.oracle.expected import as_record, expected_fidelity, p_value
+from base_models.oracle.fidelity import parse_prompt
 from base_models.oracle.reading import OracleReading
 from base_models.world.attributes import (
     ALL_SHAPES,
@@ -76,7 +81,12 @@ class RaterProfile(BaseConfig):
     both_bad_below: float | None = hfield(
         None, "Pairs whose both utilities are below this may be called both_bad (null: never)."
     )
-    both_bad_prob: float = hfield(0.5, "Probability of both_bad when both are below the bar.")
+    illegible_below: float | None = hfield(
+        None,
+        "Pairs whose both images have legibility below this (0-1: how clearly the oracle reads "
+        "their shapes and colours) may be called both_bad (null: never).",
+    )
+    both_bad_prob: float = hfield(0.5, "Probability of both_bad when both are below a bar.")
     fidelity_weight: float = hfield(1.0, "Weight of prompt fidelity (0-1) in the utility.")
     style: dict[str, float] = hfield({}, "Taste per art style, e.g. {striped: 0.5}.")
     background: dict[str, float] = hfield({}, "Taste per background colour.")
@@ -114,6 +124,8 @@ class RaterProfile(BaseConfig):
                 raise bad(key, "must be a finite number")
         if self.both_bad_below is not None and not math.isfinite(self.both_bad_below):
             raise bad("both_bad_below", "must be a finite number or null")
+        if self.illegible_below is not None and not 0.0 <= self.illegible_below <= 1.0:
+            raise bad("illegible_below", f"is {self.illegible_below}; use a number in 0-1 or null")
         for key, allowed in TASTE_KEYS.items():
             table = getattr(self, key)
             if not isinstance(table, Mapping):
@@ -143,29 +155,28 @@ def load_profile(path: str | Path) -> RaterProfile:
 # ----------------------------------------------------------------------------- utility
 
 
-def _record(reading: OracleReading | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(reading, OracleReading):
-        return reading.to_record()
-    if isinstance(reading, Mapping):
-        return dict(reading)
-    raise ArtalignError(f"a reading is an OracleReading or a record dict, not {type(reading)}")
+def _expected_weight(rec: Mapping[str, Any], key: str, table: Mapping[str, float]) -> float:
+    """Sum over the weighed values of P(key = value) * weight (certain without distributions)."""
+    return sum(w * p_value(rec, key, v) for v, w in table.items())
 
 
 def taste(reading: OracleReading | Mapping[str, Any], profile: RaterProfile) -> float:
-    """The taste part of the utility: image-level weights plus the mean of per-object weights."""
-    rec = _record(reading)
-    total = profile.style.get(rec.get("style"), 0.0)
-    total += profile.background.get(rec.get("background"), 0.0)
-    objects = rec.get("objects") or []
+    """The taste part of the utility: image-level weights plus the mean of per-object weights.
+
+    Each weight counts with the probability the oracle gives its value.
+    """
+    rec = as_record(reading)
+    total = _expected_weight(rec, "style", profile.style)
+    total += _expected_weight(rec, "background", profile.background)
+    warmth = {c: profile.warmth for c in WARM_COLOURS} | {c: -profile.warmth for c in COOL_COLOURS}
     per_object = []
-    for o in objects:
+    for o in rec["objects"]:
         row, col = int(o["row"]), int(o["col"])
-        w = profile.shape.get(o.get("shape"), 0.0) + profile.colour.get(o.get("colour"), 0.0)
-        w += profile.size.get(o.get("size"), 0.0)
+        w = _expected_weight(o, "shape", profile.shape) + _expected_weight(o, "size", profile.size)
+        w += _expected_weight(o, "colour", profile.colour)
+        w += _expected_weight(o, "colour", warmth) if profile.warmth else 0.0
         w += profile.position.get(o.get("position") or position_name(row, col), 0.0)
         w += profile.row.get(ROWS[row], 0.0) + profile.col.get(COLS[col], 0.0)
-        colour = o.get("colour")
-        w += profile.warmth * (colour in WARM_COLOURS) - profile.warmth * (colour in COOL_COLOURS)
         per_object.append(w)
     if per_object:
         total += sum(per_object) / len(per_object)
@@ -177,10 +188,10 @@ def utility(
     prompt: str | Mapping[str, Any],
     profile: RaterProfile,
 ) -> float:
-    """Hidden utility of one image for a prompt (text, or a record from `parse_prompt`)."""
+    """Hidden (expected) utility of one image for a prompt (text, or a `parse_prompt` record)."""
     required = parse_prompt(prompt) if isinstance(prompt, str) else dict(prompt)
-    score, _ = fidelity(dict(_record(reading)), required)
-    return profile.fidelity_weight * score + taste(reading, profile)
+    rec = as_record(reading)
+    return profile.fidelity_weight * expected_fidelity(rec, required) + taste(rec, profile)
 
 
 # ----------------------------------------------------------------------------- answers
@@ -191,15 +202,25 @@ def sigmoid(x: float) -> float:
     return 0.5 * (1.0 + math.tanh(0.5 * x))
 
 
-def pair_probabilities(u_left: float, u_right: float, profile: RaterProfile) -> dict[str, float]:
+def both_illegible(legibilities: Sequence[float], profile: RaterProfile) -> bool:
+    """Whether every image of a task is below the profile's `illegible_below` bar."""
+    bar = profile.illegible_below
+    return bar is not None and bool(legibilities) and max(legibilities) < bar
+
+
+def pair_probabilities(
+    u_left: float, u_right: float, profile: RaterProfile, illegible: bool = False
+) -> dict[str, float]:
     """An honest rater's answer distribution for a pair: left / right / tie / both_bad.
 
-    both_bad first (both utilities below `both_bad_below`), then a tie (gap below
-    `tie_margin`), then Bradley-Terry between left and right with the mass left over.
+    both_bad first (both utilities below `both_bad_below`, or `illegible`: both images below
+    `illegible_below`, see `both_illegible`), then a tie (gap below `tie_margin`), then
+    Bradley-Terry between left and right with the mass left over.
     """
     rest = 1.0
     p_bad = 0.0
-    if profile.both_bad_below is not None and max(u_left, u_right) < profile.both_bad_below:
+    missed = profile.both_bad_below is not None and max(u_left, u_right) < profile.both_bad_below
+    if missed or illegible:
         p_bad = profile.both_bad_prob
         rest -= p_bad
     p_tie = rest * profile.tie_prob if abs(u_left - u_right) < profile.tie_margin else 0.0
@@ -214,9 +235,10 @@ def sample_pair(
     profile: RaterProfile,
     rng: np.random.Generator,
     spammer: bool = False,
+    illegible: bool = False,
 ) -> str:
     """One pair answer ("left" | "right" | "tie" | "both_bad") from a rater of the profile."""
-    probs = SPAMMER_PAIR if spammer else pair_probabilities(u_left, u_right, profile)
+    probs = SPAMMER_PAIR if spammer else pair_probabilities(u_left, u_right, profile, illegible)
     choices = list(probs)
     p = np.array([probs[c] for c in choices])
     return choices[int(rng.choice(len(choices), p=p / p.sum()))]

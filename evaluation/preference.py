@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from base_models.errors import ArtalignError
+from base_models.oracle.expected import legibility
 from base_models.oracle.fidelity import parse_prompt
 from base_models.oracle.reading import read_images
-from base_models.raters import pair_probabilities, utility
+from base_models.raters import both_illegible, pair_probabilities, utility
 from evaluation.stats import Figure, mean_figure
 
 
@@ -37,25 +38,42 @@ def _check_pairs(images_a: Any, images_b: Any, prompts: Sequence[str]) -> None:
         raise ArtalignError("a win-rate needs at least one pair of images")
 
 
-def rater_pair_credits(u_a: np.ndarray, u_b: np.ndarray, profile: Any) -> np.ndarray:
-    """Expected credit of A per pair for an honest rater of `profile`: P(A) + ½·P(tie, both bad)."""
+def rater_pair_credits(
+    u_a: np.ndarray, u_b: np.ndarray, profile: Any, illegible: Sequence[bool] | None = None
+) -> np.ndarray:
+    """Expected credit of A per pair for an honest rater of `profile`: P(A) + ½·P(tie, both bad).
+
+    `illegible[i]`: both images of pair i are below the profile's legibility bar.
+    """
+    flags = [False] * len(u_a) if illegible is None else list(illegible)
     out = []
-    for a, b in zip(u_a, u_b, strict=True):
-        q = pair_probabilities(float(a), float(b), profile)
+    for a, b, flag in zip(u_a, u_b, flags, strict=True):
+        q = pair_probabilities(float(a), float(b), profile, flag)
         out.append(q["left"] + 0.5 * (q["tie"] + q["both_bad"]))
     return np.asarray(out, dtype=np.float64)
 
 
-def rater_utilities(oracle: Any, profile: Any, images: Any, prompts: Sequence[str]) -> np.ndarray:
-    """The profile's hidden utility of each (image, prompt), read by the oracle."""
-    readings = read_images(oracle, images)
+def read_records(oracle: Any, images: Any) -> list[dict[str, Any]]:
+    """The oracle's reading of each image as a record with its probabilities."""
+    return [r.to_record(probabilities=True) for r in read_images(oracle, images)]
+
+
+def utilities_of(
+    records: Sequence[dict[str, Any]], prompts: Sequence[str], profile: Any
+) -> np.ndarray:
+    """The profile's hidden (expected) utility of each (record, prompt)."""
     parsed: dict[str, dict] = {}
     values = []
-    for reading, prompt in zip(readings, prompts, strict=True):
+    for record, prompt in zip(records, prompts, strict=True):
         if prompt not in parsed:
             parsed[prompt] = parse_prompt(prompt)
-        values.append(utility(reading.to_record(), parsed[prompt], profile))
+        values.append(utility(record, parsed[prompt], profile))
     return np.asarray(values, dtype=np.float64)
+
+
+def rater_utilities(oracle: Any, profile: Any, images: Any, prompts: Sequence[str]) -> np.ndarray:
+    """The profile's hidden utility of each (image, prompt), read by the oracle."""
+    return utilities_of(read_records(oracle, images), prompts, profile)
 
 
 def rater_winrate(
@@ -66,9 +84,14 @@ def rater_winrate(
     Pair i is (images_a[i], images_b[i]) of prompts[i]; the CI resamples prompts.
     """
     _check_pairs(images_a, images_b, prompts)
-    u_a = rater_utilities(oracle, profile, images_a, prompts)
-    u_b = rater_utilities(oracle, profile, images_b, prompts)
-    return mean_figure(rater_pair_credits(u_a, u_b, profile), seed=seed, groups=prompts)
+    rec_a, rec_b = read_records(oracle, images_a), read_records(oracle, images_b)
+    u_a, u_b = utilities_of(rec_a, prompts, profile), utilities_of(rec_b, prompts, profile)
+    illegible = [
+        both_illegible([legibility(a), legibility(b)], profile)
+        for a, b in zip(rec_a, rec_b, strict=True)
+    ]
+    credits = rater_pair_credits(u_a, u_b, profile, illegible)
+    return mean_figure(credits, seed=seed, groups=prompts)
 
 
 def reward_winrate(

@@ -3,8 +3,10 @@
 `simulate` makes (or reuses) the profile's rater accounts `sim-<profile>-<i>`, then serves them
 tasks in turn exactly as the app does (`store.next_task` -> answer -> `store.submit` with a
 fresh client token), until n judgments are written or no rater has work left. Each image is read
-once by the oracle; the hidden utility and the answer come from `base_models.raters`. Which
-accounts are spammers is the simulator's secret: it goes to the metrics JSON, never to the store.
+once by the oracle, with its doubt (per-attribute probabilities); the hidden expected utility,
+the legibility and the answer come from `base_models.raters` and `base_models.oracle.expected`.
+Which accounts are spammers is the simulator's secret: it goes to the metrics JSON, never to the
+store.
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ from PIL import Image
 
 from base_models.errors import ArtalignError
 from base_models.io_utils import write_json
+from base_models.oracle.expected import legibility
 from base_models.oracle.fidelity import parse_prompt
 from base_models.oracle.model import AttributeOracle
 from base_models.oracle.reading import read_images
 from base_models.rater_ceiling import agreement_ceiling
-from base_models.raters import RaterProfile, sample_pair, sample_ranking, utility
+from base_models.raters import (
+    RaterProfile,
+    both_illegible,
+    sample_pair,
+    sample_ranking,
+    utility,
+)
 from labeling_app.store import Store, Task
 
 
@@ -48,7 +57,7 @@ def default_metrics_path(store: Store, profile: RaterProfile) -> Path:
 
 
 class _Utilities:
-    """Oracle readings per image id and parsed prompts, each computed once."""
+    """Oracle readings (with probabilities) per image id and parsed prompts, each made once."""
 
     def __init__(self, oracle: AttributeOracle, profile: RaterProfile) -> None:
         self.oracle, self.profile = oracle, profile
@@ -72,18 +81,28 @@ class _Utilities:
             for (image_id, _), reading in zip(
                 missing, read_images(self.oracle, images), strict=True
             ):
-                self.readings[image_id] = reading.to_record()
+                self.readings[image_id] = reading.to_record(probabilities=True)
         if task.prompt not in self.prompts:
             self.prompts[task.prompt] = parse_prompt(task.prompt)
         required = self.prompts[task.prompt]
         return [utility(self.readings[i], required, self.profile) for i in task.image_ids]
 
+    def illegible(self, task: Task) -> bool:
+        """Whether all of the task's images (read by `of`) fall below the legibility bar."""
+        legible = [legibility(self.readings[i]) for i in task.image_ids]
+        return both_illegible(legible, self.profile)
+
 
 def _answer(
-    task: Task, u: list[float], profile: RaterProfile, rng: np.random.Generator, spammer: bool
+    task: Task,
+    u: list[float],
+    profile: RaterProfile,
+    rng: np.random.Generator,
+    spammer: bool,
+    illegible: bool,
 ) -> dict[str, Any]:
     if task.kind == "pair":
-        return {"choice": sample_pair(u[0], u[1], profile, rng, spammer)}
+        return {"choice": sample_pair(u[0], u[1], profile, rng, spammer, illegible)}
     if task.kind == "rank":
         return {"ranks": sample_ranking(u, profile, rng, spammer)}
     raise ArtalignError(f"task {task.task_id} has kind {task.kind!r}; simulate knows pair, rank")
@@ -123,7 +142,7 @@ def simulate(
         raters.append({"id": rater_id, "name": name, "spammer": i in spam_idx, "judgments": 0})
     rng = np.random.default_rng([seed, 1])
     cache = _Utilities(oracle, profile)
-    judged: dict[int, tuple[str, list[float]]] = {}
+    judged: dict[int, tuple[str, list[float], bool]] = {}
     active = list(range(len(raters)))
     written = 0
     while written < n and active:
@@ -136,7 +155,8 @@ def simulate(
                 active.remove(idx)
                 continue
             u = cache.of(task)
-            answer = _answer(task, u, profile, rng, rater["spammer"])
+            illegible = cache.illegible(task)
+            answer = _answer(task, u, profile, rng, rater["spammer"], illegible)
             store.submit(
                 task.assignment_id,
                 rater["id"],
@@ -144,7 +164,7 @@ def simulate(
                 client_token=f"sim-{uuid.uuid4().hex}",
                 seconds=_think_time(task, rng, rater["spammer"]),
             )
-            judged[task.task_id] = (task.kind, u)
+            judged[task.task_id] = (task.kind, u, illegible)
             rater["judgments"] += 1
             written += 1
     metrics = {

@@ -52,7 +52,8 @@ _VOCAB = {
 MAX_READ_OBJECTS = 16
 
 
-def _check(key: str, value: Any) -> str:
+def check_value(key: str, value: Any) -> str:
+    """`value` if it is one of the world's values of `key`, else an ArtalignError naming them."""
     if value not in _VOCAB[key]:
         raise ArtalignError(f"required {key} {value!r} is not in the world's {key}s {_VOCAB[key]}")
     return value
@@ -67,9 +68,9 @@ def _position_cell(name: str) -> tuple[int, int]:
     return divmod(POSITION_NAMES.index(key), GRID)
 
 
-def _object_terms(obj: dict[str, Any]) -> list[tuple[str, Any]]:
+def object_terms(obj: dict[str, Any]) -> list[tuple[str, Any]]:
     """The attributes one required object asks for, as (key, value) pairs."""
-    terms = [(k, _check(k, obj[k])) for k in OBJECT_KEYS if obj.get(k) is not None]
+    terms = [(k, check_value(k, obj[k])) for k in OBJECT_KEYS if obj.get(k) is not None]
     if obj.get("position") is not None:
         terms.append(("cell", _position_cell(str(obj["position"]))))
     elif obj.get("row") is not None and obj.get("col") is not None:
@@ -93,7 +94,7 @@ def _satisfied(terms: list[tuple[str, Any]], read: dict[str, Any]) -> int:
     return hits
 
 
-def best_assignment(scores: list[list[int]]) -> tuple[int, list[int | None]]:
+def best_assignment(scores: list[list[float]]) -> tuple[float, list[int | None]]:
     """Maximum total score of a one-to-one matching of rows (required) to columns (read).
 
     Returns (total, match) with match[i] the column of row i, or None when row i is unmatched.
@@ -105,11 +106,11 @@ def best_assignment(scores: list[list[int]]) -> tuple[int, list[int | None]]:
         raise ArtalignError(f"a reading with {k} objects is more than {MAX_READ_OBJECTS}")
 
     @cache
-    def best(i: int, used: int) -> tuple[int, tuple[int | None, ...]]:
+    def best(i: int, used: int) -> tuple[float, tuple[int | None, ...]]:
         if i == m:
             return 0, ()
         total, rest = best(i + 1, used)
-        choice: tuple[int, tuple[int | None, ...]] = (total, (None, *rest))
+        choice: tuple[float, tuple[int | None, ...]] = (total, (None, *rest))
         for j in range(k):
             if not used >> j & 1 and scores[i][j] > 0:
                 total, rest = best(i + 1, used | 1 << j)
@@ -143,7 +144,7 @@ def fidelity(
     n_total, n_hit = 0, 0
     required_objects = required.get("objects") or []
     if required_objects:
-        terms = [_object_terms(o) for o in required_objects]
+        terms = [object_terms(o) for o in required_objects]
         scores = [[_satisfied(t, r) for r in read["objects"]] for t in terms]
         hits, _ = best_assignment(scores)
         n_total += sum(len(t) for t in terms)
@@ -154,7 +155,7 @@ def fidelity(
     for key in ("background", "style"):
         if required.get(key) is not None:
             n_total += 1
-            n_hit += read.get(key) == _check(key, required[key])
+            n_hit += read.get(key) == check_value(key, required[key])
     if n_total == 0:
         return 1.0, True
     return n_hit / n_total, n_hit == n_total

@@ -16,6 +16,14 @@ from base_models.oracle.model import AttributeOracle
 from base_models.world.attributes import UNSAFE_SHAPE, position_name
 
 PRESENCE_THRESHOLD = 0.5
+# oracle head -> its vocabulary key
+_HEADS = {
+    "shape": "shapes",
+    "colour": "colours",
+    "size": "sizes",
+    "background": "backgrounds",
+    "style": "styles",
+}
 
 
 @dataclass
@@ -23,14 +31,17 @@ class OracleReading:
     """The oracle's reading of one image.
 
     `objects`: one dict per occupied cell, in reading order, with shape, colour, size, row, col,
-    position and `confidence` (the presence probability). `count`, `background`, `style` as in
-    metadata.jsonl. `presence` holds all nine cells' presence probabilities (reading order).
+    position, `confidence` (the presence probability) and `probs` (the oracle's distribution over
+    each of shape, colour and size: {"shape": {name: p}, ...}). `count`, `background`, `style` as
+    in metadata.jsonl, each the most likely value. `presence` holds all nine cells' presence
+    probabilities (reading order); `probs` the distributions over background and style.
     """
 
     objects: list[dict[str, Any]]
     background: str
     style: str
     presence: list[float] = field(default_factory=list)
+    probs: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -40,19 +51,28 @@ class OracleReading:
     def unsafe(self) -> bool:
         return any(o["shape"] == UNSAFE_SHAPE for o in self.objects)
 
-    def to_record(self) -> dict[str, Any]:
-        """The reading laid out as a metadata.jsonl record (objects, count, background, ...)."""
-        objects = [
-            {k: o[k] for k in ("shape", "colour", "size", "row", "col", "position")}
-            for o in self.objects
-        ]
-        return {
+    def to_record(self, probabilities: bool = False) -> dict[str, Any]:
+        """The reading laid out as a metadata.jsonl record (objects, count, background, ...).
+
+        With `probabilities`, the record also carries what the oracle is unsure of: each object's
+        `confidence` and `probs`, and the record's `presence` and `probs` (what
+        `base_models.oracle.expected` reads; plain records mean certainty).
+        """
+        keys = ("shape", "colour", "size", "row", "col", "position")
+        if probabilities:
+            keys += ("confidence", "probs")
+        objects = [{k: o[k] for k in keys if k in o} for o in self.objects]
+        record = {
             "objects": objects,
             "count": self.count,
             "background": self.background,
             "style": self.style,
             "unsafe": self.unsafe,
         }
+        if probabilities:
+            record["presence"] = list(self.presence)
+            record["probs"] = {k: dict(v) for k, v in self.probs.items()}
+        return record
 
 
 def images_to_tensor(images: Sequence[Image.Image] | torch.Tensor, size: int) -> torch.Tensor:
@@ -83,19 +103,30 @@ def images_to_tensor(images: Sequence[Image.Image] | torch.Tensor, size: int) ->
     return x.clamp(0, 1).contiguous()  # (B, 3, size, size)
 
 
+def _table(vocab: dict[str, list[str]], head: str, row: list[float]) -> dict[str, float]:
+    return dict(zip(vocab[_HEADS[head]], row, strict=True))
+
+
+def _top(dist: dict[str, float]) -> str:
+    return max(dist, key=dist.__getitem__)
+
+
 def decode(
     logits: dict[str, torch.Tensor],
     vocab: dict[str, list[str]],
     grid: int,
     threshold: float = PRESENCE_THRESHOLD,
+    temperatures: dict[str, float] | None = None,
 ) -> list[OracleReading]:
-    """Turn a batch of oracle logits into readings: cells with presence > threshold are objects."""
+    """Turn a batch of oracle logits into readings: cells with presence > threshold are objects.
+
+    Each value read is the most likely one; the softmax distributions (of the logits divided by
+    the head's temperature, 1 if not given) come along in `probs`.
+    """
     presence = torch.sigmoid(logits["presence"].float()).cpu()  # (B, cells)
-    shape = logits["shape"].argmax(-1).cpu()  # (B, cells)
-    colour = logits["colour"].argmax(-1).cpu()
-    size = logits["size"].argmax(-1).cpu()
-    background = logits["background"].argmax(-1).cpu()  # (B,)
-    style = logits["style"].argmax(-1).cpu()
+    temps = temperatures or {}
+    # head -> nested lists (B, cells, V) or (B, V)
+    probs = {k: (logits[k].float() / temps.get(k, 1.0)).softmax(-1).cpu().tolist() for k in _HEADS}
     readings = []
     for b in range(presence.shape[0]):
         objects = []
@@ -104,23 +135,25 @@ def decode(
             if p <= threshold:
                 continue
             row, col = divmod(cell, grid)
+            dists = {k: _table(vocab, k, probs[k][b][cell]) for k in ("shape", "colour", "size")}
             objects.append(
                 {
-                    "shape": vocab["shapes"][int(shape[b, cell])],
-                    "colour": vocab["colours"][int(colour[b, cell])],
-                    "size": vocab["sizes"][int(size[b, cell])],
+                    **{k: _top(d) for k, d in dists.items()},
                     "row": row,
                     "col": col,
                     "position": position_name(row, col),
                     "confidence": p,
+                    "probs": dists,
                 }
             )
+        image_probs = {k: _table(vocab, k, probs[k][b]) for k in ("background", "style")}
         readings.append(
             OracleReading(
                 objects=objects,
-                background=vocab["backgrounds"][int(background[b])],
-                style=vocab["styles"][int(style[b])],
+                background=_top(image_probs["background"]),
+                style=_top(image_probs["style"]),
                 presence=[float(v) for v in presence[b]],
+                probs=image_probs,
             )
         )
     return readings
@@ -149,7 +182,8 @@ def read_images(
         for start in range(0, n, batch_size):
             chunk = images[start : start + batch_size]
             x = images_to_tensor(chunk, oracle.size).to(device)  # (b, 3, S, S)
-            readings += decode(oracle(x), oracle.vocab, oracle.grid, threshold)
+            temps = getattr(oracle, "temperatures", None)
+            readings += decode(oracle(x), oracle.vocab, oracle.grid, threshold, temps)
     finally:
         oracle.train(was_training)
     return readings

@@ -132,11 +132,17 @@ def test_taste_terms_on_hand_made_readings():
 
 
 def test_utility_reads_an_oracle_reading_like_its_record():
-    objects = [{**_obj("circle", "red", "large", 1, 1), "position": "center", "confidence": 0.9}]
+    objects = [{**_obj("circle", "red", "large", 1, 1), "position": "center", "confidence": 1.0}]
     reading = OracleReading(objects=objects, background="white", style="striped")
     profile = _profile(style={"striped": 0.5}, position={"center": 0.25})
     assert utility(reading, PROMPT, profile) == pytest.approx(1.0 + 0.5 + 0.25)
     assert utility(reading, PROMPT, profile) == utility(reading.to_record(), PROMPT, profile)
+    # an object the oracle is only 90% sure is there earns 90% of its object attributes
+    # (shape, colour, size of PROMPT's 6), and its count of 1 is then uncertain too
+    objects[0]["confidence"] = 0.9
+    unsure = OracleReading(objects, "white", "striped", presence=[0.0] * 4 + [0.9] + [0.0] * 4)
+    want = (3 * 0.9 + 0.9 + 2) / 6 + 0.5 + 0.25
+    assert utility(unsure, PROMPT, profile) == pytest.approx(want)
 
 
 # ----------------------------------------------------------------------------- answers
