@@ -54,3 +54,40 @@ def oracle_score(
     out = out or model / "score"
     metrics = score_oracle(model, data, out)
     print_metrics("oracle accuracy", metrics, out / "metrics.json")
+
+
+@app.command("calibrate")
+def oracle_calibrate(
+    model: Annotated[Path, typer.Option(help="Oracle folder.")],
+    generator: Annotated[Path, typer.Option(help="Generator folder whose images to judge.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for metrics.json (default: MODEL/calibration).")
+    ] = None,
+    n: Annotated[int, typer.Option(help="Images to draw (half fit, half report).")] = 200,
+    steps: Annotated[int, typer.Option(help="Sampling steps.")] = 20,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.0,
+    write: Annotated[
+        bool, typer.Option("--write", help="Store the fitted temperatures in the oracle.")
+    ] = False,
+) -> None:
+    """Measure the oracle's calibration (ECE) on generated images and renders; fit temperatures."""
+    # lazy: torch, kept out of `artalign --help`
+    from base_models.generator.oracle_calibration import calibrate_oracle
+
+    out = out or model / "calibration"
+    metrics = calibrate_oracle(
+        model, generator, out, n=n, steps=steps, guidance=guidance, write=write
+    )
+    rows = [
+        ("generated", "generated_before", "generated_after"),
+        ("renders", "renders_before", "renders_after"),
+    ]
+    typer.echo(f"{'images':<11}{'head':<12}{'ECE T=1':>9}{'ECE fit':>9}{'acc':>7}{'T':>7}")
+    for name, before, after in rows:
+        for head, row in metrics[before].items():
+            t = metrics["temperatures"].get(head)
+            typer.echo(
+                f"{name:<11}{head:<12}{row['ece']:>9.3f}{metrics[after][head]['ece']:>9.3f}"
+                f"{row['accuracy']:>7.3f}{'' if t is None else f'{t:.2f}':>7}"
+            )
+    print_metrics("oracle calibration", {"written": metrics["written"]}, out / "metrics.json")

@@ -63,6 +63,18 @@ def _conv(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+def _temperatures(table: Any, where: Path) -> dict[str, float]:
+    heads = ("shape", "colour", "size", "background", "style")
+    if not isinstance(table, dict) or any(k not in heads for k in table):
+        raise ArtalignError(f"{where}: temperatures must map some of {heads} to numbers")
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ArtalignError(f"{where}: temperature of {key} is {value!r}; it must be > 0")
+        out[key] = float(value)
+    return out
+
+
 class AttributeOracle(nn.Module):
     """Reads per-cell presence, shape, colour and size, and per-image background and style.
 
@@ -85,6 +97,8 @@ class AttributeOracle(nn.Module):
         if missing:
             raise ArtalignError(f"oracle vocab lacks {missing}; it needs every one of {VOCAB_KEYS}")
         self.size, self.grid, self.hidden = int(size), int(grid), int(hidden)
+        # softmax temperature per head, fitted by `artalign oracle calibrate` (1 if absent)
+        self.temperatures: dict[str, float] = {}
         self.channels = tuple(int(c) for c in channels)
         c1, c2, c3 = self.channels
         # (B, 3, S, S) -> (B, c1, S, S) -> (B, c2, S/2, S/2) -> (B, c3, S/4, S/4)
@@ -165,7 +179,10 @@ class AttributeOracle(nn.Module):
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         with atomic_path(directory / WEIGHTS_NAME) as tmp:
             save_file(tensors, str(tmp), metadata={"format": FORMAT})
-        write_json(directory / CONFIG_NAME, {"format": FORMAT, **self.arch_config()})
+        config = {"format": FORMAT, **self.arch_config()}
+        if self.temperatures:
+            config["temperatures"] = dict(self.temperatures)
+        write_json(directory / CONFIG_NAME, config)
         return directory
 
     @classmethod
@@ -196,6 +213,7 @@ class AttributeOracle(nn.Module):
             )
             state = load_file(str(weights))
             model.load_state_dict(state)
+            model.temperatures = _temperatures(cfg.get("temperatures") or {}, cfg_path)
         except KeyError as e:
             raise ArtalignError(f"{cfg_path} lacks the key {e}; retrain the oracle") from e
         except (SafetensorError, RuntimeError, OSError) as e:

@@ -173,3 +173,32 @@ def test_eval_generator_cli_writes_metrics(tiny, tmp_path):
     assert metrics["single"]["n_images"] == 6 and metrics["two"]["n_images"] == 4
     assert 0.0 <= metrics["single"]["colour_acc"] <= 1.0
     assert (out / "samples_single.png").exists()
+
+
+def test_oracle_calibrate_cli_reports_ece_and_writes_temperatures(tiny, tmp_path):
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from base_models.cli_oracle import app as oracle_app
+    from base_models.oracle import AttributeOracle
+
+    sd, oracle = tiny
+    model = tmp_path / "oracle"
+    shutil.copytree(oracle, model)
+    args = ["calibrate", "--model", str(model), "--generator", str(sd), "--n", "6", "--steps", "2"]
+    result = CliRunner().invoke(oracle_app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((model / "calibration" / "metrics.json").read_text())
+    assert metrics["n_images"] == 6 and not metrics["written"]
+    for part in ("generated_before", "generated_after", "renders_before", "renders_after"):
+        assert 0.0 <= metrics[part]["all"]["ece"] <= 1.0
+    assert set(metrics["temperatures"]) <= {"shape", "colour", "size", "background", "style"}
+    assert AttributeOracle.load(model).temperatures == {}  # measured, not written
+    result = CliRunner().invoke(oracle_app, [*args, "--write"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((model / "calibration" / "metrics.json").read_text())["temperatures"]
+    assert AttributeOracle.load(model).temperatures == pytest.approx(written)
+    bad = CliRunner().invoke(oracle_app, [*args[:-4], "--n", "2"])
+    assert bad.exit_code != 0 and "at least 4 images" in str(bad.exception or bad.output)
