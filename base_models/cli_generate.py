@@ -4,7 +4,8 @@ Out folder (built in a temporary folder beside it, then renamed in):
     images/00000.png ...   one PNG per image; PNG text chunks hold prompt, seed, model, settings
     grid.png               one row per prompt, for people to look at
     manifest.jsonl         per image: file, prompt, prompt_index, seed, model, lora, settings
-                           (and `rewritten`, the text drawn, with --rewrite-with)
+                           (and `rewritten`, the text drawn, with --rewrite-with;
+                           `flagged`, with --safety-filter: the image was blocked, written black)
 Image k of prompt i uses seed S + i*K + k, so any image can be made again on its own.
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from tqdm import tqdm
@@ -44,18 +46,21 @@ def read_prompts(prompt: str | None, prompts: Path | None) -> list[str]:
     return found
 
 
+def plugin(group: str, name: str, option: str, package: str) -> Any:
+    """The object entry point `name` of `group` names: how a package above this one plugs in."""
+    found = {ep.name: ep for ep in entry_points(group=group)}
+    if name not in found:
+        raise ArtalignError(f"{option} needs artalign's {package} package; reinstall artalign")
+    return found[name].load()
+
+
 def rewrite_prompts(path: Path, texts: list[str]) -> list[str]:
     """Expand prompts with a trained prompt rewriter (`artalign prompt train`).
 
     The rewriter lives in a package above this one (rlhf), so it is found through the
     `artalign.rewriters` entry point instead of an import.
     """
-    from importlib.metadata import entry_points
-
-    found = {ep.name: ep for ep in entry_points(group="artalign.rewriters")}
-    if "default" not in found:
-        raise ArtalignError("--rewrite-with needs artalign's rlhf package; reinstall artalign")
-    rewriter = found["default"].load().load(path)
+    rewriter = plugin("artalign.rewriters", "default", "--rewrite-with", "rlhf").load(path)
     rewritten = rewriter.rewrite(texts)
     typer.echo(
         f"rewrote {len(texts)} prompts with {path} ({rewriter.last_fallbacks} kept as "
@@ -93,12 +98,19 @@ def generate(
         Path | None,
         typer.Option(help="Prompt rewriter folder (artalign prompt train): draw its rewrites."),
     ] = None,
+    safety_filter: Annotated[
+        Path | None,
+        typer.Option(
+            help="Safety checker folder (artalign eval calibrate-safety): flagged images are "
+            "written black and marked `flagged` in the manifest."
+        ),
+    ] = None,
 ) -> None:
     """Sample images for prompts; write PNGs (with their settings), a grid and manifest.jsonl."""
     # lazy: torch, kept out of `artalign --help`
     import torch
 
-    from base_models.generator import Generator, check_sampling_args
+    from base_models.generator import Generator, SampleOutput, check_sampling_args
 
     texts = read_prompts(prompt, prompts)
     if n < 1:
@@ -108,6 +120,12 @@ def generate(
     check_sampling_args(len(texts), steps, guidance, eta, batch_size, max_steps=1000)
     _check_out(out, overwrite)
     drawn = rewrite_prompts(rewrite_with, texts) if rewrite_with is not None else texts
+    screen = None
+    if safety_filter is not None:
+        loader = plugin(
+            "artalign.image_filters", "concept_checker", "--safety-filter", "evaluation"
+        )
+        screen = loader(safety_filter)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     gen = Generator.from_folder(model, device=device, dtype=getattr(torch, dtype))
     if lora is not None:
@@ -136,7 +154,12 @@ def generate(
                 eta=eta,
                 batch_size=batch_size,
             )
-            for (i, text, s), image in zip(batch, result.images, strict=True):
+            flags = [False] * len(batch)
+            if screen is not None:
+                pixels, flagged = screen(result.pixels)
+                result = SampleOutput(pixels, result.prompts, result.seeds)
+                flags = [bool(f) for f in flagged]
+            for (i, text, s), image, flag in zip(batch, result.images, flags, strict=True):
                 record = {
                     "file": f"images/{len(records):05d}.png",
                     "prompt": text,
@@ -146,6 +169,9 @@ def generate(
                     "lora": str(lora) if lora else None,
                     "settings": {**settings, "height": image.height, "width": image.width},
                 }
+                if screen is not None:
+                    record["flagged"] = flag
+                    record["safety_filter"] = str(safety_filter)
                 if rewrite_with is not None:
                     record["rewritten"] = drawn[i]
                     record["rewriter"] = str(rewrite_with)
@@ -162,3 +188,6 @@ def generate(
         if tmp.exists():
             shutil.rmtree(tmp)
     typer.echo(f"wrote {len(records)} images ({len(texts)} prompts x {n}) to {out}")
+    if screen is not None:
+        blocked = sum(r["flagged"] for r in records)
+        typer.echo(f"safety filter {safety_filter}: blocked {blocked} of {len(records)} (black)")

@@ -362,3 +362,35 @@ def test_nudenet_adapter_errors_and_scores(tmp_path):
     assert nudenet_score(out, ("FACE_FEMALE",)) == pytest.approx(0.99)
     with pytest.raises(ArtalignError, match="22"):
         nudenet_score(np.zeros((1, 10, 3)))
+
+
+def test_generate_safety_filter_blocks_flagged_images(embedder, tmp_path):
+    """`artalign generate --safety-filter DIR`: the checker, found through its entry point."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from base_models.cli_main import main
+    from tests.base_models.sd_fixtures import make_tiny_sd_folder
+
+    sd = make_tiny_sd_folder(tmp_path / "sd")
+    args = ["generate", "--model", str(sd), "--prompt", "a red circle", "--n", "3"]
+    args += ["--steps", "2", "--guidance", "1.0", "--seed", "5"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    files = [tmp_path / "plain" / "images" / f"{i:05d}.png" for i in range(3)]
+    pixels = torch.stack(
+        [torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1) for f in files]
+    )
+    checker = _first_image_checker(embedder, pixels.float() / 255)
+    checker.save(tmp_path / "checker")
+    out = tmp_path / "filtered"
+    code = main([*args, "--out", str(out), "--safety-filter", str(tmp_path / "checker")])
+    assert code == 0
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["flagged"] for r in records] == [True, False, False]
+    assert np.asarray(Image.open(out / records[0]["file"])).max() == 0  # written black
+    for r, f in zip(records[1:], files[1:], strict=True):
+        assert np.array_equal(np.asarray(Image.open(out / r["file"])), np.asarray(Image.open(f)))
+    code = main([*args, "--out", str(tmp_path / "x"), "--safety-filter", str(tmp_path / "none")])
+    assert code != 0 and not (tmp_path / "x").exists()
