@@ -1,0 +1,138 @@
+"""Do simulated labels on the generator's own images carry signal? (issue 22, "labels carry signal")
+
+    python benchmarks/align_data.py            # once: 300 prompts x 4 generated images
+    python benchmarks/label_signal.py [--data runs/bench/align] [--oracle runs/demo/oracle]
+        [--profile configs/raters/default.yaml] [--raters 3] [--illegible 0.4,0.5,0.6]
+
+Reads every image of the alignment data set once with the oracle and judges all 6 pairs of each
+prompt's 4 images by `--raters` independent honest raters of the profile, three ways:
+- hard: the utility of the oracle's most likely reading (how raters judged before issue 22);
+- expected: the expected utility under the oracle's per-attribute probabilities;
+- expected + illegible < x: that, and "both bad" for pairs whose both images' legibility is
+  below x (each x of --illegible; the profile's own bar is one row).
+Per row: Krippendorff's alpha over the pair answers (nominal; left / right / tie / both_bad),
+the share of pairs answered "both bad", and best-of-4: how often a rater prefers the prompt's
+best image (highest utility) over each of the other three (expected credit, ties half).
+Targets: alpha >= 0.4 and best-of-4 >= 0.80.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import sqlite3
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from bench_utils import REPO
+from PIL import Image
+
+from base_models.oracle import AttributeOracle, read_images
+from base_models.oracle.expected import legibility
+from base_models.oracle.fidelity import parse_prompt
+from base_models.raters import (
+    RaterProfile,
+    both_illegible,
+    load_profile,
+    pair_probabilities,
+    sample_pair,
+    utility,
+)
+from labeling_app.agreement import krippendorff_alpha
+
+ANSWERS = ("left", "right", "tie", "both_bad")
+
+
+def load_groups(data: Path) -> list[tuple[str, list[Image.Image]]]:
+    """(prompt, its images) per prompt of the data set's label store, in prompt order."""
+    db = sqlite3.connect(f"file:{data / 'labels.db'}?mode=ro", uri=True)
+    rows = db.execute(
+        "SELECT prompt.text, image.path FROM image JOIN prompt ON prompt.id = image.prompt_id "
+        "ORDER BY prompt.id, image.id"
+    ).fetchall()
+    db.close()
+    groups: dict[str, list[Image.Image]] = defaultdict(list)
+    for text, path in rows:
+        with Image.open(data / "labels.db.images" / path) as im:
+            groups[text].append(im.convert("RGB"))
+    return [(t, ims) for t, ims in groups.items() if len(ims) >= 2]
+
+
+def judge(
+    records: list[list[dict]], prompts: list[str], profile: RaterProfile, raters: int, seed: int
+) -> dict[str, float]:
+    """Alpha, both-bad share and best-of-4 of `raters` honest raters on every pair of a group."""
+    rng = np.random.default_rng(seed)
+    units, credits, bad = [], [], 0
+    for recs, prompt in zip(records, prompts, strict=True):
+        required = parse_prompt(prompt)
+        u = [utility(r, required, profile) for r in recs]
+        legible = [legibility(r) for r in recs]
+        best = int(np.argmax(u))
+        for i, j in itertools.combinations(range(len(recs)), 2):
+            flag = both_illegible([legible[i], legible[j]], profile)
+            answers = [sample_pair(u[i], u[j], profile, rng, illegible=flag) for _ in range(raters)]
+            units.append([ANSWERS.index(a) for a in answers])
+            bad += sum(a == "both_bad" for a in answers)
+            if best in (i, j):
+                q = pair_probabilities(u[i], u[j], profile, flag)
+                p_first = q["left"] + 0.5 * (q["tie"] + q["both_bad"])
+                credits.append(p_first if best == i else 1.0 - p_first)
+    matrix = np.asarray(units, dtype=np.float64).T  # raters x units
+    return {
+        "alpha": krippendorff_alpha(matrix, "nominal"),
+        "both_bad_share": bad / matrix.size,
+        "best_of_k": float(np.mean(credits)),
+        "n_pairs": matrix.shape[1],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=REPO / "runs/bench/align")
+    p.add_argument("--oracle", type=Path, default=REPO / "runs/demo/oracle")
+    p.add_argument("--profile", type=Path, default=REPO / "configs/raters/default.yaml")
+    p.add_argument("--raters", type=int, default=3)
+    p.add_argument("--illegible", default="0.4,0.5,0.6")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+
+    t0 = time.perf_counter()
+    groups = load_groups(a.data)
+    prompts = [t for t, _ in groups]
+    oracle = AttributeOracle.load(a.oracle)
+    readings = read_images(oracle, [im for _, ims in groups for im in ims])
+    it = iter(readings)
+    readings_by_group = [[next(it) for _ in ims] for _, ims in groups]
+    hard = [[r.to_record() for r in rs] for rs in readings_by_group]
+    soft = [[r.to_record(probabilities=True) for r in rs] for rs in readings_by_group]
+    profile = load_profile(a.profile)
+    plain = dataclasses.replace(profile, illegible_below=None)
+    rows = [("hard (most likely reading)", hard, plain), ("expected", soft, plain)]
+    bars = sorted({float(x) for x in a.illegible.split(",") if x} | {profile.illegible_below or 0})
+    for bar in (b for b in bars if b > 0):
+        mark = "  (profile)" if bar == profile.illegible_below else ""
+        rows.append(
+            (
+                f"expected, illegible < {bar}{mark}",
+                soft,
+                dataclasses.replace(plain, illegible_below=bar),
+            )
+        )
+    print(
+        f"{len(prompts)} prompts, {len(readings)} images, {a.raters} raters per pair, "
+        f"profile {profile.name}; oracle temperatures {oracle.temperatures or 'none'}"
+    )
+    print(f"{'raters':<44}{'alpha':>8}{'both bad':>10}{'best-of-k':>11}")
+    for name, records, prof in rows:
+        m = judge(records, prompts, prof, a.raters, a.seed)
+        alpha = "-" if m["alpha"] is None else f"{m['alpha']:.3f}"
+        print(f"{name:<44}{alpha:>8}{m['both_bad_share']:>10.3f}{m['best_of_k']:>11.3f}")
+    print(f"targets: alpha >= 0.40, best-of-k >= 0.80   ({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
