@@ -3,6 +3,7 @@
     python benchmarks/align_data.py            # once: 300 prompts x 4 generated images
     python benchmarks/label_signal.py [--data runs/bench/align] [--oracle runs/demo/oracle]
         [--profile configs/raters/default.yaml] [--raters 3] [--illegible 0.4,0.5,0.6]
+        [--out runs/bench/label_signal]
 
 Reads every image of the alignment data set once with the oracle and judges all 6 pairs of each
 prompt's 4 images by `--raters` independent honest raters of the profile, three ways:
@@ -13,7 +14,8 @@ prompt's 4 images by `--raters` independent honest raters of the profile, three 
 Per row: Krippendorff's alpha over the pair answers (nominal; left / right / tie / both_bad),
 the share of pairs answered "both bad", and best-of-4: how often a rater prefers the prompt's
 best image (highest utility) over each of the other three (expected credit, ties half).
-Targets: alpha >= 0.4 and best-of-4 >= 0.80.
+Targets: alpha >= 0.4 and best-of-4 >= 0.80. Writes OUT/metrics.json: one entry per row, the
+profile's own as "profile".
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from bench_utils import REPO
 from PIL import Image
 
+from base_models.io_utils import write_json
 from base_models.oracle import AttributeOracle, read_images
 from base_models.oracle.expected import legibility
 from base_models.oracle.fidelity import parse_prompt
@@ -98,6 +101,7 @@ def main() -> None:
     p.add_argument("--raters", type=int, default=3)
     p.add_argument("--illegible", default="0.4,0.5,0.6")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=REPO / "runs/bench/label_signal")
     a = p.parse_args()
 
     t0 = time.perf_counter()
@@ -111,27 +115,28 @@ def main() -> None:
     soft = [[r.to_record(probabilities=True) for r in rs] for rs in readings_by_group]
     profile = load_profile(a.profile)
     plain = dataclasses.replace(profile, illegible_below=None)
-    rows = [("hard (most likely reading)", hard, plain), ("expected", soft, plain)]
+    rows = [("hard", hard, plain), ("expected", soft, plain)]
     bars = sorted({float(x) for x in a.illegible.split(",") if x} | {profile.illegible_below or 0})
     for bar in (b for b in bars if b > 0):
-        mark = "  (profile)" if bar == profile.illegible_below else ""
-        rows.append(
-            (
-                f"expected, illegible < {bar}{mark}",
-                soft,
-                dataclasses.replace(plain, illegible_below=bar),
-            )
-        )
+        prof = dataclasses.replace(plain, illegible_below=bar)
+        rows.append((f"expected, illegible < {bar}", soft, prof))
     print(
         f"{len(prompts)} prompts, {len(readings)} images, {a.raters} raters per pair, "
         f"profile {profile.name}; oracle temperatures {oracle.temperatures or 'none'}"
     )
     print(f"{'raters':<44}{'alpha':>8}{'both bad':>10}{'best-of-k':>11}")
+    results: dict[str, dict] = {}
     for name, records, prof in rows:
         m = judge(records, prompts, prof, a.raters, a.seed)
+        results[name] = m
+        if prof.illegible_below == profile.illegible_below and name != "hard":
+            results["profile"] = m
         alpha = "-" if m["alpha"] is None else f"{m['alpha']:.3f}"
         print(f"{name:<44}{alpha:>8}{m['both_bad_share']:>10.3f}{m['best_of_k']:>11.3f}")
-    print(f"targets: alpha >= 0.40, best-of-k >= 0.80   ({time.perf_counter() - t0:.0f} s)")
+    seconds = time.perf_counter() - t0
+    print(f"targets: alpha >= 0.40, best-of-k >= 0.80   ({seconds:.0f} s)")
+    meta = {"n_prompts": len(prompts), "raters": a.raters, "profile_name": profile.name}
+    write_json(a.out / "metrics.json", {**results, **meta, "seconds": round(seconds, 1)})
 
 
 if __name__ == "__main__":
