@@ -32,6 +32,7 @@ import numpy as np
 from bench_utils import REPO
 from PIL import Image
 
+from base_models.generator import Generator
 from base_models.io_utils import write_json
 from base_models.oracle import AttributeOracle, read_images
 from base_models.oracle.expected import legibility
@@ -102,6 +103,13 @@ def main() -> None:
     p.add_argument("--illegible", default="0.4,0.5,0.6")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "runs/bench/label_signal")
+    p.add_argument(
+        "--guidance",
+        default="",
+        help="Comma-separated guidance scales: also draw the first 100 prompts x 4 afresh at "
+        "each (20 steps) with --model and judge those (a lever probe).",
+    )
+    p.add_argument("--model", type=Path, default=REPO / "runs/demo/generator")
     a = p.parse_args()
 
     t0 = time.perf_counter()
@@ -135,8 +143,32 @@ def main() -> None:
         print(f"{name:<44}{alpha:>8}{m['both_bad_share']:>10.3f}{m['best_of_k']:>11.3f}")
     seconds = time.perf_counter() - t0
     print(f"targets: alpha >= 0.40, best-of-k >= 0.80   ({seconds:.0f} s)")
+    if a.guidance:
+        results["guidance_probe"] = guidance_probe(a, prompts[:100], oracle, profile)
     meta = {"n_prompts": len(prompts), "raters": a.raters, "profile_name": profile.name}
     write_json(a.out / "metrics.json", {**results, **meta, "seconds": round(seconds, 1)})
+
+
+def guidance_probe(
+    a: argparse.Namespace, prompts: list[str], oracle: AttributeOracle, profile: RaterProfile
+) -> dict[str, dict]:
+    """Alpha and best-of-4 of the profile's raters on fresh images at each guidance scale."""
+    generator = Generator.from_folder(a.model)
+    k = 4
+    flat = [p for p in prompts for _ in range(k)]
+    seeds = [1000 * i + j for i in range(len(prompts)) for j in range(k)]
+    out = {}
+    for g in (float(x) for x in a.guidance.split(",") if x):
+        pixels = generator.sample(flat, seeds, steps=20, guidance=g, batch_size=100).pixels
+        readings = read_images(oracle, pixels)
+        records = [
+            [readings[i * k + j].to_record(probabilities=True) for j in range(k)]
+            for i in range(len(prompts))
+        ]
+        m = judge(records, prompts, profile, a.raters, a.seed)
+        out[str(g)] = m
+        print(f"guidance {g:<5} alpha {m['alpha']:.3f}  best-of-k {m['best_of_k']:.3f}")
+    return out
 
 
 if __name__ == "__main__":
