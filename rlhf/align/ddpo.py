@@ -235,7 +235,7 @@ def train_ddpo(cfg: DDPOConfig, out: str | Path, resume: bool = False) -> dict[s
     tracker = (
         PerPromptStatTracker(cfg.stat_buffer, cfg.stat_min_count) if cfg.per_prompt_stats else None
     )
-    guard = Guard(cfg, generator) if cfg.guard_enabled else None
+    guard = Guard(cfg, generator, reward_fn) if cfg.guard_enabled else None
     run = RunState(
         out,
         cfg,

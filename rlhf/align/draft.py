@@ -148,7 +148,7 @@ def train_draft(cfg: DraftConfig, out: str | Path, resume: bool = False) -> dict
     research = bool(reward_spec(cfg.reward).meta.get("research"))
     prompts = read_prompts(cfg.prompts)
     generator, params, optimizer, scheduler = lora_policy(cfg, device)
-    guard = Guard(cfg, generator) if cfg.guard_enabled else None
+    guard = Guard(cfg, generator, reward_fn) if cfg.guard_enabled else None
     run = RunState(out, cfg, generator, optimizer, scheduler, accelerator, guard)
     start_epoch, history, _ = begin(run, resume)
 

@@ -10,7 +10,10 @@ start, then from the current model at every check — and measures:
 - `fid_drift`: relative change of the FID to a reference set of real images against the base
   model's: (FID_now - FID_base) / FID_base (needs `reference`);
 - `rater_winrate`: expected share of pairs (same prompt and seed) a held-out simulated rater
-  prefers the current image over the base one (evaluation.preference.rater_winrate).
+  prefers the current image over the base one (evaluation.preference.rater_winrate);
+- `reward_winrate` and `proxy_gap`: with the trainer's `reward_fn`, the share of the same pairs
+  the training reward prefers the current image, and that minus the rater win-rate: how far the
+  proxy's view of progress runs ahead of the raters' (Gao et al.'s gap, per check).
 The guard score is fidelity + rater win-rate (whichever are measured). `stop` is raised when, for
 `patience` checks in a row, the training reward is above its value at the best check while the
 guard score is below the best by more than `min_delta`: the reward rises while what it should
@@ -36,7 +39,7 @@ from base_models.oracle import AttributeOracle
 from base_models.oracle.fidelity import fidelity, parse_prompt
 from base_models.oracle.reading import read_images
 from base_models.raters import load_profile
-from evaluation.preference import rater_winrate
+from evaluation.preference import rater_winrate, reward_winrate
 from rlhf.reward.baselines import clip_score_fn
 
 
@@ -112,14 +115,14 @@ def load_reference(path: str | Path, n: int, size: int, seed: int = 0) -> torch.
 class Guard:
     """Held-out instruments measured on the current model against the base model."""
 
-    def __init__(self, cfg: GuardConfig, generator: Any) -> None:
+    def __init__(self, cfg: GuardConfig, generator: Any, reward_fn: Any = None) -> None:
         if not cfg.guard_enabled:
             raise ArtalignError("the guard is off; set guard_every > 0 and guard_prompts")
         if not (cfg.guard_oracle or cfg.guard_clip):
             raise ArtalignError("the guard needs an instrument; set guard_oracle and/or guard_clip")
         if cfg.guard_rater and not cfg.guard_oracle:
             raise ArtalignError("the held-out rater reads images with the oracle; set guard_oracle")
-        self.cfg, self.generator = cfg, generator
+        self.cfg, self.generator, self.reward_fn = cfg, generator, reward_fn
         base_prompts = read_prompts(cfg.guard_prompts, cfg.guard_n_prompts)
         self.prompts = [p for p in base_prompts for _ in range(cfg.guard_seeds_per_prompt)]
         self.seeds = [90_000 + i for i in range(len(self.prompts))]
@@ -180,6 +183,12 @@ class Guard:
         if self.profile is not None and not first:
             wr = rater_winrate(self.oracle, self.profile, pixels, self.base, self.prompts)
             m["rater_winrate"] = wr.value
+        if self.reward_fn is not None and not first:
+            with torch.no_grad():
+                proxy = reward_winrate(self.reward_fn, pixels, self.base, self.prompts).value
+            m["reward_winrate"] = proxy
+            if "rater_winrate" in m:
+                m["proxy_gap"] = proxy - m["rater_winrate"]
         return m
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,8 @@ from rlhf.align.guard import Guard, GuardConfig
 from rlhf.align.rewards import make_reward
 from rlhf.align.stat_tracker import PerPromptStatTracker
 from tests.base_models.sd_fixtures import make_tiny_sd_folder
+
+REPO = Path(__file__).resolve().parents[2]
 
 PROMPTS = ["a large red circle", "a small blue square", "a green star", "a yellow heart"]
 
@@ -335,6 +338,9 @@ def test_guard_stops_when_reward_rises_while_guard_falls():
 
 
 def test_guard_in_training_keeps_best_adapters(sd_folder, prompts_file, tmp_path, micro_clip):
+    from base_models.oracle import AttributeOracle
+
+    oracle = AttributeOracle(channels=(4, 4, 4), hidden=8).save(tmp_path / "oracle")
     cfg = micro_cfg(
         sd_folder,
         prompts_file,
@@ -342,10 +348,17 @@ def test_guard_in_training_keeps_best_adapters(sd_folder, prompts_file, tmp_path
         guard_every=1,
         guard_prompts=str(prompts_file),
         guard_clip=str(micro_clip),
+        guard_oracle=str(oracle),
+        guard_rater=str(REPO / "configs" / "raters" / "default.yaml"),
     )
     metrics = train_ddpo(cfg, tmp_path / "run")
     assert len(metrics["guard"]) == 2
-    assert {"clip_score", "fid_to_base"} <= set(metrics["guard"][0]["metrics"])
+    for check in metrics["guard"]:
+        m = check["metrics"]
+        assert {"clip_score", "fid_to_base", "rater_winrate"} <= set(m)
+        # the proxy gap per check: the training reward's win-rate over the base minus the rater's
+        assert 0.0 <= m["reward_winrate"] <= 1.0
+        assert m["proxy_gap"] == pytest.approx(m["reward_winrate"] - m["rater_winrate"])
     assert (tmp_path / "run" / "best" / "pytorch_lora_weights.safetensors").is_file()
 
 
