@@ -114,6 +114,16 @@ def evaluate(args: argparse.Namespace, lora: Path, reward_dir: Path, out: Path) 
     }
 
 
+def guard_checks(reports: list[dict]) -> list[dict]:
+    """Per guard check: epoch, training reward, rater and reward win-rates, the proxy gap."""
+    keys = ("rater_winrate", "reward_winrate", "proxy_gap", "fidelity", "fid_drift")
+    return [
+        {"epoch": r["step"], "train_reward": r["train_reward"]}
+        | {k: r["metrics"][k] for k in keys if k in r["metrics"]}
+        for r in reports
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO / "runs/bench/align")
@@ -186,6 +196,7 @@ def main() -> None:
     result.update(
         {
             "ddpo": {k: v for k, v in ddpo.items() if k != "guard"},
+            "guard_checks": guard_checks(ddpo.get("guard") or []),
             "timing": timing,
             "minutes_limit": args.minutes,
             "machine": "see README (2-core CPU)",

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from bench_utils import REPO, artalign
-from ddpo_alignment import EVAL_SEED0, SEEDS_PER_PROMPT, evaluate, sample
+from ddpo_alignment import EVAL_SEED0, SEEDS_PER_PROMPT, evaluate, guard_checks, sample
 
 from base_models.generator import Generator
 from evaluation.stats import bootstrap_ci
@@ -141,6 +141,7 @@ def main() -> None:
             "draft_images_fifth": fifth_epochs * per_epoch,
             "draft_images": draft_curve[-1][0],
             "draft": {k: v for k, v in metrics.items() if k != "guard"},
+            "guard_checks": guard_checks(metrics.get("guard") or []),
             "guard": [g for g in metrics["guard"]],
             "timing": timing,
             "minutes_limit": args.minutes,
