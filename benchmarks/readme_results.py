@@ -10,7 +10,8 @@ objects; a figure of evaluation.stats, {value, ci}, prints with its 95% CI; a li
 their values joined by " / "), a format, the target
 and the command that writes the file. In the README each table sits between
 `<!-- results:NAME -->` and `<!-- /results:NAME -->`; --write replaces what is between them
-(atomically). A file that does not exist yet prints as "not run".
+(atomically). A table with `columns` instead of rows lists the items of one list in one file
+(e.g. a run's guard checks), one row each. A file that does not exist yet prints as "not run".
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def series(spec: dict[str, Any]) -> str:
+    """The markdown table of a list in one metrics file: one row per item, one column per key."""
+    path = REPO / spec["file"]
+    cols = spec["columns"]
+    lines = ["| " + " | ".join(c["title"] for c in cols) + " |", "|" + "---|" * len(cols)]
+    items = lookup(json.loads(path.read_text()), spec["key"]) if path.is_file() else []
+    for item in items:
+        cells = [
+            cell(item[c["key"]], c.get("fmt", ".3f")) if c["key"] in item else "–" for c in cols
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if not items:
+        lines.append("| not run |" + " |" * (len(cols) - 1))
+    lines.append(f"\n`{spec['file']}` → `{spec['key']}`, written by `{spec['command']}`")
+    return "\n".join(lines)
+
+
 def render(readme: str, tables: dict[str, str]) -> str:
     """The README with every marked table replaced."""
     for name, text in tables.items():
@@ -91,7 +109,7 @@ def main() -> None:
     mode.add_argument("--check", action="store_true", help="Exit 1 if README.md is stale.")
     a = p.parse_args()
     spec = yaml.safe_load(SPEC.read_text())
-    tables = {t["name"]: table(t["rows"]) for t in spec["tables"]}
+    tables = {t["name"]: series(t) if "columns" in t else table(t["rows"]) for t in spec["tables"]}
     if not (a.write or a.check):
         for name, text in tables.items():
             print(f"{name}\n{text}\n")
