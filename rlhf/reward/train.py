@@ -308,9 +308,17 @@ def _fit(
 
 
 def train_reward(
-    cfg: RewardConfig, data: PreferenceData, out: str | Path, log: Log | None = None
+    cfg: RewardConfig,
+    data: PreferenceData,
+    out: str | Path,
+    log: Log | None = None,
+    choose: Callable[[PreferenceData], PreferenceData] | None = None,
 ) -> RewardModel:
-    """Train a reward model on `data` and save it in `out`; return it (best epoch, eval mode)."""
+    """Train a reward model on `data` and save it in `out`; return it (best epoch, eval mode).
+
+    `choose(train)` picks the training judgments from the training split (active selection;
+    default: `cfg.train_fraction` of them at random); validation and test are left whole.
+    """
     log = log or (lambda _msg: None)
     cfg.validate()
     data.check()
@@ -319,7 +327,9 @@ def train_reward(
     train, val, test = split_by_prompt(data, cfg.val_frac, cfg.test_frac, cfg.seed)
     split = (train, val, test)  # every prompt of each split, for split.json
     policy = training_rater_policy(cfg, data, train, log)
-    if cfg.train_fraction < 1:
+    if choose is not None:
+        train = choose(train)
+    elif cfg.train_fraction < 1:
         train = train.sample(cfg.train_fraction, cfg.seed)
     if policy is not None:
         train, val, test = (policy.apply(s) for s in (train, val, test))
