@@ -37,11 +37,20 @@ from base_models.generator import Generator
 from base_models.generator.evaluate import clip_fid
 from base_models.imaging import make_grid, to_pil
 from base_models.oracle import AttributeOracle
+from base_models.oracle.expected import legibility
 from base_models.oracle.fidelity import fidelity as fidelity_fn
 from base_models.oracle.fidelity import parse_prompt
 from base_models.oracle.reading import read_images
-from base_models.raters import load_profile
-from evaluation.preference import rater_utilities, rater_winrate, reward_winrate
+from base_models.raters import both_illegible, load_profile
+from evaluation.preference import (
+    rater_pair_credits,
+    rater_utilities,
+    rater_winrate,
+    read_records,
+    reward_winrate,
+    utilities_of,
+)
+from evaluation.stats import mean_figure
 from rlhf.align.guard import load_reference, read_prompts
 from rlhf.reward.baselines import clip_score_fn
 from rlhf.reward.score import make_reward_fn
@@ -53,6 +62,43 @@ N_REFERENCE = 1000
 
 def sample(gen, prompts: list[str], seeds: list[int]) -> torch.Tensor:
     return gen.sample(prompts, seeds, steps=20, guidance=3.0, batch_size=64).pixels
+
+
+def shows(record: dict, key: str, value: str) -> bool:
+    """Whether an oracle record shows `key` = `value` (background, style, or any object's)."""
+    if key in ("background", "style"):
+        return record[key] == value
+    return any(o[key] == value for o in record["objects"])
+
+
+def trait_figures(trait: str, oracle, rater, aligned, base, prompts: list[str]) -> dict:
+    """For a trait KEY=VALUE: the share of images showing it, base and aligned, and the held-out
+    rater's win-rate on the pairs where exactly one of the two images shows it."""
+    key, _, value = trait.partition("=")
+    if key not in ("background", "style", "shape", "colour", "size") or not value:
+        sys.exit(
+            f"--trait {trait!r}: use KEY=VALUE with KEY background, style, shape, colour, size"
+        )
+    rec_a, rec_b = read_records(oracle, aligned), read_records(oracle, base)
+    has_a = np.array([shows(r, key, value) for r in rec_a])
+    has_b = np.array([shows(r, key, value) for r in rec_b])
+    differ = np.flatnonzero(has_a != has_b)
+    out = {
+        "trait": trait,
+        "share": {"base": float(has_b.mean()), "aligned": float(has_a.mean())},
+        "share_points": float(100 * (has_a.mean() - has_b.mean())),
+        "n_differ": int(differ.size),
+    }
+    if differ.size:
+        sub = [prompts[i] for i in differ]
+        u_a = utilities_of([rec_a[i] for i in differ], sub, rater)
+        u_b = utilities_of([rec_b[i] for i in differ], sub, rater)
+        illegible = [
+            both_illegible([legibility(rec_a[i]), legibility(rec_b[i])], rater) for i in differ
+        ]
+        credits = rater_pair_credits(u_a, u_b, rater, illegible)
+        out["winrate_where_differ"] = mean_figure(credits, groups=sub).to_dict()
+    return out
 
 
 def evaluate(args: argparse.Namespace, lora: Path, reward_dir: Path, out: Path) -> dict:
@@ -97,7 +143,11 @@ def evaluate(args: argparse.Namespace, lora: Path, reward_dir: Path, out: Path) 
     }
     u_base = rater_utilities(oracle, heldout_rater, base, flat)
     u_al = rater_utilities(oracle, heldout_rater, aligned, flat)
+    extra = {}
+    if getattr(args, "trait", None):
+        extra["trait"] = trait_figures(args.trait, oracle, heldout_rater, aligned, base, flat)
     return {
+        **extra,
         "n_pairs": len(flat),
         "prompts": len(prompts),
         "rater_winrate": win.to_dict(),
@@ -141,6 +191,12 @@ def main() -> None:
         "does with a reward that reads prompt fidelity exactly)",
     )
     p.add_argument("--eval-only", action="store_true", help="Evaluate an existing OUT/run.")
+    p.add_argument(
+        "--trait",
+        default=None,
+        help="KEY=VALUE the raters' taste asks for (e.g. background=beige): report its share, "
+        "base and aligned, and the win-rate on pairs that differ in it.",
+    )
     p.add_argument("overrides", nargs="*", help="Extra DDPO config KEY=VALUE.")
     args = p.parse_args()
     if not (args.data / "labels.db").is_file():
@@ -229,6 +285,16 @@ def main() -> None:
             f"<= {args.minutes:g} min",
         ),
     ]
+    if "trait" in result:
+        t = result["trait"]
+        share = f"{t['share']['base']:.3f} -> {t['share']['aligned']:.3f}"
+        rows.append((f"share showing {t['trait']}", share, "+15 points"))
+        if "winrate_where_differ" in t:
+            wd = t["winrate_where_differ"]
+            value = (
+                f"{wd['value']:.3f} [{wd['ci'][0]:.3f}, {wd['ci'][1]:.3f}] ({t['n_differ']} pairs)"
+            )
+            rows.append(("win-rate on pairs that differ in it", value, ">= 0.65"))
     print("\n| figure | value | target |\n|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} |")
