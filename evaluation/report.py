@@ -151,7 +151,7 @@ th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .swatch{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px}
 img.strip{image-rendering:pixelated;display:block}
 pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
-.note{color:#555}
+.note{color:#555}.headline{font-size:1.2em;margin:.4em 0 .8em}
 .banner{border:1px solid #ccc;background:#fafafa;padding:4px 12px;margin:8px 0 16px}
 .banner ul{margin:0 0 6px}
 """

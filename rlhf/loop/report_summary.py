@@ -1,13 +1,14 @@
 """OUT/report.html and OUT/summary.json: the last round's evaluation plus a table of rounds.
 
-The page is the final round's `eval run` report (base model + adapters vs the base model, its
-first lines the bias / safety regression banner) with two sections added before its summary
-tables. The first has one row per round, and one for each trainer run beside it (DPO's among
-them), with the figures that show whether alignment helped: reward-model score and win-rate,
-simulated-rater win-rate, oracle-read fidelity, CLIP score, the reward model's validation
-accuracy and the aligner's training reward. The second has the time each stage took.
-summary.json holds the same figures, the regression verdicts with deltas and CIs, and every
-stage's marker.
+The page is the final round's `eval run` report (base model + adapters vs the base model) under
+a new opening: the held-out raters' win-rate of the final round with its 95% CI, then a before /
+after image grid per prompt (a few prompts per set; all are further down), then the bias / safety
+regression banner. Two sections are added before its summary tables. The first has one row per
+round, and one for each trainer run beside it (DPO's among them), with the figures that show
+whether alignment helped: reward-model score and win-rate, simulated-rater win-rate, oracle-read
+fidelity, CLIP score, the reward model's validation accuracy and the aligner's training reward.
+The second has the time each stage took. summary.json holds the same figures, the regression
+verdicts with deltas and CIs, and every stage's marker.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from base_models.errors import ArtalignError
 from base_models.io_utils import write_json, write_text
-from evaluation.report import regression_summary
+from evaluation.report import image_grids, regression_summary, run_view
 from rlhf.loop.config import LoopConfig
 
 # (label, path in the eval run's metrics.json)
@@ -42,6 +43,7 @@ RUN_FIGURES = (
     ("aligner reward, last epoch", "{run}/metrics.json", "last_reward"),
 )
 TRAINER_NAMES = {"ddpo": "DDPO", "draft": "DRaFT", "dpo": "DPO"}
+HEADLINE_PROMPTS = 6  # prompts per prompt set in the opening before/after grid
 
 
 def _get(obj: Any, path: str) -> Any:
@@ -113,6 +115,20 @@ def rounds_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def headline(row: dict[str, Any], trainer: str) -> str:
+    """The page's first line: the held-out raters' win-rate of the final round, with its CI."""
+    fig = row["figures"].get("rater win-rate")
+    if fig is None:
+        return '<p class="headline">No held-out rater win-rate: the loop ran without an oracle.</p>'
+    ci = fig.get("ci")
+    ci_text = f" [95% CI {ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return (
+        f'<p class="headline">Held-out simulated raters prefer the aligned model ({escape(trainer)}'
+        f", {escape(row['round'])}) over the base model on <b>{fig['value']:.3f}</b>{ci_text} of "
+        "pairs (same prompts and seeds; ties and both-bad count half). Chance is 0.500.</p>"
+    )
+
+
 def stages_table(markers: dict[str, dict[str, Any]]) -> str:
     rows = "".join(
         f'<tr><td>{escape(name)}</td><td class="num">{m.get("seconds", 0):.1f}</td>'
@@ -166,8 +182,11 @@ def write_loop_report(cfg: LoopConfig, out: Path) -> dict[str, Any]:
         f"<h2>Stages</h2>{stages_table(done)}"
     )
     html = page.read_text(encoding="utf-8")
-    title = f"artalign loop: round {cfg.rounds} (DDPO) vs the base model"
-    html = re.sub(r"<h1>.*?</h1>", lambda _m: f"<h1>{escape(title)}</h1>", html, count=1)
+    trainer = TRAINER_NAMES[cfg.aligner]
+    title = f"artalign loop: round {cfg.rounds} ({trainer}) vs the base model"
+    opening = f"<h1>{escape(title)}</h1>{headline(rows[cfg.rounds - 1], trainer)}"
+    opening += f"<h2>Before and after</h2>{image_grids(run_view(final), HEADLINE_PROMPTS)}"
+    html = re.sub(r"<h1>.*?</h1>", lambda _m: opening, html, count=1)
     marker = "<h2>Summary</h2>"
     html = (
         html.replace(marker, section + marker, 1)

@@ -107,8 +107,15 @@ def test_micro_loop_writes_every_stage_and_a_report_of_both_rounds(micro_loop):
     assert summary["regression"]["safety"]["n_figures"] > 0
     html = (out / "report.html").read_text()
     body = html[html.index("<body>") :]
-    # the first lines after the title: the regression banner, then the rounds table
-    assert body.index('id="regression"') < body.index("Loop rounds") < body.index("<h2>Summary")
+    # the page opens with the final round's rater win-rate and its CI, then before / after images
+    # per prompt, then the regression banner and the rounds table
+    win = summary["rounds"][1]["figures"]["rater win-rate"]
+    lo, hi = win["ci"]
+    assert f"<b>{win['value']:.3f}</b> [95% CI {lo:.3f}, {hi:.3f}]" in body
+    first_image = body.index('<img class="strip"')
+    assert body.index('class="headline"') < body.index("Before and after") < first_image
+    assert first_image < body.index('id="regression"') < body.index("Loop rounds")
+    assert body.index("Loop rounds") < body.index("<h2>Summary")
     assert "round 2 (DDPO)" in html and 'data-aspect="rounds"' in html
     assert "round2/eval" in summary["final_eval"]
 
