@@ -127,12 +127,26 @@ def export_cmd(
     format: Annotated[str | None, typer.Option(help=FORMAT_HELP)] = None,
     batch: Annotated[str | None, typer.Option(help="Only this batch (by name).")] = None,
     include_gold: Annotated[bool, typer.Option(help="Also export gold-task answers.")] = False,
+    keep_both_bad: Annotated[
+        bool,
+        typer.Option(
+            help="Pick-a-Pic: keep 'both bad' answers as 0.5/0.5 rows flagged both_bad "
+            "(left out by default: label-only loaders read them as ties)."
+        ),
+    ] = False,
 ) -> None:
     """Write judgments as Pick-a-Pic parquet or ImageReward-style JSONL rankings (atomically)."""
     fmt = _format(format, out)
     with Store(db) as store:
-        n = export_labels(store, out, fmt, batch=batch, include_gold=include_gold)
-    typer.echo(f"wrote {n} {'pairs' if fmt == 'pickapic' else 'rankings'} to {out}")
+        s = export_labels(
+            store, out, fmt, batch=batch, include_gold=include_gold, keep_both_bad=keep_both_bad
+        )
+    left_out = (
+        f"; left out {s.both_bad_left_out} both-bad answers (--keep-both-bad keeps them)"
+        if fmt == "pickapic" and not keep_both_bad
+        else ""
+    )
+    typer.echo(f"wrote {s.rows} {'pairs' if fmt == 'pickapic' else 'rankings'} to {out}{left_out}")
 
 
 @app.command("import")

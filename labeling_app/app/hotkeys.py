@@ -15,6 +15,7 @@ import json
 import streamlit as st
 
 from labeling_app.app.settings import ACTION_LABELS, key_hint, normalize_key
+from labeling_app.app.text import plain
 
 _LISTENER = """
 document.addEventListener("keydown", function (e) {
@@ -52,8 +53,13 @@ _INSTALLER = """<script>
 
 
 def button_label(action: str, hotkeys: dict[str, tuple[str, ...]]) -> str:
-    """The text of an action's button: its label and key hint, e.g. `Left (← / 1)`."""
-    keys = hotkeys.get(action, ())
+    """The text of an action's button: its label and key hint, e.g. `Left (← / 1)`.
+
+    Button labels are markdown; key names come from the hotkey file, so each is escaped (a key
+    such as `*` or `_` shows as itself; the rendered text, which the listener matches, is the same).
+    The space key stays " " (plain would drop it), so that it reads `Space`.
+    """
+    keys = tuple(plain(k) or k for k in hotkeys.get(action, ()))
     label = ACTION_LABELS[action]
     return f"{label} ({key_hint(keys)})" if keys else label
 

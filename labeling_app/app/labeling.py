@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import streamlit as st
 
 from labeling_app.app import hotkeys, pairwise, ranking, session
 from labeling_app.app.settings import AppSettings
+from labeling_app.app.text import plain
 from labeling_app.store import Store
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
 ANY_BATCH = "All open batches"
-
-
-def escape_markdown(text: str) -> str:
-    """`text` shown literally by st.markdown (prompts are data, not formatting)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def _on_batch_change() -> None:
@@ -26,7 +20,7 @@ def _on_batch_change() -> None:
 
 
 def batch_picker(store: Store) -> None:
-    """Sidebar choice of the batch to label (open batches only)."""
+    """Sidebar choice of the batch to label (open batches only; options show names as text)."""
     open_batches = [b for b in store.batches() if not b.done]
     options = [ANY_BATCH] + [f"{b.id}: {b.name}" for b in open_batches]
     if st.session_state.get("batch_choice") not in options:
@@ -58,7 +52,7 @@ def render(store: Store, settings: AppSettings, viewer: Any) -> None:
     else:
         task = current.task
         st.caption(f"Task {task.task_id} · {'pick one' if task.kind == 'pair' else 'rank them'}")
-        st.markdown(f"## {escape_markdown(task.prompt)}")
+        st.markdown(f"## {plain(task.prompt)}")  # the prompt is data, not formatting
         if task.kind == "pair":
             pairwise.render(store, settings, current)
         else:

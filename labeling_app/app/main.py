@@ -12,12 +12,13 @@ import streamlit as st
 from base_models.errors import ArtalignError
 from labeling_app.app import admin, labeling, login, session
 from labeling_app.app.settings import AppSettings
+from labeling_app.app.text import plain
 
 PAGES = ("Label", "Admin")
 
 
 def _sidebar(viewer) -> str:
-    st.sidebar.markdown(f"Logged in as **{labeling.escape_markdown(viewer.name)}** ({viewer.role})")
+    st.sidebar.markdown(f"Logged in as **{plain(viewer.name)}** ({viewer.role})")
     page = "Label"
     if viewer.role == "admin":
         page = st.sidebar.radio("Page", PAGES, key="page")

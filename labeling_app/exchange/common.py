@@ -1,4 +1,4 @@
-"""What the exchange formats share: the import summary and batch builder, time and image helpers.
+"""What the exchange formats share: export and import summaries, the batch builder, helpers.
 
 An import makes one new batch: a task per distinct (prompt, images) with overlap = the number of
 its raters, and the judgments; raters are found or made by name. `Importer` collects those and
@@ -20,6 +20,15 @@ from PIL import Image
 
 from base_models.errors import ArtalignError
 from labeling_app.store import SYSTEM, Store
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote: rows (Pick-a-Pic pairs or JSONL lines), and the "both bad"
+    answers it left out (Pick-a-Pic only; 0 when kept)."""
+
+    rows: int
+    both_bad_left_out: int = 0
 
 
 @dataclass

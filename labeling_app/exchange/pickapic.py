@@ -4,12 +4,16 @@ loader `rlhf.reward.loaders.load_pickapic` both read through `read_pickapic`).
 One row per compared pair, the columns of yuvalkirstain/pickapic_v2 (caption, jpg_0, jpg_1,
 label_0, label_1, user_id, ranking_id, image_0_uid, image_1_uid, model_0, model_1, created_at,
 best_image_uid, has_label, are_different) plus seed_0, seed_1, both_bad, rater_name, task_id,
-kind, batch, seconds, gold and ratings (JSON). The image columns hold our PNG bytes (the name is
-Pick-a-Pic's); `image_X_uid` is the SHA-256 of those bytes. A tie is 0.5/0.5. "Both bad" is
-exported as a tie (0.5/0.5) with `both_bad` True, so readers that only know the labels see no
-preference, and trainers can drop those rows. A k-way ranking is exported as its k-choose-2
-implied pairs (kind "rank"), all with the judgment's id as `ranking_id`. Import always makes
-pair tasks (a ranking exported as pairs comes back as pairs).
+kind, batch, seconds, gold and ratings (JSON). `jpg_0` / `jpg_1` hold PNG bytes, not JPEG: the
+column names are Pick-a-Pic's, and its loaders decode the bytes with PIL, which reads PNG as
+well; `image_X_uid` is the SHA-256 of those bytes. A tie is 0.5/0.5.
+
+"Both bad" states no preference, but a standard Pick-a-Pic loader knows only the labels and
+would read it as a tie, so the export leaves both-bad answers out unless asked to keep them
+(`keep_both_bad`); kept, each is a 0.5/0.5 row with `both_bad` True, and `read_pickapic`
+brings it back as "both bad". A k-way ranking is exported as its k-choose-2 implied pairs (kind
+"rank"), all with the judgment's id as `ranking_id`. Import always makes pair tasks (a ranking
+exported as pairs comes back as pairs).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 from base_models.errors import ArtalignError
 from base_models.io_utils import atomic_path
 from labeling_app.exchange.common import (
+    ExportSummary,
     Importer,
     ImportSummary,
     existing_file,
@@ -74,9 +79,19 @@ def _pickapic_schema():
 
 
 def export_pickapic(
-    store: Store, out: str | Path, batch: str | None = None, include_gold: bool = False
-) -> int:
-    """Write the Pick-a-Pic parquet; return the number of rows (compared pairs)."""
+    store: Store,
+    out: str | Path,
+    batch: str | None = None,
+    include_gold: bool = False,
+    keep_both_bad: bool = False,
+) -> ExportSummary:
+    """Write the Pick-a-Pic parquet; return the rows written and the both-bad answers left out.
+
+    One row per compared pair; `jpg_0` / `jpg_1` hold the images' PNG bytes (Pick-a-Pic's
+    column names; its loaders open them with PIL, which reads PNG). "Both bad" answers are left
+    out, because label-only loaders would take their 0.5/0.5 for a tie; `keep_both_bad` keeps
+    them as 0.5/0.5 rows flagged `both_bad`.
+    """
     import pyarrow as pa  # lazy: pyarrow
     import pyarrow.parquet as pq  # lazy: pyarrow
 
@@ -91,8 +106,13 @@ def export_pickapic(
         return cache[image_id]
 
     rows = []
+    left_out = 0
     for j in judgments:
-        ranks = as_ranks(j.kind, j.answer) or [1, 1]  # both_bad: no preference, a tie
+        both_bad = j.answer.get("choice") == "both_bad"
+        if both_bad and not keep_both_bad:
+            left_out += 1
+            continue
+        ranks = as_ranks(j.kind, j.answer) or [1, 1]  # both_bad: no preference, labelled a tie
         for a, b, label in implied_pairs(ranks):
             ia, ib = images[j.image_ids[a]], images[j.image_ids[b]]
             best = ia.sha256 if label == 1 else ib.sha256 if label == 0 else ""
@@ -103,7 +123,7 @@ def export_pickapic(
                     "jpg_1": data(ib.id),
                     "label_0": label,
                     "label_1": 1.0 - label,
-                    "both_bad": j.answer.get("choice") == "both_bad",
+                    "both_bad": both_bad,
                     "has_label": True,
                     "are_different": ia.sha256 != ib.sha256,
                     "best_image_uid": best,
@@ -128,7 +148,7 @@ def export_pickapic(
     table = pa.Table.from_pylist(rows, schema=_pickapic_schema())
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
-    return len(rows)
+    return ExportSummary(rows=len(rows), both_bad_left_out=left_out)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 from base_models.errors import ArtalignError
 from base_models.io_utils import atomic_path
 from labeling_app.exchange.common import (
+    ExportSummary,
     Importer,
     ImportSummary,
     existing_file,
@@ -38,8 +39,8 @@ from labeling_app.store.answers import CHOICES, as_ranks, order_of
 
 def export_rankings(
     store: Store, out: str | Path, batch: str | None = None, include_gold: bool = False
-) -> int:
-    """Write one JSON line per judgment; return the number of lines."""
+) -> ExportSummary:
+    """Write one JSON line per judgment ("both bad" included, flagged); return the line count."""
     out = Path(out)
     judgments = selected_judgments(store, batch, include_gold)
     images = store.images([i for j in judgments for i in j.image_ids])
@@ -72,7 +73,7 @@ def export_rankings(
         lines.append(json.dumps(record) + "\n")
     with atomic_path(out) as tmp:
         tmp.write_text("".join(lines), encoding="utf-8")
-    return len(lines)
+    return ExportSummary(rows=len(lines))
 
 
 @dataclass(frozen=True)

@@ -253,3 +253,25 @@ def test_admin_unlocks_a_locked_out_rater(make_app, store_env):
     click(at, "Unlock bob")
     assert store_env.store.login("bob", PASSWORDS["bob"]).name == "bob"
     assert not [b for b in at.button if b.label.startswith("Unlock")]
+
+
+def test_markdown_in_names_and_prompts_shows_as_text(make_app, store_env):
+    """A rater name and a prompt full of markdown reach the page as their literal text."""
+    from tests.labeling_app.test_app_text import rendered
+
+    name = "__eve__._i_"  # login names allow `_` and `.`, enough for bold and italics
+    prompt = "a **red** circle, [click](http://e.com) `code` :red[x] \\ _i_ <b>h</b>"
+    store_env.store.add_rater(name, "eve-pass-12")
+    other = procedural_batch(store_env.store, "md", prompts=[prompt], k=2, kinds=("pair",))
+    at = make_app()
+    at.run()
+    at.text_input(key="login_name").input(name)
+    at.text_input(key="login_password").input("eve-pass-12")
+    at = at.button[0].click().run()
+    at.sidebar.selectbox(key="batch_choice").set_value(f"{other}: md").run()
+    (task,) = store_env.store.tasks(batch_id=other)
+    assert shown_task(at) == task.task_id
+    (heading,) = [m.value for m in at.markdown if m.value.startswith("## ")]
+    assert rendered(heading) == (["h2"], prompt)
+    (who,) = [m.value for m in at.sidebar.markdown if m.value.startswith("Logged in as")]
+    assert rendered(who) == (["p", "strong"], f"Logged in as {name} (rater)")

@@ -9,18 +9,20 @@ import pytest
 
 from base_models.errors import ArtalignError
 from labeling_app.exchange import export_labels, import_labels
+from labeling_app.exchange.pickapic import read_pickapic
 from labeling_app.store import SYSTEM, Store
 
 PAIR_CHOICES = ("left", "right", "tie", "both_bad")
 
 
 def judge_everything(store, raters, kinds=("pair", "rank")):
-    """Every rater answers every task they are served (choices cycle; ranks vary)."""
-    n = 0
+    """Every rater answers every task they are served (pair choices cycle; ranks vary)."""
+    n = n_pairs = 0
     for rater in raters:
         while (t := store.next_task(rater.id)) is not None:
             if t.kind == "pair":
-                answer = {"choice": PAIR_CHOICES[n % 4]}
+                answer = {"choice": PAIR_CHOICES[n_pairs % 4]}
+                n_pairs += 1
                 if n % 3 == 0:
                     answer["ratings"] = {"fidelity": 1 + n % 7, "quality": [2, 5]}
             else:
@@ -53,7 +55,7 @@ def times(store):
 def test_pickapic_layout(store, alice, bob, tmp_path):
     judge_everything(store, [alice, bob])
     out = tmp_path / "prefs.parquet"
-    n = export_labels(store, out, "pickapic")
+    n = export_labels(store, out, "pickapic", keep_both_bad=True).rows
     table = pq.read_table(out)
     for col in (
         "caption",
@@ -87,15 +89,78 @@ def test_pickapic_layout(store, alice, bob, tmp_path):
     assert ties  # tie = 0.5 / 0.5
 
 
+def both_bad_ids(store) -> set[int]:
+    return {j.id for j in store.judgments(SYSTEM) if j.answer.get("choice") == "both_bad"}
+
+
+def test_pickapic_leaves_both_bad_out_by_default_and_says_how_many(store, alice, bob, tmp_path):
+    judge_everything(store, [alice, bob])
+    bad = both_bad_ids(store)
+    assert bad
+    kept = export_labels(store, tmp_path / "kept.parquet", "pickapic", keep_both_bad=True)
+    summary = export_labels(store, tmp_path / "p.parquet", "pickapic")
+    assert summary.both_bad_left_out == len(bad) and kept.both_bad_left_out == 0
+    assert summary.rows == kept.rows - len(bad)  # a both-bad pair answer is one row
+    rows = pq.read_table(tmp_path / "p.parquet").to_pylist()
+    assert len(rows) == summary.rows
+    assert not any(r["both_bad"] for r in rows)
+    assert not {r["ranking_id"] for r in rows} & bad
+    # a label-only loader sees 0.5/0.5 pair rows only where the rater answered "tie"
+    ties = {j.id for j in store.judgments(SYSTEM) if j.answer.get("choice") == "tie"}
+    assert (
+        ties
+        and {r["ranking_id"] for r in rows if r["kind"] == "pair" and r["label_0"] == 0.5} == ties
+    )
+
+
+def test_pickapic_keep_both_bad_flags_them_and_reads_back(store, alice, bob, tmp_path):
+    judge_everything(store, [alice, bob])
+    bad = both_bad_ids(store)
+    assert bad
+    out = tmp_path / "p.parquet"
+    summary = export_labels(store, out, "pickapic", keep_both_bad=True)
+    rows = pq.read_table(out).to_pylist()
+    flagged = [r for r in rows if r["both_bad"]]
+    assert {r["ranking_id"] for r in flagged} == bad and len(flagged) == len(bad)
+    assert all((r["label_0"], r["label_1"]) == (0.5, 0.5) for r in flagged)
+    assert all(
+        r["jpg_0"].startswith(b"\x89PNG") and r["jpg_1"].startswith(b"\x89PNG") for r in rows
+    )
+    read, unlabelled = read_pickapic(out)
+    assert (len(read), unlabelled) == (summary.rows, 0)
+    by_id = {(r.ranking_id, r.keys): r for r in read}
+    for r in rows:
+        back = by_id[(r["ranking_id"], (r["image_0_uid"], r["image_1_uid"]))]
+        assert back.images == (r["jpg_0"], r["jpg_1"])
+        assert back.labels == (r["label_0"], r["label_1"]) and back.both_bad == r["both_bad"]
+        assert (back.prompt, back.rater, back.kind) == (r["caption"], r["rater_name"], r["kind"])
+    assert {r.ranking_id for r in read if r.choice == "both_bad"} == bad
+
+
+def test_export_cli_keep_both_bad_flag(store_env, alice, bob, tmp_path, capsys):
+    from base_models.cli_main import main
+
+    judge_everything(store_env.store, [alice, bob])
+    n_bad = len(both_bad_ids(store_env.store))
+    assert n_bad
+    db, out = str(store_env.db), tmp_path / "p.parquet"
+    assert main(["label", "export", "--db", db, "--out", str(out)]) == 0
+    assert f"left out {n_bad} both-bad answers" in capsys.readouterr().out
+    assert not any(pq.read_table(out).column("both_bad").to_pylist())
+    assert main(["label", "export", "--db", db, "--out", str(out), "--keep-both-bad"]) == 0
+    assert "left out" not in capsys.readouterr().out
+    assert sum(pq.read_table(out).column("both_bad").to_pylist()) == n_bad
+
+
 def test_pickapic_round_trip(store, alice, bob, tmp_path):
     judge_everything(store, [alice, bob])
     first = tmp_path / "a.parquet"
-    export_labels(store, first, "pickapic")
+    export_labels(store, first, "pickapic", keep_both_bad=True)
     fresh = Store(tmp_path / "fresh.db", create=True)
     summary = import_labels(fresh, first, "pickapic")
     assert summary.raters == 2 and summary.skipped == 0
     second = tmp_path / "b.parquet"
-    export_labels(fresh, second, "pickapic")
+    export_labels(fresh, second, "pickapic", keep_both_bad=True)
     cols = [
         "caption",
         "image_0_uid",
@@ -113,6 +178,7 @@ def test_pickapic_round_trip(store, alice, bob, tmp_path):
         return sorted(tuple(str(r[c]) for c in cols) for r in pq.read_table(path).to_pylist())
 
     assert rows(first) == rows(second)
+    assert any(r["both_bad"] for r in pq.read_table(first).to_pylist())  # kept, and back again
     # pairs that several raters judged became one task with overlap = their number
     assert max(t.overlap for t in fresh.tasks()) == 2
     fresh.close()
@@ -149,10 +215,10 @@ def test_export_filters_batch_and_gold(store, alice, tmp_path):
     while (t := store.next_task(alice.id, batch_id=gold_batch, gold_rate=1.0)) is not None:
         store.submit(t.assignment_id, alice.id, {"choice": "left"}, client_token=str(t.task_id))
     out = tmp_path / "g.jsonl"
-    n_all = export_labels(store, out, "rankings")
-    n_gold = export_labels(store, out, "rankings", include_gold=True)
+    n_all = export_labels(store, out, "rankings").rows
+    n_gold = export_labels(store, out, "rankings", include_gold=True).rows
     assert n_gold == n_all + 2
-    only = export_labels(store, out, "rankings", batch="gold", include_gold=True)
+    only = export_labels(store, out, "rankings", batch="gold", include_gold=True).rows
     assert only == len(store.judgments(SYSTEM, batch_id=gold_batch, include_gold=True))
     assert all(json.loads(x)["batch"] == "gold" for x in out.read_text().splitlines())
     with pytest.raises(ArtalignError, match="no batch"):
