@@ -1,7 +1,10 @@
 """`artalign label batch | export | import | status | close | users ...`: the store's commands.
 
 Thin: parse, call the library (batch.py, exchange/, store/), print. These commands run with
-file-system access to the database, so they act as its admin.
+file-system access to the database, so they act as its admin: they call the store's admin
+actions (`mark_batch_done`, `make_invite`, `add_rater`, `unlock`) with `actor=None`, the local
+operator, which needs no admin account (the app passes its logged-in rater instead). Names and
+passwords follow the store's rules (store/auth.py `check_name`, `check_password`).
 """
 
 from __future__ import annotations
@@ -204,7 +207,7 @@ def close_cmd(
 ) -> None:
     """Stop serving a batch's tasks (or serve them again with --reopen)."""
     with Store(db) as store:
-        store.mark_batch_done(store.batch(batch).id, done=not reopen)
+        store.mark_batch_done(store.batch(batch).id, done=not reopen, actor=None)
     typer.echo(f"batch {batch!r} {'reopened' if reopen else 'closed'}")
 
 
@@ -222,21 +225,22 @@ def users_add(
     ] = "http://localhost:8501",
     ttl_days: Annotated[float, typer.Option(help="Days before the invite expires.")] = 7.0,
 ) -> None:
-    """Add a rater or admin, with a password from stdin or an invite link."""
+    """Add a rater or admin, with a password from stdin or an invite link.
+
+    A name still waiting on an expired invite gets a new link (with the same role).
+    """
     if password_stdin == invite:
         raise ArtalignError("pass exactly one of --password-stdin or --invite")
     with Store(db, create=True) as store:
-        if invite:
-            if any(r.name == name for r in store.raters()):
-                raise ArtalignError(f"a rater named {name!r} exists; pick another name")
-            token = store.make_invite(name, role=role, ttl_seconds=ttl_days * 86400)
+        if invite:  # a taken name is refused by the store (an invite is no password reset)
+            token = store.make_invite(name, role=role, ttl_seconds=ttl_days * 86400, actor=None)
             typer.echo(f"invite for {name} ({role}), valid {ttl_days:g} days:")
             typer.echo(f"{base_url.rstrip('/')}/?invite={token}")
             return
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise ArtalignError("no password on stdin; pipe one in, e.g. `echo PW | ...`")
-        rater_id = store.add_rater(name, password, role=role)
+        rater_id = store.add_rater(name, password, role=role, actor=None)
     typer.echo(f"added {role} {name!r} (id {rater_id})")
 
 
@@ -264,7 +268,7 @@ def users_list(db: Db) -> None:
 def users_unlock(name: Annotated[str, typer.Argument(help="Login name.")], db: Db) -> None:
     """Lift a lockout after too many wrong passwords."""
     with Store(db) as store:
-        store.unlock(store.rater_by_name(name).id)
+        store.unlock(store.rater_by_name(name).id, actor=None)
     typer.echo(f"unlocked {name!r}")
 
 

@@ -1,7 +1,8 @@
 """The admin page: progress per batch, rater throughput and gold accuracy, agreement, invites.
 
-Only shown to raters with role "admin" (main.py checks the role on every run); everything here
-is read with the admin as the store's viewer.
+Only shown to raters with role "admin": main.py checks the session's role, and `render` asks the
+store again (a demoted, deactivated or locked-out admin is logged out). Everything here is read
+with the admin as the store's viewer, and every admin action passes them as its `actor`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import streamlit as st
 
 from labeling_app.agreement import AgreementReport, agreement_report
 from labeling_app.app import session
-from labeling_app.store import Store, StoreError
+from labeling_app.store import AuthError, Store, StoreError
 
 ALL = "All batches"
 
@@ -132,7 +133,7 @@ def _agreement_section(report: AgreementReport, names: dict[int, str]) -> None:
         )
 
 
-def _invite_section(store: Store) -> None:
+def _invite_section(store: Store, viewer: Any) -> None:
     st.subheader("Invite a rater")
     with st.form("invite_rater", clear_on_submit=True):
         name = st.text_input("Name", key="admin_invite_name")
@@ -140,8 +141,8 @@ def _invite_section(store: Store) -> None:
         submitted = st.form_submit_button("Make invite link")
     if submitted and name.strip():
         try:
-            token = store.make_invite(name.strip(), role=role)
-        except StoreError as e:
+            token = store.make_invite(name.strip(), role=role, actor=viewer)
+        except (StoreError, AuthError) as e:
             st.error(f"No invite made: {e}")
             return
         st.success("Single-use link (valid 7 days); send it to the rater:")
@@ -151,6 +152,12 @@ def _invite_section(store: Store) -> None:
 def render(store: Store, viewer: Any) -> None:
     """Draw the admin page for `viewer` (role admin)."""
     st.title("Admin")
+    try:
+        viewer = store.require_admin(viewer)  # the role in the database, not the session's
+    except AuthError as e:
+        session.log_out()
+        st.error(f"You are logged out: {e}")
+        return
     batches = store.batches()
     _progress_section(store, viewer, batches)
     scopes = [ALL] + [f"{b.id}: {b.name}" for b in batches]
@@ -160,4 +167,4 @@ def render(store: Store, viewer: Any) -> None:
     report = agreement_report(store.judgments(viewer, batch_id=batch_id))
     _raters_section(store, report)
     _agreement_section(report, names)
-    _invite_section(store)
+    _invite_section(store, viewer)

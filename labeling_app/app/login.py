@@ -1,4 +1,8 @@
-"""Log in by name and password, or redeem a single-use invite link (`?invite=TOKEN`)."""
+"""Log in by name and password, or redeem a single-use invite link (`?invite=TOKEN`).
+
+A failed login shows the store's one message, whatever went wrong (no probing for names). An
+invite link is checked before the password form: a used or expired link says so at once.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ import streamlit as st
 from base_models.errors import ArtalignError
 from labeling_app.app import session
 from labeling_app.store import AuthError, Store, StoreError
-
-MIN_PASSWORD = 8
+from labeling_app.store.auth import INVITE_PROBLEMS, check_password
 
 
 def render(store: Store) -> None:
@@ -25,7 +28,7 @@ def render(store: Store) -> None:
     if submitted:
         try:
             rater = store.login(name.strip(), password)
-        except AuthError as e:  # wrong password, unknown name, locked out: the store's words
+        except AuthError as e:  # one message for every failure (store.auth.LOGIN_FAILED)
             st.error(f"Login failed: {e}")
             return
         session.log_in(rater)
@@ -33,6 +36,13 @@ def render(store: Store) -> None:
 
 
 def _invite_form(store: Store, token: str) -> None:
+    state = store.invite_state(token)
+    if state != "valid":
+        st.error(f"This invite link cannot be used: {INVITE_PROBLEMS[state]}")
+        if st.button("Go to the login page", key="invite_to_login"):
+            st.query_params.clear()
+            st.rerun()
+        return
     st.subheader("Welcome! Choose a password to finish your account.")
     with st.form("invite"):
         password = st.text_input("New password", type="password", key="invite_password")
@@ -40,8 +50,10 @@ def _invite_form(store: Store, token: str) -> None:
         submitted = st.form_submit_button("Set password and log in")
     if not submitted:
         return
-    if len(password) < MIN_PASSWORD:
-        st.error(f"Use at least {MIN_PASSWORD} characters.")
+    try:
+        check_password(password)  # the store's rule, shared with the CLI
+    except StoreError as e:
+        st.error(f"Choose another password: {e}")
         return
     if password != again:
         st.error("The two passwords differ.")
@@ -51,7 +63,7 @@ def _invite_form(store: Store, token: str) -> None:
     except (AuthError, StoreError, ArtalignError) as e:
         st.error(f"This invite link cannot be used: {e}")
         return
-    rater = next(r for r in store.raters() if r.id == rater_id)
+    rater = store.rater(rater_id)
     st.query_params.clear()  # the token is burnt; a reload must not try it again
     session.log_in(rater)
     st.rerun()

@@ -18,7 +18,7 @@ import streamlit as st
 
 from base_models.errors import ArtalignError
 from labeling_app.app.settings import AppSettings
-from labeling_app.store import Store, StoreError
+from labeling_app.store import AuthError, Store, StoreError
 
 RATER = "artalign_rater"
 SERVED = "artalign_served"
@@ -80,17 +80,26 @@ def served() -> Served | None:
 
 
 def serve(store: Store, settings: AppSettings, rater: Any) -> Served | None:
-    """The task on screen, or a freshly served one (locked to this rater) with a new token."""
+    """The task on screen, or a freshly served one (locked to this rater) with a new token.
+
+    A rater the store refuses (deactivated or locked out since logging in) is logged out.
+    """
     current = served()
     if current is not None:
         return current
-    task = store.next_task(
-        rater.id,
-        batch_id=st.session_state.get(BATCH),
-        lock_seconds=settings.lock_seconds,
-        gold_rate=settings.gold_rate,
-        order=settings.order,
-    )
+    try:
+        task = store.next_task(
+            rater.id,
+            batch_id=st.session_state.get(BATCH),
+            lock_seconds=settings.lock_seconds,
+            gold_rate=settings.gold_rate,
+            order=settings.order,
+        )
+    except AuthError as e:  # deactivated or locked out since logging in
+        log_out()
+        st.error(f"You are logged out: {e}")
+        st.stop()
+        raise  # st.stop raises; this keeps type checkers calm
     if task is None:
         return None
     current = Served(task=task, token=secrets.token_hex(16), served_at=time.time())
@@ -171,10 +180,10 @@ def apply_pending(store: Store, rater: Any) -> None:
                     # Serve again: the store reopened the undone task for this rater.
                     st.session_state.pop(SERVED, None)
                     flash("info", f"Undid your judgment of task {task_id}; judge it again.")
-            elif action == "batch_done" and rater.role == "admin":
-                store.mark_batch_done(f["batch_id"], done=f["done"])
-            elif action == "unlock" and rater.role == "admin":
-                store.unlock(f["rater_id"])
+            elif action == "batch_done":  # the store checks the rater's role in the database
+                store.mark_batch_done(f["batch_id"], done=f["done"], actor=rater)
+            elif action == "unlock":
+                store.unlock(f["rater_id"], actor=rater)
         except (StoreError, ArtalignError) as e:
             # e.g. the lock expired and another rater has the task: move on to the next one
             if action in ("submit", "skip"):

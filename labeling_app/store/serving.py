@@ -5,7 +5,8 @@ rater_id)); to at most `overlap` raters; and to one rater at a time: while an as
 open and its lock has not expired, nobody else is served that task. Locks expire lazily, in
 `next_task`. A rater's own open assignment (a reload, or one reopened by undo) is served again
 before anything new. Gold tasks ignore `overlap` (every rater answers each once) and are
-served only when the `gold_rate` coin says so.
+served only when the `gold_rate` coin says so. A deactivated or locked-out rater is refused
+(AuthError) by every call here, even one who logged in before.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _candidate_sql(gold: bool, order: str, one_batch: bool, pivot: str = "") -> 
 
 
 class ServingMixin:
-    """The serving part of `Store` (uses its `_write`, `_now`, `_rng`)."""
+    """The serving part of `Store` (uses its `_write`, `_now`, `_rng`, `_require_working`)."""
 
     def _pick_rng(self, seed: int | None) -> random.Random:
         if seed is not None and seed != self._rng_seed:
@@ -95,9 +96,7 @@ class ServingMixin:
             raise StoreError(f"lock_seconds must be positive, got {lock_seconds}")
         rng = self._pick_rng(seed)
         with self._write() as c:
-            row = c.execute("SELECT active FROM rater WHERE id = ?", (rater_id,)).fetchone()
-            if row is None or not row[0]:
-                raise StoreError(f"rater {rater_id} is unknown or deactivated")
+            self._require_working(c, rater_id)
             now = self._now()
             params = {"now": now, "rater": rater_id, "batch": batch_id}
             until = now + lock_seconds
@@ -191,6 +190,7 @@ class ServingMixin:
         if seconds is not None and (not isinstance(seconds, (int, float)) or seconds < 0):
             raise StoreError(f"seconds must be a non-negative number, got {seconds!r}")
         with self._write() as c:
+            self._require_working(c, rater_id)
             prior = c.execute(
                 "SELECT id, assignment_id, rater_id FROM judgment WHERE client_token = ?",
                 (client_token,),
@@ -245,6 +245,7 @@ class ServingMixin:
     def skip(self, assignment_id: int, rater_id: int) -> None:
         """Give the task back unanswered; it is not served to this rater again."""
         with self._write() as c:
+            self._require_working(c, rater_id)
             task_id, state, *_ = self._own_assignment(c, assignment_id, rater_id)
             if state not in ("open", "expired"):
                 raise StoreError(f"task {task_id} is {state}; only an open task can be skipped")
@@ -265,6 +266,7 @@ class ServingMixin:
         this rater next. Returns the task id, or None if there is nothing to undo.
         """
         with self._write() as c:
+            self._require_working(c, rater_id)
             row = c.execute(
                 "SELECT id, assignment_id, task_id FROM judgment "
                 "WHERE rater_id = ? AND undone = 0 ORDER BY id DESC LIMIT 1",

@@ -23,7 +23,7 @@ from labeling_app.store.answers import validate_answer
 from labeling_app.store.auth import RaterMixin
 from labeling_app.store.paths import images_dir_for, resolve_inside, write_image_file
 from labeling_app.store.reading import ReadingMixin
-from labeling_app.store.records import KINDS, Batch, ImageRecord, StoreError
+from labeling_app.store.records import KINDS, Batch, ImageRecord, Rater, StoreError
 from labeling_app.store.schema import connect
 from labeling_app.store.serving import ServingMixin
 
@@ -242,9 +242,15 @@ class Store(RaterMixin, ServingMixin, ReadingMixin):
                 return b
         raise StoreError(f"no batch {name_or_id!r}; `artalign label status` lists them")
 
-    def mark_batch_done(self, batch_id: int, done: bool = True) -> None:
-        """Close a batch (its tasks are no longer served) or reopen it."""
+    def mark_batch_done(
+        self, batch_id: int, done: bool = True, *, actor: Rater | None = None
+    ) -> None:
+        """Close a batch (its tasks are no longer served) or reopen it.
+
+        `actor`: the admin doing it (checked in the database), None for the local operator.
+        """
         with self._write() as c:
+            self._require_admin(c, actor, "close or reopen batches")
             cur = c.execute("UPDATE batch SET done = ? WHERE id = ?", (int(done), batch_id))
             if cur.rowcount == 0:
                 raise StoreError(f"no batch with id {batch_id}")

@@ -228,11 +228,46 @@ def test_invite_link_sets_password_and_logs_in(make_app, store_env):
     # the link is single-use
     again = make_app()
     again.query_params["invite"] = token
-    again.run()
-    again.text_input(key="invite_password").input("other-pass-1")
-    again.text_input(key="invite_again").input("other-pass-1")
-    again.button[0].click().run()
-    assert any("cannot be used" in e.value for e in again.error)
+    again.run()  # said before any password is asked for
+    assert any("cannot be used" in e.value and "already used" in e.value for e in again.error)
+    assert not [t for t in again.text_input if t.key == "invite_password"]
+
+
+def test_invite_form_uses_the_store_password_rule(make_app, store_env):
+    token = store_env.store.make_invite("carol")
+    at = make_app()
+    at.query_params["invite"] = token
+    at.run()
+    at.text_input(key="invite_password").input("short")
+    at.text_input(key="invite_again").input("short")
+    at.button[0].click().run()
+    assert any("at least 8 characters" in e.value for e in at.error)
+    assert store_env.store.invite_state(token) == "valid"
+
+
+def test_rater_locked_out_mid_session_is_logged_out(make_app, store_env):
+    at = log_in(make_app(), "alice")
+    assert shown_task(at) == 1
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            store_env.store.login("alice", "wrong")
+    click(at, "Left")  # refused by the store: not saved, and the rater is logged out
+    assert any("logged out" in e.value and "locked out" in e.value for e in at.error)
+    assert shown_task(at) is None
+    assert answers(store_env, store_env.alice) == []
+
+
+def test_demoted_admin_cannot_act_from_a_stale_session(make_app, store_env):
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            store_env.store.login("bob", "wrong")
+    at = log_in(make_app(), "admin")
+    at.sidebar.radio(key="page").set_value("Admin").run()
+    with sqlite3.connect(store_env.db) as conn:
+        conn.execute("UPDATE rater SET role = 'rater' WHERE name = 'admin'")
+    click(at, "Unlock bob")
+    assert store_env.store.rater_by_name("bob").locked_until is not None  # still locked
+    assert any("only an admin" in e.value for e in at.error)
 
 
 def test_logout_returns_to_login(make_app):

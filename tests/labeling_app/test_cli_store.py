@@ -95,6 +95,24 @@ def test_users_add_list_unlock(tmp_path, monkeypatch, capsys):
         assert store.login("ben", "ben-pass").name == "ben"
 
 
+def test_users_add_applies_the_store_rules(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "u.db"
+    monkeypatch.setattr("sys.stdin", io.StringIO("12345\n"))
+    assert run("users", "add", "amy", "--db", db, "--password-stdin") == 2
+    assert "at least 8 characters" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("long-enough\n"))
+    assert run("users", "add", "n" * 5000, "--db", db, "--password-stdin") == 2
+    assert "at most 64 characters" in capsys.readouterr().err
+    assert run("users", "add", "a b", "--db", db, "--invite") == 2
+    assert "letters, digits" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("long-enough\n"))
+    assert run("users", "add", "amy", "--db", db, "--password-stdin") == 0
+    assert run("users", "add", "amy", "--db", db, "--invite", "--role", "admin") == 2
+    assert "not a password reset" in capsys.readouterr().err
+    with Store(db) as store:
+        assert [(r.name, r.role) for r in store.raters()] == [("amy", "rater")]
+
+
 @pytest.mark.parametrize(
     "args",
     [
