@@ -15,6 +15,7 @@ import streamlit as st
 
 from labeling_app.agreement import AgreementReport, agreement_report
 from labeling_app.app import session
+from labeling_app.app.text import plain
 from labeling_app.store import AuthError, Store, StoreError
 
 ALL = "All batches"
@@ -59,7 +60,7 @@ def _progress_section(store: Store, viewer: Any, batches: list[Any]) -> None:
     for i, batch in enumerate(batches):
         key = f"done_{batch.id}_{int(batch.done)}"
         cols[i % len(cols)].toggle(
-            f"{batch.name} done",
+            f"{plain(batch.name)} done",
             value=bool(batch.done),
             key=key,
             on_change=_toggle_done,
@@ -95,7 +96,7 @@ def _raters_section(store: Store, report: AgreementReport) -> None:
     for r in store.raters():
         if r.locked_until and r.locked_until > now:
             st.button(
-                f"Unlock {r.name}",
+                f"Unlock {plain(r.name)}",
                 key=f"unlock_{r.id}_{r.locked_until}",
                 on_click=session.queue,
                 args=("unlock",),
@@ -129,7 +130,7 @@ def _agreement_section(report: AgreementReport, names: dict[int, str]) -> None:
     if report.flagged:
         st.error(
             "Raters who agree with nobody: "
-            + ", ".join(names.get(r, str(r)) for r in report.flagged)
+            + ", ".join(plain(names.get(r, str(r))) for r in report.flagged)
         )
 
 
@@ -143,7 +144,7 @@ def _invite_section(store: Store, viewer: Any) -> None:
         try:
             token = store.make_invite(name.strip(), role=role, actor=viewer)
         except (StoreError, AuthError) as e:
-            st.error(f"No invite made: {e}")
+            st.error(f"No invite made: {plain(e)}")
             return
         st.success("Single-use link (valid 7 days); send it to the rater:")
         st.code(f"?invite={token}", language=None)
@@ -156,7 +157,7 @@ def render(store: Store, viewer: Any) -> None:
         viewer = store.require_admin(viewer)  # the role in the database, not the session's
     except AuthError as e:
         session.log_out()
-        st.error(f"You are logged out: {e}")
+        st.error(f"You are logged out: {plain(e)}")
         return
     batches = store.batches()
     _progress_section(store, viewer, batches)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from base_models.errors import ArtalignError
 from labeling_app.app import session
+from labeling_app.app.text import plain
 from labeling_app.store import AuthError, Store, StoreError
 from labeling_app.store.auth import INVITE_PROBLEMS, check_password
 
@@ -29,7 +30,7 @@ def render(store: Store) -> None:
         try:
             rater = store.login(name.strip(), password)
         except AuthError as e:  # one message for every failure (store.auth.LOGIN_FAILED)
-            st.error(f"Login failed: {e}")
+            st.error(f"Login failed: {plain(e)}")
             return
         session.log_in(rater)
         st.rerun()
@@ -53,7 +54,7 @@ def _invite_form(store: Store, token: str) -> None:
     try:
         check_password(password)  # the store's rule, shared with the CLI
     except StoreError as e:
-        st.error(f"Choose another password: {e}")
+        st.error(f"Choose another password: {plain(e)}")
         return
     if password != again:
         st.error("The two passwords differ.")
@@ -61,7 +62,7 @@ def _invite_form(store: Store, token: str) -> None:
     try:
         rater_id = store.redeem_invite(token, password)
     except (AuthError, StoreError, ArtalignError) as e:
-        st.error(f"This invite link cannot be used: {e}")
+        st.error(f"This invite link cannot be used: {plain(e)}")
         return
     rater = store.rater(rater_id)
     st.query_params.clear()  # the token is burnt; a reload must not try it again

@@ -18,6 +18,7 @@ import streamlit as st
 
 from base_models.errors import ArtalignError
 from labeling_app.app.settings import AppSettings
+from labeling_app.app.text import plain
 from labeling_app.store import AuthError, Store, StoreError
 
 RATER = "artalign_rater"
@@ -41,7 +42,7 @@ def open_store(settings: AppSettings) -> Store:
     try:
         return Store(settings.db)
     except (StoreError, ArtalignError, OSError) as e:
-        st.error(f"Cannot open the label store {settings.db}: {e}")
+        st.error(f"Cannot open the label store {plain(settings.db)}: {plain(e)}")
         st.stop()
         raise  # st.stop raises; this keeps type checkers calm
 
@@ -71,7 +72,7 @@ def flash(kind: str, message: str) -> None:
 def show_flash() -> None:
     """Show and clear the queued messages."""
     for kind, message in st.session_state.pop(FLASH, []):
-        getattr(st, kind)(message)
+        getattr(st, kind)(plain(message))
 
 
 def served() -> Served | None:
@@ -97,7 +98,7 @@ def serve(store: Store, settings: AppSettings, rater: Any) -> Served | None:
         )
     except AuthError as e:  # deactivated or locked out since logging in
         log_out()
-        st.error(f"You are logged out: {e}")
+        st.error(f"You are logged out: {plain(e)}")
         st.stop()
         raise  # st.stop raises; this keeps type checkers calm
     if task is None:
