@@ -20,8 +20,8 @@ PAGES = ("Label", "Admin")
 def _sidebar(viewer) -> str:
     st.sidebar.markdown(f"Logged in as **{plain(viewer.name)}** ({viewer.role})")
     page = "Label"
-    if viewer.role == "admin":
-        page = st.sidebar.radio("Page", PAGES, key="page")
+    if viewer.role == "admin":  # lands on Admin: the Label page serves (and locks) a task
+        page = st.sidebar.radio("Page", PAGES, index=PAGES.index("Admin"), key="page")
     st.sidebar.button("Log out", key="logout", on_click=session.log_out)
     return page
 

@@ -5,6 +5,11 @@ that was on screen (its assignment id and the client token made when it was serv
 next script run applies the queue with that run's own store connection. A double click or a
 click on a stale button is dropped, and would re-send the same client token anyway, which the
 store keeps once.
+
+A freshly served task ignores input for INPUT_GRACE_SECONDS: the second click of a double click
+often arrives just as the next task is drawn, on that task's own buttons, so no token can tell
+it from a real click; its arrival time (when its callback runs, on the server) can. Measured
+here, not in the browser, it holds for every browser and for hotkeys too.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ SERVED = "artalign_served"
 PENDING = "artalign_pending"
 FLASH = "artalign_flash"
 BATCH = "artalign_batch"
+TASK_ACTIONS = ("submit", "skip", "undo")
+
+# Input on a task that has been served for less than this is dropped (a double click's second
+# click, a key held down): far shorter than anyone takes to look at two images.
+INPUT_GRACE_SECONDS = 0.4
 
 
 @dataclass(frozen=True)
@@ -124,8 +134,8 @@ def set_batch(batch_id: int | None) -> None:
 
 
 def queue(action: str, **fields: Any) -> None:
-    """Queue an action for the next run (button callbacks call this)."""
-    st.session_state.setdefault(PENDING, []).append((action, fields))
+    """Queue an action for the next run (button callbacks call this), with its arrival time."""
+    st.session_state.setdefault(PENDING, []).append((action, {**fields, "at": time.time()}))
 
 
 def queue_answer(current: Served, answer: dict[str, Any]) -> None:
@@ -154,12 +164,16 @@ def apply_pending(store: Store, rater: Any) -> None:
 
     Task actions carry the token of the task that was on screen when their button was drawn;
     one whose task has left the screen is a stale second click (its first click was applied,
-    or the rater moved on) and is dropped. A repeated token would be stored once anyway.
+    or the rater moved on) and is dropped, and so is one that arrived less than
+    INPUT_GRACE_SECONDS after its task was served. A repeated token would be stored once anyway.
     """
     for action, f in st.session_state.pop(PENDING, []):
-        on_screen = served().token if served() else None
-        if action in ("submit", "skip", "undo") and f["token"] != on_screen:
-            continue
+        current = served()
+        if action in TASK_ACTIONS:
+            if f["token"] != (current.token if current else None):
+                continue
+            if current is not None and f["at"] - current.served_at < INPUT_GRACE_SECONDS:
+                continue
         try:
             if action == "submit":
                 store.submit(
@@ -180,7 +194,7 @@ def apply_pending(store: Store, rater: Any) -> None:
                 else:
                     # Serve again: the store reopened the undone task for this rater.
                     st.session_state.pop(SERVED, None)
-                    flash("info", f"Undid your judgment of task {task_id}; judge it again.")
+                    flash("info", f"Undid your last answer or skip of task {task_id}.")
             elif action == "batch_done":  # the store checks the rater's role in the database
                 store.mark_batch_done(f["batch_id"], done=f["done"], actor=rater)
             elif action == "unlock":

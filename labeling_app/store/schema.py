@@ -4,6 +4,10 @@ WAL mode (readers never block the writer), synchronous=FULL (a commit is on disk
 call returns, so an acknowledged judgment survives SIGKILL or power loss), busy_timeout 30 s
 (writers queue instead of failing). Counters on `task` (n_done, locked_by, locked_until) are
 kept in the same transactions as the rows they summarise, so serving never counts judgments.
+
+Version 2 added `rater.current_assignment` (the task the rater is being shown; `submit`
+accepts only it) and `assignment.finished_seq` (the rater's undo stack of judgments and
+skips); a version-1 store is migrated in place when it is opened (`MIGRATIONS`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 
 from labeling_app.store.records import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 
 PRAGMAS = (
@@ -23,7 +27,15 @@ PRAGMAS = (
     "PRAGMA foreign_keys=ON",
 )
 
-DDL = """
+# indexes of version 2, in DDL and in the migration from version 1
+_V2_INDEXES = """
+CREATE INDEX assignment_undo ON assignment(rater_id, finished_seq)
+    WHERE finished_seq IS NOT NULL;
+CREATE INDEX assignment_skipped ON assignment(rater_id, finished_at, id) WHERE state = 'skipped';
+"""
+
+DDL = (
+    """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 CREATE TABLE rater (
     id INTEGER PRIMARY KEY,
@@ -33,7 +45,8 @@ CREATE TABLE rater (
     failed_logins INTEGER NOT NULL DEFAULT 0,
     locked_until REAL,
     active INTEGER NOT NULL DEFAULT 1,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    current_assignment INTEGER             -- the task shown last (next_task, undo_last)
 );
 CREATE TABLE invite (
     id INTEGER PRIMARY KEY,
@@ -96,11 +109,14 @@ CREATE TABLE assignment (
     lock_expires_at REAL NOT NULL,
     finished_at REAL,
     state TEXT NOT NULL CHECK (state IN ('open', 'done', 'skipped', 'expired')),
+    finished_seq INTEGER,                  -- place in the rater's undo stack (done or skipped)
     UNIQUE (task_id, rater_id)
 );
 CREATE INDEX assignment_open ON assignment(rater_id, lock_expires_at) WHERE state = 'open';
 CREATE INDEX assignment_expiry ON assignment(lock_expires_at) WHERE state = 'open';
-CREATE TABLE judgment (
+"""
+    + _V2_INDEXES
+    + """CREATE TABLE judgment (
     id INTEGER PRIMARY KEY,
     assignment_id INTEGER NOT NULL REFERENCES assignment(id),
     task_id INTEGER NOT NULL REFERENCES task(id),
@@ -142,6 +158,27 @@ CREATE TRIGGER task_counted AFTER UPDATE OF n_done, overlap ON task BEGIN
     WHERE batch_id = NEW.batch_id AND is_gold = NEW.is_gold;
 END;
 """
+)
+
+
+# version -> the SQL (statements end in `;`) that brings a store of that version to the next one
+MIGRATIONS = {
+    1: [
+        "ALTER TABLE rater ADD COLUMN current_assignment INTEGER;",
+        "ALTER TABLE assignment ADD COLUMN finished_seq INTEGER;",
+        _V2_INDEXES,
+        # the task each rater was shown last: their latest open assignment
+        "UPDATE rater SET current_assignment = (SELECT a.id FROM assignment a "
+        "WHERE a.rater_id = rater.id AND a.state = 'open' "
+        "ORDER BY a.served_at DESC, a.id DESC LIMIT 1);",
+        # the undo stack: each rater's judgments and skips in the order they were made
+        "WITH seq AS (SELECT id, row_number() OVER "
+        "(PARTITION BY rater_id ORDER BY finished_at, id) AS n FROM assignment "
+        "WHERE state IN ('done', 'skipped')) "
+        "UPDATE assignment SET finished_seq = (SELECT n FROM seq WHERE seq.id = assignment.id) "
+        "WHERE state IN ('done', 'skipped');",
+    ],
+}
 
 
 def _statements(script: str) -> list[str]:
@@ -200,8 +237,30 @@ def _check_or_create(conn: sqlite3.Connection, db_path: Path, create: bool) -> N
             conn.execute("ROLLBACK")
             raise
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    if row is not None and row[0] in MIGRATIONS:
+        _migrate(conn)
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     if row is None or row[0] != SCHEMA_VERSION:
         raise StoreError(
             f"{db_path} has label-store schema version {row and row[0]}; this artalign reads "
             f"version {SCHEMA_VERSION} (upgrade artalign or use another --db)"
         )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older store up to SCHEMA_VERSION, one version per transaction."""
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # read under the write lock: another process may have migrated it meanwhile
+            version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            if version not in MIGRATIONS:
+                conn.execute("COMMIT")
+                return
+            for statement in _statements("\n".join(MIGRATIONS[version])):
+                conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (version + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

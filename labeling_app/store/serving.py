@@ -7,6 +7,14 @@ open and its lock has not expired, nobody else is served that task. Locks expire
 before anything new. Gold tasks ignore `overlap` (every rater answers each once) and are
 served only when the `gold_rate` coin says so. A deactivated or locked-out rater is refused
 (AuthError) by every call here, even one who logged in before.
+
+The task a rater is shown last (`rater.current_assignment`, set by `next_task` and `undo_last`)
+is the only one `submit` accepts: an answer names the assignment it was given for, and one
+that names another (a stale page, a click that arrived as the next task appeared) is refused
+with nothing written. Judgments and skips form one undo stack per rater
+(`assignment.finished_seq`): `undo_last` takes back the latest of either. A skipped task comes
+back to its rater once nothing new is left for them (oldest skip first), while it still needs
+judgments and nobody else holds it.
 """
 
 from __future__ import annotations
@@ -27,6 +35,13 @@ _NEW_FOR_RATER = (
 _BATCH_OPEN = "(SELECT done FROM batch b WHERE b.id = t.batch_id) = 0"
 _OPEN_BATCH = (
     "t.batch_id IN (SELECT id FROM batch WHERE done = 0 AND (:batch IS NULL OR id = :batch))"
+)
+# a task this rater skipped, served again once nothing new is left (walks assignment_skipped)
+_SKIPPED_SQL = (
+    "SELECT a.id, a.task_id FROM assignment a INDEXED BY assignment_skipped "
+    "JOIN task t ON t.id = a.task_id "
+    f"WHERE a.rater_id = :rater AND a.state = 'skipped' AND {_OPEN_BATCH} AND {_FREE} "
+    "AND (t.is_gold = 1 OR t.n_done < t.overlap) ORDER BY a.finished_at, a.id LIMIT 1"
 )
 
 
@@ -104,7 +119,8 @@ class ServingMixin:
                 "SELECT a.id, a.task_id FROM assignment a JOIN task t ON t.id = a.task_id "
                 f"WHERE a.rater_id = :rater AND a.state = 'open' AND {_OPEN_BATCH} AND "
                 "(t.locked_by = :rater OR t.locked_until IS NULL OR t.locked_until <= :now) "
-                "ORDER BY a.served_at DESC, a.id DESC LIMIT 1",
+                "ORDER BY a.id = (SELECT current_assignment FROM rater WHERE id = :rater) DESC, "
+                "a.served_at DESC, a.id DESC LIMIT 1",
                 params,
             ).fetchone()
             if own is not None:
@@ -124,16 +140,24 @@ class ServingMixin:
                     task_id = self._candidate(c, params, True, order, rng)
                 if task_id is None:
                     task_id = self._candidate(c, params, False, order, rng)
-                if task_id is None:
-                    return None
-                assignment_id = c.execute(
-                    "INSERT INTO assignment (task_id, rater_id, served_at, lock_expires_at, "
-                    "state) VALUES (?, ?, ?, ?, 'open')",
-                    (task_id, rater_id, now, until),
-                ).lastrowid
+                if task_id is not None:
+                    assignment_id = c.execute(
+                        "INSERT INTO assignment (task_id, rater_id, served_at, lock_expires_at, "
+                        "state) VALUES (?, ?, ?, ?, 'open')",
+                        (task_id, rater_id, now, until),
+                    ).lastrowid
+                else:  # nothing new: the oldest task this rater skipped comes back
+                    skipped = c.execute(_SKIPPED_SQL, params).fetchone()
+                    if skipped is None:
+                        return None
+                    assignment_id, task_id = skipped
+                    self._reopen(c, assignment_id, now, until)
             c.execute(
                 "UPDATE task SET locked_by = ?, locked_until = ? WHERE id = ?",
                 (rater_id, until, task_id),
+            )
+            c.execute(
+                "UPDATE rater SET current_assignment = ? WHERE id = ?", (assignment_id, rater_id)
             )
             return self._served_task(c, assignment_id, task_id, until)
 
@@ -157,6 +181,23 @@ class ServingMixin:
             overlap=t[5],
             done=t[6],
             lock_expires_at=until,
+        )
+
+    def _reopen(self, c, assignment_id: int, now: float, until: float) -> None:
+        """Open the assignment again for its rater (undo, a skip served again): off the stack."""
+        c.execute(
+            "UPDATE assignment SET state = 'open', served_at = ?, lock_expires_at = ?, "
+            "finished_at = NULL, finished_seq = NULL WHERE id = ?",
+            (now, until, assignment_id),
+        )
+
+    def _finish(self, c, assignment_id: int, rater_id: int, state: str, now: float) -> None:
+        """Close the assignment as done or skipped, on top of the rater's undo stack."""
+        c.execute(
+            "UPDATE assignment SET state = ?, finished_at = ?, finished_seq = "
+            "(SELECT coalesce(max(finished_seq), 0) + 1 FROM assignment "
+            "WHERE rater_id = ? AND finished_seq IS NOT NULL) WHERE id = ?",
+            (state, now, rater_id, assignment_id),
         )
 
     def _paths_of(self, c, image_ids: list[int]):
@@ -207,6 +248,14 @@ class ServingMixin:
                 raise StoreError(f"task {task_id} is already answered; undo it to change it")
             if state == "skipped":
                 raise StoreError(f"task {task_id} was skipped; it cannot be answered now")
+            shown = c.execute(
+                "SELECT current_assignment FROM rater WHERE id = ?", (rater_id,)
+            ).fetchone()[0]
+            if shown != assignment_id:
+                raise StoreError(
+                    f"task {task_id} is not the task you were shown last; "
+                    "judge the task on screen (reload the page if in doubt)"
+                )
             if locked_by not in (None, rater_id) and locked_until > now:
                 raise StoreError(
                     f"your lock on task {task_id} expired and another rater has it; "
@@ -229,10 +278,7 @@ class ServingMixin:
                     task_id,
                 ),
             ).lastrowid
-            c.execute(
-                "UPDATE assignment SET state = 'done', finished_at = ? WHERE id = ?",
-                (now, assignment_id),
-            )
+            self._finish(c, assignment_id, rater_id, "done", now)
             c.execute(
                 "UPDATE task SET n_done = n_done + 1, "
                 "locked_by = CASE WHEN locked_by = :r THEN NULL ELSE locked_by END, "
@@ -243,16 +289,14 @@ class ServingMixin:
             return jid
 
     def skip(self, assignment_id: int, rater_id: int) -> None:
-        """Give the task back unanswered; it is not served to this rater again."""
+        """Give the task back unanswered; it comes back to this rater once nothing new is left,
+        or at once with `undo_last`."""
         with self._write() as c:
             self._require_working(c, rater_id)
             task_id, state, *_ = self._own_assignment(c, assignment_id, rater_id)
             if state not in ("open", "expired"):
                 raise StoreError(f"task {task_id} is {state}; only an open task can be skipped")
-            c.execute(
-                "UPDATE assignment SET state = 'skipped', finished_at = ? WHERE id = ?",
-                (self._now(), assignment_id),
-            )
+            self._finish(c, assignment_id, rater_id, "skipped", self._now())
             c.execute(
                 "UPDATE task SET locked_by = NULL, locked_until = NULL "
                 "WHERE id = ? AND locked_by = ?",
@@ -260,45 +304,55 @@ class ServingMixin:
             )
 
     def undo_last(self, rater_id: int) -> int | None:
-        """Withdraw the rater's latest live judgment and reopen its task for them.
+        """Take back the rater's latest judgment or skip and reopen its task for them.
 
-        The judgment row stays (undone = 1); the reopened task is what `next_task` serves
-        this rater next. Returns the task id, or None if there is nothing to undo.
+        A judgment row stays (undone = 1); the reopened task is what `next_task` serves this
+        rater next. If another rater holds the task now, it is not reopened: an undone judgment
+        leaves it to the pool, an undone skip leaves it skipped (it comes back later). Returns
+        the task id, or None if there is nothing to undo.
         """
         with self._write() as c:
             self._require_working(c, rater_id)
             row = c.execute(
-                "SELECT id, assignment_id, task_id FROM judgment "
-                "WHERE rater_id = ? AND undone = 0 ORDER BY id DESC LIMIT 1",
+                "SELECT id, task_id, state FROM assignment INDEXED BY assignment_undo "
+                "WHERE rater_id = ? AND finished_seq IS NOT NULL "
+                "ORDER BY finished_seq DESC LIMIT 1",
                 (rater_id,),
             ).fetchone()
             if row is None:
                 return None
-            jid, assignment_id, task_id = row
+            assignment_id, task_id, state = row
             now = self._now()
             until = now + self.default_lock_seconds
-            c.execute("UPDATE judgment SET undone = 1 WHERE id = ?", (jid,))
-            c.execute("UPDATE task SET n_done = n_done - 1 WHERE id = ?", (task_id,))
+            if state == "done":
+                c.execute(
+                    "UPDATE judgment SET undone = 1 WHERE assignment_id = ? AND undone = 0",
+                    (assignment_id,),
+                )
+                c.execute("UPDATE task SET n_done = n_done - 1 WHERE id = ?", (task_id,))
             locked_by, locked_until = c.execute(
                 "SELECT locked_by, locked_until FROM task WHERE id = ?", (task_id,)
             ).fetchone()
             if locked_by not in (None, rater_id) and locked_until > now:
                 # another rater is on this task now: it goes back to the pool, not to us
-                c.execute("UPDATE assignment SET state = 'expired' WHERE id = ?", (assignment_id,))
+                c.execute(
+                    "UPDATE assignment SET state = CASE WHEN state = 'done' THEN 'expired' "
+                    "ELSE state END, finished_seq = NULL WHERE id = ?",
+                    (assignment_id,),
+                )
                 return task_id
             c.execute(
                 "UPDATE assignment SET state = 'expired' WHERE task_id = ? AND state = 'open' "
                 "AND rater_id != ?",
                 (task_id, rater_id),
             )  # a holder whose lock ran out loses it, as in next_task
-            c.execute(
-                "UPDATE assignment SET state = 'open', served_at = ?, lock_expires_at = ?, "
-                "finished_at = NULL WHERE id = ?",
-                (now, until, assignment_id),
-            )
+            self._reopen(c, assignment_id, now, until)
             c.execute(
                 "UPDATE task SET locked_by = ?, locked_until = ? WHERE id = ?",
                 (rater_id, until, task_id),
+            )
+            c.execute(
+                "UPDATE rater SET current_assignment = ? WHERE id = ?", (assignment_id, rater_id)
             )
             return task_id
 
@@ -338,9 +392,10 @@ class ServingMixin:
                 raise StoreError(f"rater {rater_id} already has task {task_id}")
             assignment_id = c.execute(
                 "INSERT INTO assignment (task_id, rater_id, served_at, lock_expires_at, "
-                "finished_at, state) VALUES (?, ?, ?, ?, ?, 'done')",
+                "finished_at, state) VALUES (?, ?, ?, ?, ?, 'open')",
                 (task_id, rater_id, when, when, when),
             ).lastrowid
+            self._finish(c, assignment_id, rater_id, "done", when)
             jid = c.execute(
                 "INSERT INTO judgment (assignment_id, task_id, rater_id, answer, client_token, "
                 "created_at, seconds, batch_id) "

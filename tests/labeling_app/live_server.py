@@ -2,7 +2,8 @@
 
 The server runs in its own process group (so a test can SIGKILL all of it) on a free port;
 `wait_task` treats a task as acknowledged once the page shows the next one, which the app
-draws only after the store committed the answer.
+draws only after the store committed the answer, and returns once the app takes input on it
+(INPUT_GRACE_SECONDS after it was served).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from labeling_app.app.session import INPUT_GRACE_SECONDS
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -108,10 +111,12 @@ def shown_task(page) -> int | None:
 
 
 def wait_task(page, task_id: int, timeout: float = 30.0) -> None:
-    """Wait until the page shows task `task_id`, fully drawn, with its hotkeys listening."""
+    """Wait until the page shows task `task_id`, fully drawn, with its hotkeys listening, and
+    past the app's input grace window (input sooner is ignored, as a double click's is)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if shown_task(page) == task_id and not _running(page) and _hotkeys_ready(page):
+            page.wait_for_timeout(INPUT_GRACE_SECONDS * 1000)
             return
         page.wait_for_timeout(50)
     alerts = page.get_by_test_id("stAlert").all_inner_texts()

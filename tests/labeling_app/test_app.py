@@ -8,11 +8,12 @@ per prompt, 3 pair tasks then one 3-way rank task, served first in, first out.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from labeling_app.app import MAIN_SCRIPT
+from labeling_app.app import MAIN_SCRIPT, session
 from labeling_app.app.settings import AppSettings
 from labeling_app.store import AuthError
 from tests.labeling_app.conftest import PASSWORDS, procedural_batch
@@ -20,9 +21,15 @@ from tests.labeling_app.conftest import PASSWORDS, procedural_batch
 
 @pytest.fixture
 def make_app(store_env, monkeypatch):
-    """AppTest of the real script on the fixture's store; keyword args override settings."""
+    """AppTest of the real script on the fixture's store; keyword args override settings.
 
-    def make(**overrides) -> AppTest:
+    AppTest clicks arrive within microseconds of the page, so the input grace window is off
+    (`grace=0`) unless a test asks for the default (`grace=None`).
+    """
+
+    def make(grace: float | None = 0.0, **overrides) -> AppTest:
+        if grace is not None:
+            monkeypatch.setattr(session, "INPUT_GRACE_SECONDS", grace)
         settings = AppSettings(db=str(store_env.db), gold_rate=0.0, **overrides)
         for key, value in settings.to_env().items():
             monkeypatch.setenv(key, value)
@@ -108,6 +115,27 @@ def test_stale_second_click_is_dropped_and_stored_once(make_app, store_env):
     assert answers(store_env, store_env.alice) == [(1, {"choice": "left"})]
 
 
+def test_clicks_just_after_a_task_appears_are_ignored(make_app, store_env):
+    """A double click's second click reaches the next task as it appears: it is dropped."""
+    at = log_in(make_app(grace=None), "alice")
+    click(at, "Left")  # at once: the task has been on screen for less than the grace window
+    assert shown_task(at) == 1
+    assert answers(store_env, store_env.alice) == []
+    time.sleep(session.INPUT_GRACE_SECONDS)
+    click(at, "Left")
+    assert shown_task(at) == 2
+    click(at, "Right")  # the second click of a double click lands on task 2 at once
+    click(at, "Skip")
+    click(at, "Undo last")
+    assert shown_task(at) == 2
+    assert answers(store_env, store_env.alice) == [(1, {"choice": "left"})]
+    with sqlite3.connect(store_env.db) as c:
+        states = c.execute(
+            "SELECT task_id, state FROM assignment WHERE rater_id = ?", (store_env.alice.id,)
+        ).fetchall()
+    assert sorted(states) == [(1, "done"), (2, "open")]
+
+
 def test_batch_choice_serves_from_that_batch(make_app, store_env):
     other = procedural_batch(
         store_env.store, "b2", prompts=["a green star, dotted style"], k=2, kinds=("pair",)
@@ -186,6 +214,21 @@ def test_rater_cannot_open_the_admin_page(make_app):
     assert not [t for t in at.title if t.value == "Admin"]
     assert shown_task(at) == 1
     assert not at.dataframe
+
+
+def open_assignments(store_env) -> list[tuple[int, int]]:
+    with sqlite3.connect(store_env.db) as c:
+        return c.execute("SELECT rater_id, task_id FROM assignment WHERE state = 'open'").fetchall()
+
+
+def test_admin_lands_on_the_admin_page_and_locks_no_task(make_app, store_env):
+    at = log_in(make_app(), "admin")
+    assert [t.value for t in at.title] == ["Admin"]
+    assert shown_task(at) is None
+    assert open_assignments(store_env) == []  # nothing served, so nothing locked
+    at.sidebar.radio(key="page").set_value("Label").run()
+    assert shown_task(at) == 1  # served (and locked) only once the Label page shows it
+    assert open_assignments(store_env) == [(store_env.admin.id, 1)]
 
 
 def test_admin_sees_progress_raters_and_agreement(make_app, store_env):

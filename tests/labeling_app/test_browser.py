@@ -17,6 +17,7 @@ from tests.labeling_app.live_server import (
     launch_chromium,
     log_in,
     needs_chromium,
+    shown_task,
     start_server,
     wait_task,
 )
@@ -90,3 +91,36 @@ def test_rater_session_in_chromium(store_env, tmp_path):
             (store_env.alice.id,),
         ).fetchall()
     assert skipped == [(6,)]
+
+
+def test_double_click_judges_one_task_only(store_env, tmp_path):
+    """Two clicks on "Left" 100 ms apart: the second reaches the next task as it appears and
+    is ignored, so task 1 gets one judgment and task 2, which the rater has not seen, none."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    server = start_server(store_env.db, tmp_path / "server.log")
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            log_in(page, server.url, "alice", PASSWORDS["alice"])
+            wait_task(page, 1)
+            box = page.get_by_role("button", name="Left (← / 1)").bounding_box()
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.click(x, y)
+            page.wait_for_timeout(100)
+            page.mouse.click(x, y)
+            wait_task(page, 2)
+            page.wait_for_timeout(1000)  # any late rerun of the second click has finished
+            wait_idle(page)
+            assert shown_task(page) == 2
+            browser.close()
+    finally:
+        server.kill()
+    with Store(store_env.db) as store:
+        rows = store.judgments(store_env.admin, rater_id=store_env.alice.id, include_undone=True)
+    assert [(j.task_id, j.answer) for j in rows] == [(1, {"choice": "left"})]
+    with sqlite3.connect(store_env.db) as c:
+        states = c.execute(
+            "SELECT task_id, state FROM assignment WHERE rater_id = ?", (store_env.alice.id,)
+        ).fetchall()
+    assert sorted(states) == [(1, "done"), (2, "open")]

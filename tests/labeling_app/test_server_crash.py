@@ -96,8 +96,9 @@ def test_sigkill_server_keeps_acknowledged_judgments(store_env, tmp_path):
 
 
 _CHILD = r"""
-import os, sys
+import os, sys, time
 from streamlit.testing.v1 import AppTest
+from labeling_app.app.session import INPUT_GRACE_SECONDS
 at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
 at.text_input(key="login_name").input("alice")
 at.text_input(key="login_password").input(sys.argv[2])
@@ -107,6 +108,7 @@ def shown():
 while True:
     before = shown()
     button = next(b for b in at.button if b.label.startswith(("Left", "Skip")))
+    time.sleep(INPUT_GRACE_SECONDS)  # sooner, the app ignores the click (a double click's)
     button.click().run()  # ranking tasks are skipped, pairs answered left
     if button.label.startswith("Left"):
         print("ACK", before, flush=True)

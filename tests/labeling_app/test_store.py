@@ -9,6 +9,7 @@ from PIL import Image
 
 from labeling_app.store import SYSTEM, AuthError, Store, StoreError
 from labeling_app.store.schema import SCHEMA_VERSION
+from tests.labeling_app.conftest import procedural_batch
 
 
 class Clock:
@@ -194,7 +195,7 @@ def test_rank_answers_validated(store, alice, batch_id):
     store.submit(t.assignment_id, alice.id, {"ranks": [1, 2, 2]}, client_token="tied")
 
 
-def test_skip_then_never_again(store, alice):
+def test_skip_is_final_for_that_answer(store, alice):
     t = store.next_task(alice.id)
     store.skip(t.assignment_id, alice.id)
     n = store.next_task(alice.id)
@@ -374,3 +375,92 @@ def test_every_serving_query_runs(store, alice, order, one_batch):
         store.submit(t.assignment_id, alice.id, _answer(t), client_token=f"q{t.task_id}")
     expected = store.tasks(batch)
     assert sorted(kinds) == sorted(t.task_id for t in expected)
+
+
+# --- issue 23: submit names the task on screen; skips can be undone and come back -----------
+
+
+def test_submit_refuses_an_assignment_that_is_not_the_task_on_screen(store, alice):
+    """A stale page (or a click that reached the next task's request) cannot judge a task the
+    rater is not being shown: the answer must name the rater's current assignment."""
+    other = procedural_batch(store, "b2", prompts=["a green star"], k=2, kinds=("pair",))
+    t1 = store.next_task(alice.id)  # b1, on screen in one tab ...
+    t2 = store.next_task(alice.id, batch_id=other)  # ... then b2 is shown: t1 stays open
+    assert t2.task_id != t1.task_id
+    with pytest.raises(StoreError, match=f"task {t1.task_id} is not the task you were shown"):
+        store.submit(t1.assignment_id, alice.id, _answer(t1), client_token="stale")
+    assert store.judgments(alice, include_undone=True) == []
+    store.submit(t2.assignment_id, alice.id, _answer(t2), client_token="shown")
+    again = store.next_task(alice.id)  # t1 is shown again: now it may be judged
+    assert again.assignment_id == t1.assignment_id
+    store.submit(t1.assignment_id, alice.id, _answer(t1), client_token="t1")
+    assert sorted(j.task_id for j in store.judgments(alice)) == sorted([t1.task_id, t2.task_id])
+
+
+def test_undo_after_skip_brings_the_skipped_task_back(store, alice):
+    t1 = store.next_task(alice.id)
+    store.submit(t1.assignment_id, alice.id, _answer(t1), client_token="j1")
+    t2 = store.next_task(alice.id)
+    store.skip(t2.assignment_id, alice.id)
+    t3 = store.next_task(alice.id)
+    assert store.undo_last(alice.id) == t2.task_id  # the skip, not the judgment before it
+    assert [j.task_id for j in store.judgments(alice)] == [t1.task_id]
+    back = store.next_task(alice.id)
+    assert (back.task_id, back.assignment_id) == (t2.task_id, t2.assignment_id)
+    store.submit(back.assignment_id, alice.id, _answer(back), client_token="j2")
+    # the stack goes on: the new judgment of t2, then (the skip is gone) the judgment of t1
+    assert store.undo_last(alice.id) == t2.task_id
+    assert store.next_task(alice.id).task_id == t2.task_id
+    assert store.undo_last(alice.id) == t1.task_id
+    assert store.next_task(alice.id).task_id == t1.task_id
+    assert t3.task_id not in (t1.task_id, t2.task_id)  # t3 is still open, after them
+
+
+def test_skipped_task_comes_back_after_the_other_tasks(store, alice):
+    t = store.next_task(alice.id)
+    store.skip(t.assignment_id, alice.id)
+    seen = []
+    while (n := store.next_task(alice.id)) is not None and n.task_id != t.task_id:
+        seen.append(n.task_id)
+        store.submit(n.assignment_id, alice.id, _answer(n), client_token=f"k{n.task_id}")
+    assert n is not None and n.task_id == t.task_id  # last, not never
+    assert len(seen) == len(store.tasks()) - 1
+    store.submit(n.assignment_id, alice.id, _answer(n), client_token="last")
+    assert store.next_task(alice.id) is None
+
+
+def test_skipped_task_does_not_come_back_once_others_filled_it(store, alice, bob, admin):
+    t = store.next_task(alice.id)
+    store.skip(t.assignment_id, alice.id)
+    for rater in (bob, admin):  # overlap 2: both judge it, then alice has no need of it
+        while (n := store.next_task(rater.id)) is not None:
+            store.submit(
+                n.assignment_id, rater.id, _answer(n), client_token=f"{rater.name}{n.task_id}"
+            )
+    assert store.next_task(alice.id) is None
+
+
+def test_version_1_store_is_migrated_and_keeps_its_undo_stack(store_env, alice):
+    store = store_env.store
+    t1 = store.next_task(alice.id)
+    store.submit(t1.assignment_id, alice.id, _answer(t1), client_token="m1")
+    t2 = store.next_task(alice.id)
+    store.skip(t2.assignment_id, alice.id)
+    t3 = store.next_task(alice.id)
+    store.close()
+    with sqlite3.connect(store_env.db) as c:  # what a version-1 store looks like
+        for index in ("assignment_undo", "assignment_skipped"):
+            c.execute(f"DROP INDEX {index}")
+        c.execute("ALTER TABLE assignment DROP COLUMN finished_seq")
+        c.execute("ALTER TABLE rater DROP COLUMN current_assignment")
+        c.execute("UPDATE schema_version SET version = 1")
+    with Store(store_env.db) as old:
+        with sqlite3.connect(store_env.db) as c:
+            assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 2
+        old.submit(t3.assignment_id, alice.id, _answer(t3), client_token="m3")  # still shown
+        assert old.undo_last(alice.id) == t3.task_id
+        old.submit(t3.assignment_id, alice.id, _answer(t3), client_token="m3b")
+        assert old.undo_last(alice.id) == t3.task_id
+        assert old.next_task(alice.id).task_id == t3.task_id
+        old.skip(t3.assignment_id, alice.id)  # now undo: t3's skip, then t2's skip, then t1
+        assert [old.undo_last(alice.id) for _ in range(3)] == [t3.task_id, t2.task_id, t1.task_id]
