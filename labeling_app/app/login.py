@@ -2,6 +2,8 @@
 
 A failed login shows the store's one message, whatever went wrong (no probing for names). An
 invite link is checked before the password form: a used or expired link says so at once.
+When a session ended on its own (expired, or the account locked out or deactivated), the login
+page says why (`session.end_session`), so no key press or click lands here unexplained.
 """
 
 from __future__ import annotations
@@ -22,17 +24,21 @@ def render(store: Store) -> None:
     if token:
         _invite_form(store, token)
         return
+    reason = session.ended_reason()
+    if reason:
+        st.error(plain(reason))
     with st.form("login"):
         name = st.text_input("Name", key="login_name")
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Log in")
     if submitted:
+        session.ended_reason(clear=True)  # answered by this attempt
         try:
             rater = store.login(name.strip(), password)
+            session.log_in(store, rater)
         except AuthError as e:  # one message for every failure (store.auth.LOGIN_FAILED)
             st.error(f"Login failed: {plain(e)}")
             return
-        session.log_in(rater)
         st.rerun()
 
 
@@ -66,5 +72,5 @@ def _invite_form(store: Store, token: str) -> None:
         return
     rater = store.rater(rater_id)
     st.query_params.clear()  # the token is burnt; a reload must not try it again
-    session.log_in(rater)
+    session.log_in(store, rater)
     st.rerun()

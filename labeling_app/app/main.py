@@ -1,8 +1,9 @@
 """The Streamlit script of `artalign label serve`: login, then the labeling or the admin page.
 
 Settings come from the ARTALIGN_LABEL_SETTINGS environment variable (see settings.py). Each
-script run opens its own store connection, applies the actions the buttons queued (each one
-committed before the page moves on), draws the page and closes the connection.
+script run opens its own store connection, finds the rater (in the session, or restored from
+the URL's session token after a reload or a server restart), applies the actions the buttons
+queued (each one committed before the page moves on), draws the page and closes the connection.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from labeling_app.app.text import plain
 PAGES = ("Label", "Admin")
 
 
-def _sidebar(viewer) -> str:
+def _sidebar(store, viewer) -> str:
     st.sidebar.markdown(f"Logged in as **{plain(viewer.name)}** ({viewer.role})")
     page = "Label"
     if viewer.role == "admin":  # lands on Admin: the Label page serves (and locks) a task
         page = st.sidebar.radio("Page", PAGES, index=PAGES.index("Admin"), key="page")
-    st.sidebar.button("Log out", key="logout", on_click=session.log_out)
+    if st.sidebar.button("Log out", key="logout"):
+        session.log_out(store)  # revokes the session token too
+        st.rerun()
     return page
 
 
@@ -36,12 +39,12 @@ def main() -> None:
         st.stop()
     store = session.open_store(settings)
     try:
-        viewer = session.current_rater()
+        viewer = session.restore(store)
         if viewer is None:
             login.render(store)
             return
         session.apply_pending(store, viewer)
-        if _sidebar(viewer) == "Admin" and viewer.role == "admin":
+        if _sidebar(store, viewer) == "Admin" and viewer.role == "admin":
             session.show_flash()
             admin.render(store, viewer)
         else:

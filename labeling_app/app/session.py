@@ -10,6 +10,13 @@ A freshly served task ignores input for INPUT_GRACE_SECONDS: the second click of
 often arrives just as the next task is drawn, on that task's own buttons, so no token can tell
 it from a real click; its arrival time (when its callback runs, on the server) can. Measured
 here, not in the browser, it holds for every browser and for hotkeys too.
+
+A login survives a reload and a server restart: the store's session token (`Store.open_session`)
+sits in the page URL (`?session=TOKEN`), which the browser keeps, and a run with no rater in
+its session state but a token in the URL restores the rater (`restore`). A session that ends
+on its own (expired, revoked, the rater deactivated or locked out) ends on the login page with
+the reason shown (`end_session`), so input that arrives then does not vanish unexplained; a
+restored session says so (`RESTORED`), since the first input after a server restart is lost.
 """
 
 from __future__ import annotations
@@ -31,6 +38,13 @@ SERVED = "artalign_served"
 PENDING = "artalign_pending"
 FLASH = "artalign_flash"
 BATCH = "artalign_batch"
+TOKEN = "artalign_session_token"
+ENDED = "artalign_session_ended"
+SESSION_PARAM = "session"  # the URL query parameter holding the session token
+RESTORED = (
+    "You are still logged in (the page was reloaded or the server restarted). A click or key "
+    "press made while it reconnected was not saved: answer the task on screen."
+)
 TASK_ACTIONS = ("submit", "skip", "undo")
 
 # Input on a task that has been served for less than this is dropped (a double click's second
@@ -62,15 +76,62 @@ def current_rater() -> Any | None:
     return st.session_state.get(RATER)
 
 
-def log_in(rater: Any) -> None:
-    """Remember the rater for this browser session; forget anything of a previous one."""
-    log_out()
+def log_in(store: Store, rater: Any) -> None:
+    """Remember the rater for this browser session, and in the URL a new session token that
+    a reload or a restarted server accepts; forget anything of a previous rater."""
+    token = store.open_session(rater)
+    _forget()
     st.session_state[RATER] = rater
+    st.session_state[TOKEN] = token
+    st.query_params[SESSION_PARAM] = token
 
 
-def log_out() -> None:
-    """Forget the rater and everything served to them in this session."""
-    for key in (RATER, SERVED, PENDING, FLASH, BATCH, "page", "batch_choice"):
+def restore(store: Store) -> Any | None:
+    """The logged-in Rater: from this browser session, else from the URL's session token
+    (a reload, a restarted server); None if neither. A token the store refuses ends the
+    session with the reason (`end_session`)."""
+    rater = current_rater()
+    token = st.query_params.get(SESSION_PARAM)
+    if rater is not None or not token:
+        return rater
+    try:
+        rater = store.session_rater(token)
+    except AuthError as e:  # expired, revoked, unknown; or the rater deactivated, locked out
+        end_session(f"You are logged out: {e}")
+        return None
+    st.session_state[RATER] = rater
+    st.session_state[TOKEN] = token
+    # After a server restart the page reconnects without a run: the first click or key press
+    # then starts this one, and it cannot be applied (its button belonged to the old server).
+    flash("info", RESTORED)
+    return rater
+
+
+def log_out(store: Store | None = None) -> None:
+    """Forget the rater, their session token in the URL and everything served to them; with
+    `store` (the Log out button), also revoke the token, so a copy of the link is useless."""
+    token = st.session_state.get(TOKEN) or st.query_params.get(SESSION_PARAM)
+    _forget()
+    st.query_params.pop(SESSION_PARAM, None)
+    if store is not None and token:
+        store.close_session(token)
+
+
+def end_session(reason: str) -> None:
+    """Log out without the rater asking; the login page shows `reason` until they log in."""
+    log_out()
+    st.session_state[ENDED] = reason
+
+
+def ended_reason(clear: bool = False) -> str | None:
+    """Why the last session ended on its own (None if it did not); `clear`: forget it."""
+    if clear:
+        return st.session_state.pop(ENDED, None)
+    return st.session_state.get(ENDED)
+
+
+def _forget() -> None:
+    for key in (RATER, TOKEN, ENDED, SERVED, PENDING, FLASH, BATCH, "page", "batch_choice"):
         st.session_state.pop(key, None)
 
 
@@ -107,10 +168,8 @@ def serve(store: Store, settings: AppSettings, rater: Any) -> Served | None:
             order=settings.order,
         )
     except AuthError as e:  # deactivated or locked out since logging in
-        log_out()
-        st.error(f"You are logged out: {plain(e)}")
-        st.stop()
-        raise  # st.stop raises; this keeps type checkers calm
+        end_session(f"You are logged out: {e}")
+        st.rerun()  # to the login page, which says why
     if task is None:
         return None
     current = Served(task=task, token=secrets.token_hex(16), served_at=time.time())

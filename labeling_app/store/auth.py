@@ -8,6 +8,12 @@ guesses cannot pass the limit); an admin can unlock it. Every failed login raise
 wrong, or the account locked or deactivated. Invite tokens are single-use, expire, and only
 their SHA-256 is stored; redeeming one burns every open invite of that account.
 
+Session tokens (`open_session`, `session_rater`, `close_session`) let a logged-in browser
+survive a reload or a server restart: a random token the app keeps in the page URL, of which
+only the SHA-256 is stored, with an expiry (`SESSION_SECONDS`, not renewed: a token leaked
+through a shared link stays useful for hours at most). Logging out revokes it. The token proves
+who logged in and nothing else; the rater's active flag and lockout are read again on each use.
+
 Login names (`check_name`) and passwords (`check_password`) follow one rule here, so the CLI
 and the app share it. Raters that only hold judgments (imports, simulated raters: no password,
 role rater) may keep any name of at most `MAX_NAME` characters; they cannot log in unless an
@@ -40,6 +46,14 @@ INVITE_PROBLEMS = {
     "used": "this invite link was already used; log in with the password set then, "
     "or ask an admin for a new link",
     "expired": "this invite link has expired; ask an admin for a new one",
+}
+
+SESSION_SECONDS = 12 * 3600
+SESSION_PROBLEMS = {
+    "unknown": "this session is not known to the label store (a mistyped or cut-short link, "
+    "or another store); log in again",
+    "expired": "your session expired; log in again",
+    "revoked": "this session was ended by logging out; log in again",
 }
 
 
@@ -193,7 +207,10 @@ class RaterMixin:
         ).fetchone()
         if row is None:
             raise StoreError(f"no rater with id {rater_id}")
-        name, active, locked_until = row
+        self._refuse_unless_working(*row)
+
+    def _refuse_unless_working(self, name: str, active: int, locked_until: float | None) -> None:
+        """AuthError for a deactivated or locked-out rater."""
         if not active:
             raise AuthError(
                 f"rater {name!r} is deactivated; ask an admin to reactivate the account"
@@ -393,3 +410,51 @@ class RaterMixin:
         if not (ok and active):
             raise AuthError(LOGIN_FAILED)
         return self.rater(rater_id)
+
+    # --- sessions --------------------------------------------------------------------------
+    def open_session(self, rater: Rater, ttl_seconds: float = SESSION_SECONDS) -> str:
+        """A new session token for `rater` (as `login` returned it), valid for `ttl_seconds`.
+
+        AuthError for a deactivated or locked-out rater. Only the token's SHA-256 is stored.
+        """
+        if not isinstance(rater, Rater) or rater == SYSTEM:
+            raise AuthError("a session is opened for the Rater returned by login")
+        if ttl_seconds <= 0:
+            raise StoreError(f"a session needs a positive lifetime, got {ttl_seconds} s")
+        token = secrets.token_urlsafe(24)
+        with self._write() as c:
+            self._require_working(c, rater.id)
+            now = self._now()
+            c.execute(
+                "INSERT INTO login_session (token_hash, rater_id, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                (token_hash(token), rater.id, now, now + ttl_seconds),
+            )
+        return token
+
+    def session_rater(self, token: str) -> Rater:
+        """The rater whose session `token` is; AuthError (SESSION_PROBLEMS, or the rater's
+        deactivation or lockout) for an unknown, expired or revoked token."""
+        row = self._row(
+            "SELECT s.expires_at, s.revoked_at, r.id, r.name, r.active, r.locked_until "
+            "FROM login_session s JOIN rater r ON r.id = s.rater_id WHERE s.token_hash = ?",
+            (token_hash(str(token)),),
+        )
+        if row is None:
+            raise AuthError(SESSION_PROBLEMS["unknown"])
+        expires_at, revoked_at, rater_id, name, active, locked_until = row
+        if revoked_at is not None:
+            raise AuthError(SESSION_PROBLEMS["revoked"])
+        if expires_at <= self._now():
+            raise AuthError(SESSION_PROBLEMS["expired"])
+        self._refuse_unless_working(name, active, locked_until)
+        return self.rater(rater_id)
+
+    def close_session(self, token: str) -> None:
+        """Revoke session `token` (logging out); an unknown or ended one is left as it is."""
+        with self._write() as c:
+            c.execute(
+                "UPDATE login_session SET revoked_at = ? "
+                "WHERE token_hash = ? AND revoked_at IS NULL",
+                (self._now(), token_hash(str(token))),
+            )

@@ -7,7 +7,9 @@ kept in the same transactions as the rows they summarise, so serving never count
 
 Version 2 added `rater.current_assignment` (the task the rater is being shown; `submit`
 accepts only it) and `assignment.finished_seq` (the rater's undo stack of judgments and
-skips); a version-1 store is migrated in place when it is opened (`MIGRATIONS`).
+skips); version 3 added `login_session` (the SHA-256 of each session token that lets a
+logged-in browser survive a reload or a server restart). An older store is migrated in place
+when it is opened (`MIGRATIONS`), one version at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from labeling_app.store.records import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
 
 PRAGMAS = (
@@ -32,6 +34,18 @@ _V2_INDEXES = """
 CREATE INDEX assignment_undo ON assignment(rater_id, finished_seq)
     WHERE finished_seq IS NOT NULL;
 CREATE INDEX assignment_skipped ON assignment(rater_id, finished_at, id) WHERE state = 'skipped';
+"""
+
+# the table of version 3, in DDL and in the migration from version 2
+_V3_SESSIONS = """
+CREATE TABLE login_session (
+    id INTEGER PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,       -- sha256 of the token: a leaked DB leaks no session
+    rater_id INTEGER NOT NULL REFERENCES rater(id),
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    revoked_at REAL                        -- set by logging out
+);
 """
 
 DDL = (
@@ -158,6 +172,7 @@ CREATE TRIGGER task_counted AFTER UPDATE OF n_done, overlap ON task BEGIN
     WHERE batch_id = NEW.batch_id AND is_gold = NEW.is_gold;
 END;
 """
+    + _V3_SESSIONS
 )
 
 
@@ -178,6 +193,7 @@ MIGRATIONS = {
         "UPDATE assignment SET finished_seq = (SELECT n FROM seq WHERE seq.id = assignment.id) "
         "WHERE state IN ('done', 'skipped');",
     ],
+    2: [_V3_SESSIONS],
 }
 
 

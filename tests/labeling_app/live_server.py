@@ -40,11 +40,12 @@ def free_port() -> int:
 
 @dataclass
 class LiveServer:
-    """A running server: its process (group leader), URL and log file."""
+    """A running server: its process (group leader), URL, log file and port."""
 
     proc: subprocess.Popen
     url: str
     log: Path
+    port: int
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send `sig` to the whole process group and reap the leader."""
@@ -53,9 +54,15 @@ class LiveServer:
         self.proc.wait(timeout=30)
 
 
-def start_server(db: Path, log: Path, *options: str, timeout: float = 90.0) -> LiveServer:
-    """Start `artalign label serve --db DB` and wait until Streamlit answers its health check."""
-    port = free_port()
+def start_server(
+    db: Path, log: Path, *options: str, port: int | None = None, timeout: float = 90.0
+) -> LiveServer:
+    """Start `artalign label serve --db DB` and wait until Streamlit answers its health check.
+
+    `port`: a free one unless given (a restart on the port of a killed server, which pages
+    still open there reconnect to).
+    """
+    port = port or free_port()
     cmd = [
         sys.executable,
         "-m",
@@ -75,7 +82,7 @@ def start_server(db: Path, log: Path, *options: str, timeout: float = 90.0) -> L
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-    server = LiveServer(proc, f"http://127.0.0.1:{port}", log)
+    server = LiveServer(proc, f"http://127.0.0.1:{port}", log, port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from labeling_app.app import MAIN_SCRIPT, session
 from labeling_app.app.settings import AppSettings
-from labeling_app.store import AuthError
+from labeling_app.store import AuthError, Store
 from tests.labeling_app.conftest import PASSWORDS, procedural_batch
 
 
@@ -297,6 +297,7 @@ def test_rater_locked_out_mid_session_is_logged_out(make_app, store_env):
     click(at, "Left")  # refused by the store: not saved, and the rater is logged out
     assert any("logged out" in e.value and "locked out" in e.value for e in at.error)
     assert shown_task(at) is None
+    assert at.text_input(key="login_name") is not None  # the login page, saying why
     assert answers(store_env, store_env.alice) == []
 
 
@@ -313,11 +314,65 @@ def test_demoted_admin_cannot_act_from_a_stale_session(make_app, store_env):
     assert any("only an admin" in e.value for e in at.error)
 
 
-def test_logout_returns_to_login(make_app):
+def test_logout_returns_to_login_and_revokes_the_session(make_app, store_env):
     at = log_in(make_app(), "alice")
+    token = at.query_params[session.SESSION_PARAM]
     at.sidebar.button(key="logout").click().run()
     assert shown_task(at) is None
     assert at.text_input(key="login_name") is not None
+    assert session.SESSION_PARAM not in at.query_params
+    assert not at.error  # asked for: no "session ended" message
+    with pytest.raises(AuthError, match="logging out"):
+        store_env.store.session_rater(token)
+
+
+def test_reload_keeps_the_rater_logged_in_on_the_same_task(make_app):
+    at = log_in(make_app(), "alice")
+    assert shown_task(at) == 1
+    reloaded = make_app()  # a reload: a new browser session, the same URL
+    reloaded.query_params.update(at.query_params)
+    reloaded.run()
+    assert not reloaded.error
+    assert shown_task(reloaded) == 1
+    assert any("still logged in" in i.value for i in reloaded.info)  # says why input was lost
+    assert not [t for t in reloaded.text_input if t.key == "login_password"]
+
+
+def test_session_token_logs_in_without_a_password(make_app, store_env):
+    at = make_app()
+    at.query_params[session.SESSION_PARAM] = store_env.store.open_session(store_env.alice)
+    at.run()
+    assert shown_task(at) == 1
+    click(at, "Left")
+    assert answers(store_env, store_env.alice) == [(1, {"choice": "left"})]
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("expired", "your session expired; log in again"),
+        ("revoked", "ended by logging out"),
+        ("unknown", "not known to the label store"),
+    ],
+)
+def test_ended_session_says_why_on_the_login_page(make_app, store_env, how, message):
+    yesterday = Store(store_env.db, clock=lambda: time.time() - 86400)  # 12 h sessions
+    with yesterday:
+        token = yesterday.open_session(store_env.alice)
+    if how != "expired":
+        token = store_env.store.open_session(store_env.alice)
+    if how == "revoked":
+        store_env.store.close_session(token)
+    at = make_app()
+    at.query_params[session.SESSION_PARAM] = token if how != "unknown" else "mistyped"
+    at.run()
+    assert shown_task(at) is None
+    shown = [e.value.replace("\\", "") for e in at.error]  # markdown escapes out
+    assert any(message in text for text in shown), shown
+    assert session.SESSION_PARAM not in at.query_params
+    at = log_in(at, "alice")  # logging in again clears the message
+    assert not at.error
+    assert shown_task(at) == 1
 
 
 def test_admin_unlocks_a_locked_out_rater(make_app, store_env):

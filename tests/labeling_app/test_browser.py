@@ -2,12 +2,15 @@
 
 A rater logs in, judges by clicks and by hotkeys (every default key but the duplicates), undoes
 one judgment, ranks three images, skips one; the test then reads the rows back from SQLite.
-The batch (conftest.py) serves, per prompt, 3 pair tasks then one 3-way rank task, in order.
+A login survives a reload and a server restart. The batch (conftest.py) serves, per prompt,
+3 pair tasks then one 3-way rank task, in order.
 """
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import time
 
 import pytest
 
@@ -36,6 +39,17 @@ def wait_idle(page) -> None:
         "document.querySelector('[data-testid=stApp]')"
         ".getAttribute('data-test-script-state') === 'notRunning'"
     )
+
+
+def wait_connection(page, ok, timeout: float = 60.0) -> None:
+    """Wait until `ok(state)` for the page's websocket state (CONNECTED, PINGING_SERVER, ...)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = page.get_by_test_id("stApp").get_attribute("data-test-connection-state")
+        if ok(state):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the page's connection stayed {state}")
 
 
 def test_rater_session_in_chromium(store_env, tmp_path):
@@ -124,3 +138,45 @@ def test_double_click_judges_one_task_only(store_env, tmp_path):
             "SELECT task_id, state FROM assignment WHERE rater_id = ?", (store_env.alice.id,)
         ).fetchall()
     assert sorted(states) == [(1, "done"), (2, "open")]
+
+
+def test_login_survives_reload_and_server_restart(store_env, tmp_path):
+    """The session token in the URL logs the rater back in after a reload, and after the
+    server is killed and started again on the same port (the open page reconnects on its
+    own): the same task is on screen, and the first key press, which the new server cannot
+    apply, brings a message instead of the login page."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    server = start_server(store_env.db, tmp_path / "server.log")
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            log_in(page, server.url, "alice", PASSWORDS["alice"])
+            wait_task(page, 1)
+            page.keyboard.press("1")
+            wait_task(page, 2)
+            assert "session=" in page.url
+            page.reload()
+            wait_task(page, 2)  # no login page: the same task
+            server.kill(signal.SIGKILL)
+            wait_connection(page, lambda state: state != "CONNECTED")
+            server = start_server(store_env.db, tmp_path / "server2.log", port=server.port)
+            wait_connection(page, lambda state: state == "CONNECTED")
+            # the page reconnects without a run: the first key press starts one, on the new
+            # server, which cannot apply it (its button was the old server's); the page says so
+            page.keyboard.press("2")
+            still = page.get_by_test_id("stAlert").filter(has_text="You are still logged in")
+            still.wait_for(timeout=30_000)
+            wait_task(page, 2)  # logged in again from the URL, the same task
+            assert not page.get_by_role("button", name="Log in").count()
+            page.keyboard.press("2")
+            wait_task(page, 3)
+            browser.close()
+    finally:
+        server.kill()
+    with Store(store_env.db) as store:
+        rows = store.judgments(store_env.admin, rater_id=store_env.alice.id)
+    assert [(j.task_id, j.answer) for j in rows] == [
+        (1, {"choice": "left"}),
+        (2, {"choice": "right"}),
+    ]

@@ -453,10 +453,12 @@ def test_version_1_store_is_migrated_and_keeps_its_undo_stack(store_env, alice):
             c.execute(f"DROP INDEX {index}")
         c.execute("ALTER TABLE assignment DROP COLUMN finished_seq")
         c.execute("ALTER TABLE rater DROP COLUMN current_assignment")
+        c.execute("DROP TABLE login_session")  # version 3
         c.execute("UPDATE schema_version SET version = 1")
     with Store(store_env.db) as old:
         with sqlite3.connect(store_env.db) as c:
-            assert c.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 2
+            version = c.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            assert version == SCHEMA_VERSION  # 1 -> 2 -> 3
         old.submit(t3.assignment_id, alice.id, _answer(t3), client_token="m3")  # still shown
         assert old.undo_last(alice.id) == t3.task_id
         old.submit(t3.assignment_id, alice.id, _answer(t3), client_token="m3b")
