@@ -156,7 +156,7 @@ def render(store: Store, viewer: Any) -> None:
     try:
         viewer = store.require_admin(viewer)  # the role in the database, not the session's
     except AuthError as e:
-        session.log_out()
+        session.log_out(store)  # revokes the session token too
         st.error(f"You are logged out: {plain(e)}")
         return
     batches = store.batches()
