@@ -44,6 +44,18 @@ def scorer_of(reward_fn: Any) -> Scorer:
     return score
 
 
+def rewards_of(
+    ids: Sequence[int], load: Callable[[int], Image.Image], prompt_of: dict[int, str], score: Scorer
+) -> dict[int, float]:
+    """Image id -> reward, scoring 256 images at a time; `load(id)` gives the image."""
+    rewards: dict[int, float] = {}
+    for start in range(0, len(ids), 256):
+        chunk = list(ids[start : start + 256])
+        images = [load(i) for i in chunk]
+        rewards.update(zip(chunk, score(images, [prompt_of[i] for i in chunk]), strict=True))
+    return rewards
+
+
 def prioritise(store: Store, score: Scorer, batch_id: int | None = None) -> dict[str, Any]:
     """Set every open task's priority to the model's doubt about it; return a summary.
 
@@ -52,19 +64,17 @@ def prioritise(store: Store, score: Scorer, batch_id: int | None = None) -> dict
     tasks = [t for t in store.tasks(batch_id) if t.done < t.overlap and t.gold is None]
     if not tasks:
         return {"n_tasks": 0, "mean_doubt": None}
-    ids = sorted({i for t in tasks for i in t.image_ids})
-    first = {i: (t.image_paths[t.image_ids.index(i)], t.prompt) for t in tasks for i in t.image_ids}
-    rewards: dict[int, float] = {}
-    for start in range(0, len(ids), 256):
-        chunk = ids[start : start + 256]
-        images = []
-        for i in chunk:
-            try:
-                with Image.open(first[i][0]) as im:
-                    images.append(im.convert("RGB"))
-            except OSError as e:
-                raise ArtalignError(f"image {i} ({first[i][0]}) cannot be read: {e}") from e
-        rewards.update(zip(chunk, score(images, [first[i][1] for i in chunk]), strict=True))
+    path_of = {i: p for t in tasks for i, p in zip(t.image_ids, t.image_paths, strict=True)}
+    prompt_of = {i: t.prompt for t in tasks for i in t.image_ids}
+
+    def load(i: int) -> Image.Image:
+        try:
+            with Image.open(path_of[i]) as im:
+                return im.convert("RGB")
+        except OSError as e:
+            raise ArtalignError(f"image {i} ({path_of[i]}) cannot be read: {e}") from e
+
+    rewards = rewards_of(sorted(path_of), load, prompt_of, score)
     priorities = {t.task_id: doubt([rewards[i] for i in t.image_ids]) for t in tasks}
     store.set_priorities(priorities)
     values = list(priorities.values())
@@ -78,13 +88,8 @@ def select_uncertain(
     taken = {id(j) for j in [*chosen.pairs, *chosen.rankings]}
     units = [("p", p) for p in pool.pairs if id(p) not in taken]
     units += [("r", r) for r in pool.rankings if id(r) not in taken]
-    needed = sorted({i for _, u in units for i in _images(u)})
     prompt_of = {i: u.prompt for _, u in units for i in _images(u)}
-    rewards: dict[int, float] = {}
-    for start in range(0, len(needed), 256):
-        chunk = needed[start : start + 256]
-        images = [pool.load_image(i) for i in chunk]
-        rewards.update(zip(chunk, score(images, [prompt_of[i] for i in chunk]), strict=True))
+    rewards = rewards_of(sorted(prompt_of), pool.load_image, prompt_of, score)
     ranked = sorted(units, key=lambda u: -doubt([rewards[i] for i in _images(u[1])]))[:n]
     return chosen.with_judgments(
         [*chosen.pairs, *(u for k, u in ranked if k == "p")],
