@@ -15,8 +15,10 @@ import streamlit as st
 
 from labeling_app.agreement import AgreementReport, agreement_report
 from labeling_app.app import session
+from labeling_app.app.labeling import DEFAULT_INSTRUCTIONS
 from labeling_app.app.text import plain
 from labeling_app.store import AuthError, Store, StoreError
+from labeling_app.store.records import MAX_INSTRUCTIONS
 
 ALL = "All batches"
 
@@ -68,7 +70,33 @@ def _progress_section(store: Store, viewer: Any, batches: list[Any]) -> None:
         )
 
 
-def _raters_section(store: Store, report: AgreementReport) -> None:
+def _instructions_section(store: Store, viewer: Any, batches: list[Any]) -> None:
+    st.subheader("Instructions for raters")
+    st.caption(
+        'Shown above every task of the batch, as plain text (what "better" means, tie '
+        "versus both bad). Empty: the default, " + plain(DEFAULT_INSTRUCTIONS)
+    )
+    for batch in batches:
+        with st.form(f"instructions_{batch.id}"):
+            text = st.text_area(
+                f"Batch {plain(batch.name)}",
+                value=batch.instructions,
+                max_chars=MAX_INSTRUCTIONS,
+                key=f"instructions_text_{batch.id}",
+            )
+            saved = st.form_submit_button(f"Save instructions of {plain(batch.name)}")
+        if saved:
+            try:
+                store.set_batch_instructions(batch.id, text, actor=viewer)
+            except (StoreError, AuthError) as e:
+                st.error(f"Instructions not saved: {plain(e)}")
+            else:
+                st.success(f"Instructions of batch {plain(batch.name)} saved.")
+
+
+def _raters_section(
+    store: Store, viewer: Any, report: AgreementReport, batch_id: int | None, with_gold: bool
+) -> None:
     st.subheader("Raters")
     gold = store.gold_accuracy()
     per_rater = report.per_rater
@@ -77,6 +105,8 @@ def _raters_section(store: Store, report: AgreementReport) -> None:
     rows = []
     for r in store.raters():
         t = per_rater.get(r.id, {})
+        # the same call the rater's Label page makes, so both show the same number
+        left = store.remaining_tasks(viewer, r.id, include_gold=with_gold)
         correct, answered = gold.get(r.id, (0, 0))
         rows.append(
             {
@@ -84,6 +114,9 @@ def _raters_section(store: Store, report: AgreementReport) -> None:
                 "name": r.name,
                 "role": r.role,
                 "judgments": t.get("n", 0),
+                "remaining tasks": left.get(batch_id, 0)
+                if batch_id is not None
+                else sum(left.values()),
                 "median seconds": _round(t.get("median_seconds"), 2),
                 "per hour": _round(t.get("per_hour"), 0),
                 "gold answered (all batches)": answered,
@@ -93,6 +126,10 @@ def _raters_section(store: Store, report: AgreementReport) -> None:
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(
+        "Remaining tasks: what each rater may still be served in open batches "
+        + ("(gold questions included)." if with_gold else "(no gold questions: gold rate 0).")
+    )
     for r in store.raters():
         if r.locked_until and r.locked_until > now:
             st.button(
@@ -150,8 +187,9 @@ def _invite_section(store: Store, viewer: Any) -> None:
         st.code(f"?invite={token}", language=None)
 
 
-def render(store: Store, viewer: Any) -> None:
-    """Draw the admin page for `viewer` (role admin)."""
+def render(store: Store, viewer: Any, gold: bool = True) -> None:
+    """Draw the admin page for `viewer` (role admin); `gold`: the server serves gold tasks,
+    so the raters' remaining counts include them."""
     st.title("Admin")
     try:
         viewer = store.require_admin(viewer)  # the role in the database, not the session's
@@ -166,6 +204,7 @@ def render(store: Store, viewer: Any) -> None:
     batch_id = None if scope == ALL else int(scope.split(":", 1)[0])
     names = {r.id: r.name for r in store.raters()}
     report = agreement_report(store.judgments(viewer, batch_id=batch_id))
-    _raters_section(store, report)
+    _raters_section(store, viewer, report, batch_id, gold)
     _agreement_section(report, names)
+    _instructions_section(store, viewer, batches)
     _invite_section(store, viewer)

@@ -46,7 +46,7 @@ def main() -> None:
         session.apply_pending(store, viewer)
         if _sidebar(store, viewer) == "Admin" and viewer.role == "admin":
             session.show_flash()
-            admin.render(store, viewer)
+            admin.render(store, viewer, gold=settings.gold_rate > 0)
         else:
             labeling.render(store, settings, viewer)
     finally:

@@ -139,6 +139,36 @@ class ReadingMixin:
             "per_rater": per_rater,
         }
 
+    def remaining_tasks(
+        self, viewer: Rater, rater_id: int | None = None, *, include_gold: bool = True
+    ) -> dict[int, int]:
+        """Open batch id -> how many of its tasks `next_task` may still serve this rater.
+
+        The same rules as serving: a task counts if the rater was never given it and it needs
+        judgments (gold: every rater answers it once), or the rater holds it open, or skipped
+        it and it still needs judgments. A task another rater holds now counts (its lock may
+        run out). Closed batches and batches with nothing left are left out. `include_gold`:
+        count gold tasks (pass False when the server mixes in none, gold_rate 0). The rater
+        and the admin page call this one method, so their counts agree. A rater may ask only
+        about themselves (`rater_id` None: the viewer).
+        """
+        admin = self._is_admin(viewer)
+        rater_id = viewer.id if rater_id is None else rater_id
+        if not admin and rater_id != viewer.id:
+            raise AuthError("raters can count only their own remaining tasks")
+        needs = "(t.is_gold = 1 OR t.n_done < t.overlap)"
+        rows = self._rows(
+            "SELECT t.batch_id, count(*) FROM task t "
+            "LEFT JOIN assignment a ON a.task_id = t.id AND a.rater_id = :rater "
+            "WHERE t.batch_id IN (SELECT id FROM batch WHERE done = 0) "
+            "AND (:gold OR t.is_gold = 0) "
+            f"AND ((a.id IS NULL AND {needs}) OR a.state = 'open' "
+            f"OR (a.state = 'skipped' AND {needs})) "
+            "GROUP BY t.batch_id ORDER BY t.batch_id",
+            {"rater": rater_id, "gold": int(include_gold)},
+        )
+        return {batch_id: n for batch_id, n in rows if n}
+
     def tasks(self, batch_id: int | None = None) -> list[Task]:
         """Every task (gold answers included) in id order: for admins, exporters, trainers."""
         cond, params = ("t.batch_id = ?", [batch_id]) if batch_id is not None else ("1 = 1", [])

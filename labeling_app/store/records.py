@@ -23,6 +23,8 @@ class AuthError(ArtalignError):
 
 ROLES = ("rater", "admin")
 KINDS = ("pair", "rank")
+INSTRUCTIONS_KEY = "instructions"  # where a batch's rater instructions sit in its settings
+MAX_INSTRUCTIONS = 2000  # characters
 
 
 @dataclass(frozen=True)
@@ -116,3 +118,9 @@ class Batch:
     settings: dict[str, Any]
     created_at: float
     done: bool
+
+    @property
+    def instructions(self) -> str:
+        """What the admin wrote for this batch's raters ("" if nothing; see
+        `Store.set_batch_instructions`)."""
+        return str(self.settings.get(INSTRUCTIONS_KEY) or "")

@@ -23,7 +23,15 @@ from labeling_app.store.answers import validate_answer
 from labeling_app.store.auth import RaterMixin
 from labeling_app.store.paths import images_dir_for, resolve_inside, write_image_file
 from labeling_app.store.reading import ReadingMixin
-from labeling_app.store.records import KINDS, Batch, ImageRecord, Rater, StoreError
+from labeling_app.store.records import (
+    INSTRUCTIONS_KEY,
+    KINDS,
+    MAX_INSTRUCTIONS,
+    Batch,
+    ImageRecord,
+    Rater,
+    StoreError,
+)
 from labeling_app.store.schema import connect
 from labeling_app.store.serving import ServingMixin
 
@@ -254,6 +262,38 @@ class Store(RaterMixin, ServingMixin, ReadingMixin):
             cur = c.execute("UPDATE batch SET done = ? WHERE id = ?", (int(done), batch_id))
             if cur.rowcount == 0:
                 raise StoreError(f"no batch with id {batch_id}")
+
+    def set_batch_instructions(
+        self, batch_id: int, text: str, *, actor: Rater | None = None
+    ) -> None:
+        """Set the instructions raters see above this batch's tasks ("" clears them).
+
+        Kept in the batch's settings (`Batch.instructions`), at most MAX_INSTRUCTIONS
+        characters. `actor`: the admin doing it (checked in the database), None for the
+        local operator.
+        """
+        if not isinstance(text, str):
+            raise StoreError(f"instructions must be text, got {type(text).__name__}")
+        text = text.strip()
+        if len(text) > MAX_INSTRUCTIONS:
+            raise StoreError(
+                f"instructions are {len(text):,} characters; shorten them to "
+                f"{MAX_INSTRUCTIONS:,} or fewer"
+            )
+        with self._write() as c:
+            self._require_admin(c, actor, "set batch instructions")
+            row = c.execute("SELECT settings FROM batch WHERE id = ?", (batch_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no batch with id {batch_id}")
+            settings = json.loads(row[0])
+            if text:
+                settings[INSTRUCTIONS_KEY] = text
+            else:
+                settings.pop(INSTRUCTIONS_KEY, None)
+            c.execute(
+                "UPDATE batch SET settings = ? WHERE id = ?",
+                (_json(settings, "batch settings"), batch_id),
+            )
 
     def add_task(
         self,

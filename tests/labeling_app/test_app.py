@@ -13,7 +13,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from labeling_app.app import MAIN_SCRIPT, session
+from labeling_app.app import MAIN_SCRIPT, labeling, session
 from labeling_app.app.settings import AppSettings
 from labeling_app.store import AuthError, Store
 from tests.labeling_app.conftest import PASSWORDS, procedural_batch
@@ -30,7 +30,7 @@ def make_app(store_env, monkeypatch):
     def make(grace: float | None = 0.0, **overrides) -> AppTest:
         if grace is not None:
             monkeypatch.setattr(session, "INPUT_GRACE_SECONDS", grace)
-        settings = AppSettings(db=str(store_env.db), gold_rate=0.0, **overrides)
+        settings = AppSettings(**{"db": str(store_env.db), "gold_rate": 0.0, **overrides})
         for key, value in settings.to_env().items():
             monkeypatch.setenv(key, value)
         return AppTest.from_file(str(MAIN_SCRIPT), default_timeout=30)
@@ -147,7 +147,13 @@ def test_batch_choice_serves_from_that_batch(make_app, store_env):
     assert shown_task(at) == task.task_id
     click(at, "Tie")
     assert answers(store_env, store_env.alice) == [(task.task_id, {"choice": "tie"})]
-    assert any("No tasks left" in s.value for s in at.success)  # b2 is done for alice
+    # b2 has nothing left for alice: it leaves the picker and labeling goes on from all batches
+    assert at.sidebar.selectbox(key="batch_choice").options == [
+        labeling.ANY_BATCH,
+        f"{store_env.batch_id}: b1",
+    ]
+    assert any("b2 has no tasks left for you" in i.value for i in at.info)
+    assert shown_task(at) == 1  # her open task of b1
 
 
 def test_skip_stores_nothing_and_is_not_served_again(make_app, store_env):
@@ -408,3 +414,68 @@ def test_markdown_in_names_and_prompts_shows_as_text(make_app, store_env):
     assert rendered(heading) == (["h2"], prompt)
     (who,) = [m.value for m in at.sidebar.markdown if m.value.startswith("Logged in as")]
     assert rendered(who) == (["p", "strong"], f"Logged in as {name} (rater)")
+
+
+def remaining_shown(at: AppTest) -> int:
+    """N of the page's "Your remaining tasks in ...: N (...)" caption."""
+    (text,) = [c.value for c in at.caption if c.value.startswith("Your remaining tasks")]
+    return int(text.split(": ", 1)[1].split()[0])
+
+
+def test_rater_sees_default_instructions_then_the_admins(make_app, store_env):
+    at = log_in(make_app(), "alice")
+    assert [t.value for t in at.text] == [labeling.DEFAULT_INSTRUCTIONS]
+    admin = log_in(make_app(), "admin")
+    written = "Better = closer to the **prompt** [x](http://e.com).\nTie: equal."
+    admin.text_area(key=f"instructions_text_{store_env.batch_id}").input(written)
+    click(admin, "Save instructions of b1")
+    assert any("saved" in s.value for s in admin.success)
+    assert store_env.store.batch(store_env.batch_id).instructions == written
+    at.run()
+    assert [t.value for t in at.text] == [written]  # as plain text, not markdown
+
+
+def test_picker_hides_finished_batches_and_shows_new_ones(make_app, store_env):
+    store = store_env.store
+    done = procedural_batch(store, "closed", prompts=["a green star"], k=2, kinds=("pair",))
+    store.mark_batch_done(done)
+    full = procedural_batch(store, "full", prompts=["a blue square"], k=2, kinds=("pair",))
+    (task,) = store.tasks(batch_id=full)
+    for rater in (store_env.bob, store_env.admin):  # overlap 2, both filled: none for alice
+        store.record_judgment(task.task_id, rater.id, {"choice": "left"}, client_token=rater.name)
+    at = log_in(make_app(), "alice")
+    picker = at.sidebar.selectbox(key="batch_choice")
+    assert picker.options == [labeling.ANY_BATCH, f"{store_env.batch_id}: b1"]
+    new = procedural_batch(store, "new", prompts=["a black dot"], k=2, kinds=("pair",))
+    at.run()
+    assert at.sidebar.selectbox(key="batch_choice").options == [
+        labeling.ANY_BATCH,
+        f"{store_env.batch_id}: b1",
+        f"{new}: new",
+    ]
+
+
+def test_remaining_count_is_the_raters_and_matches_the_admin_view(make_app, store_env):
+    store, alice = store_env.store, store_env.alice
+    store.add_task(  # a gold task: counted only where the server serves gold
+        store_env.batch_id,
+        "pair",
+        store.tasks()[0].prompt_id,
+        store.tasks()[0].image_ids,
+        gold={"choice": "left"},
+    )
+    at = log_in(make_app(), "alice")
+    click(at, "Left")
+    expected = store.remaining_tasks(store_env.admin, alice.id, include_gold=False)
+    assert remaining_shown(at) == expected[store_env.batch_id] == 11
+    assert any("no gold questions" in c.value for c in at.caption)
+    at.sidebar.selectbox(key="batch_choice").set_value(f"{store_env.batch_id}: b1").run()
+    assert any(c.value.startswith("Your remaining tasks in this batch: 11") for c in at.caption)
+    admin = log_in(make_app(), "admin")
+    raters = admin.dataframe[1].value.set_index("name")
+    assert raters.loc["alice", "remaining tasks"] == 11
+    gold_at = log_in(make_app(gold_rate=0.5), "alice")  # the server serves gold: it counts
+    assert remaining_shown(gold_at) == 12
+    assert any("gold questions included" in c.value for c in gold_at.caption)
+    gold_admin = log_in(make_app(gold_rate=0.5), "admin")
+    assert gold_admin.dataframe[1].value.set_index("name").loc["alice", "remaining tasks"] == 12

@@ -466,3 +466,64 @@ def test_version_1_store_is_migrated_and_keeps_its_undo_stack(store_env, alice):
         assert old.next_task(alice.id).task_id == t3.task_id
         old.skip(t3.assignment_id, alice.id)  # now undo: t3's skip, then t2's skip, then t1
         assert [old.undo_last(alice.id) for _ in range(3)] == [t3.task_id, t2.task_id, t1.task_id]
+
+
+def test_batch_instructions_set_read_clear_admin_only_and_limited(store, alice, admin, batch_id):
+    from labeling_app.store.records import MAX_INSTRUCTIONS
+
+    assert store.batch(batch_id).instructions == ""
+    store.set_batch_instructions(batch_id, "  Better: closer to the prompt.\nTie: same.  ")
+    assert store.batch(batch_id).instructions == "Better: closer to the prompt.\nTie: same."
+    assert store.batch(batch_id).settings["k"] == 3  # the other settings stay
+    store.set_batch_instructions(batch_id, "by the admin", actor=admin)
+    assert store.batch(batch_id).instructions == "by the admin"
+    with pytest.raises(AuthError, match="admin"):
+        store.set_batch_instructions(batch_id, "by a rater", actor=alice)
+    with pytest.raises(StoreError, match="2,000 or fewer"):
+        store.set_batch_instructions(batch_id, "x" * (MAX_INSTRUCTIONS + 1), actor=admin)
+    assert store.batch(batch_id).instructions == "by the admin"  # refused: nothing written
+    store.set_batch_instructions(batch_id, "x" * MAX_INSTRUCTIONS, actor=admin)
+    with pytest.raises(StoreError, match="no batch"):
+        store.set_batch_instructions(999, "text")
+    store.set_batch_instructions(batch_id, "", actor=admin)  # empty: back to the default
+    assert store.batch(batch_id).instructions == ""
+    assert "instructions" not in store.batch(batch_id).settings
+
+
+def test_remaining_tasks_follow_the_serving_rules(store, alice, bob, admin, batch_id):
+    assert store.remaining_tasks(alice) == {batch_id: 12}
+    held = store.next_task(bob.id)  # a task bob holds now still counts for alice
+    assert store.remaining_tasks(alice) == {batch_id: 12}
+    first = store.next_task(alice.id)
+    store.submit(first.assignment_id, alice.id, _answer(first), client_token="a1")
+    second = store.next_task(alice.id)
+    store.skip(second.assignment_id, alice.id)
+    assert store.remaining_tasks(alice) == {batch_id: 11}  # a skipped task comes back
+    assert store.remaining_tasks(admin, alice.id) == {batch_id: 11}  # the admin's view
+    for rater in (bob, admin):  # the skipped task fills up: it will not come back
+        store.record_judgment(second.task_id, rater.id, _answer(second), client_token=rater.name)
+    assert store.remaining_tasks(alice) == {batch_id: 10}
+    with pytest.raises(AuthError, match="own"):
+        store.remaining_tasks(alice, bob.id)
+
+    def work() -> int:  # what next_task serves alice until it has nothing left
+        served = 0
+        while (t := store.next_task(alice.id)) is not None:
+            store.submit(t.assignment_id, alice.id, _answer(t), client_token=f"x{t.task_id}")
+            served += 1
+        return served
+
+    assert work() == 9 and store.remaining_tasks(alice) == {batch_id: 1}  # bob's task waits
+    store.submit(held.assignment_id, bob.id, _answer(held), client_token="b1")
+    assert work() == 1 and store.remaining_tasks(alice) == {}
+
+
+def test_remaining_tasks_leave_out_closed_batches_and_gold_on_request(store, alice, batch_id):
+    gold = procedural_batch(store, "g", k=2, kinds=("pair",), gold_pairs=2)
+    n_gold = sum(1 for t in store.tasks(batch_id=gold) if t.gold)
+    n_all = len(store.tasks(batch_id=gold))
+    assert n_gold >= 1
+    assert store.remaining_tasks(alice) == {batch_id: 12, gold: n_all}
+    assert store.remaining_tasks(alice, include_gold=False)[gold] == n_all - n_gold
+    store.mark_batch_done(batch_id)
+    assert store.remaining_tasks(alice) == {gold: n_all}
