@@ -169,8 +169,17 @@ def test_login_survives_reload_and_server_restart(store_env, tmp_path):
             still.wait_for(timeout=30_000)
             wait_task(page, 2)  # logged in again from the URL, the same task
             assert not page.get_by_role("button", name="Log in").count()
-            page.keyboard.press("2")
-            wait_task(page, 3)
+            # A key press soon after the reconnection can still be lost (the page's first runs
+            # on the new server); the rater presses again, as the page asks. Whatever it takes,
+            # exactly one judgment of task 2 must be saved (checked below).
+            for attempt in range(3):
+                page.keyboard.press("2")
+                try:
+                    wait_task(page, 3, timeout=10.0)
+                    break
+                except AssertionError:
+                    if attempt == 2:
+                        raise
             browser.close()
     finally:
         server.kill()
