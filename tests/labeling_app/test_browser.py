@@ -8,6 +8,7 @@ A login survives a reload and a server restart. The batch (conftest.py) serves, 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import time
@@ -26,6 +27,23 @@ from tests.labeling_app.live_server import (
 )
 
 pytestmark = needs_chromium
+
+
+@contextlib.contextmanager
+def alice_on_task_one(store_env, tmp_path):
+    """A live server and a Chromium page where alice has logged in and sees task 1."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    server = start_server(store_env.db, tmp_path / "server.log")
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            log_in(page, server.url, "alice", PASSWORDS["alice"])
+            wait_task(page, 1)
+            yield page
+            browser.close()
+    finally:
+        server.kill()
 
 
 def choose_rank(page, image: int, rank: int) -> None:
@@ -53,40 +71,30 @@ def wait_connection(page, ok, timeout: float = 60.0) -> None:
 
 
 def test_rater_session_in_chromium(store_env, tmp_path):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    server = start_server(store_env.db, tmp_path / "server.log")
-    try:
-        with sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            log_in(page, server.url, "alice", PASSWORDS["alice"])
-            wait_task(page, 1)
-            # images are drawn large (nearest-neighbour upscaled 16 px -> 256 px)
-            box = page.get_by_test_id("stImage").first.locator("img").bounding_box()
-            assert box["width"] == 256
-            page.get_by_role("button", name="Left (← / 1)").click()  # task 1: click
-            wait_task(page, 2)
-            page.keyboard.press("ArrowRight")  # task 2: hotkey
-            wait_task(page, 3)
-            page.keyboard.press("t")  # task 3: tie ...
-            wait_task(page, 4)
-            page.keyboard.press("u")  # ... undone: task 3 comes back
-            wait_task(page, 3)
-            page.keyboard.press("b")  # task 3 again: both bad
-            wait_task(page, 4)
-            for image, rank in ((1, 2), (2, 1), (3, 3)):  # task 4: a ranking
-                choose_rank(page, image, rank)
-                wait_idle(page)
-            page.get_by_role("heading", level=2).click()  # leave the rank box, then Enter
-            page.keyboard.press("Enter")
-            wait_task(page, 5)
-            page.keyboard.press("1")  # task 5: left by its second key
-            wait_task(page, 6)
-            page.keyboard.press("s")  # task 6: skip
-            wait_task(page, 7)
-            browser.close()
-    finally:
-        server.kill()
+    with alice_on_task_one(store_env, tmp_path) as page:
+        # images are drawn large (nearest-neighbour upscaled 16 px -> 256 px)
+        box = page.get_by_test_id("stImage").first.locator("img").bounding_box()
+        assert box["width"] == 256
+        page.get_by_role("button", name="Left (← / 1)").click()  # task 1: click
+        wait_task(page, 2)
+        page.keyboard.press("ArrowRight")  # task 2: hotkey
+        wait_task(page, 3)
+        page.keyboard.press("t")  # task 3: tie ...
+        wait_task(page, 4)
+        page.keyboard.press("u")  # ... undone: task 3 comes back
+        wait_task(page, 3)
+        page.keyboard.press("b")  # task 3 again: both bad
+        wait_task(page, 4)
+        for image, rank in ((1, 2), (2, 1), (3, 3)):  # task 4: a ranking
+            choose_rank(page, image, rank)
+            wait_idle(page)
+        page.get_by_role("heading", level=2).click()  # leave the rank box, then Enter
+        page.keyboard.press("Enter")
+        wait_task(page, 5)
+        page.keyboard.press("1")  # task 5: left by its second key
+        wait_task(page, 6)
+        page.keyboard.press("s")  # task 6: skip
+        wait_task(page, 7)
     with Store(store_env.db) as store:
         rows = store.judgments(store_env.admin, rater_id=store_env.alice.id, include_undone=True)
         got = [(j.task_id, j.answer, j.undone) for j in sorted(rows, key=lambda j: j.id)]
@@ -110,26 +118,16 @@ def test_rater_session_in_chromium(store_env, tmp_path):
 def test_double_click_judges_one_task_only(store_env, tmp_path):
     """Two clicks on "Left" 100 ms apart: the second reaches the next task as it appears and
     is ignored, so task 1 gets one judgment and task 2, which the rater has not seen, none."""
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    server = start_server(store_env.db, tmp_path / "server.log")
-    try:
-        with sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            log_in(page, server.url, "alice", PASSWORDS["alice"])
-            wait_task(page, 1)
-            box = page.get_by_role("button", name="Left (← / 1)").bounding_box()
-            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.click(x, y)
-            page.wait_for_timeout(100)
-            page.mouse.click(x, y)
-            wait_task(page, 2)
-            page.wait_for_timeout(1000)  # any late rerun of the second click has finished
-            wait_idle(page)
-            assert shown_task(page) == 2
-            browser.close()
-    finally:
-        server.kill()
+    with alice_on_task_one(store_env, tmp_path) as page:
+        box = page.get_by_role("button", name="Left (← / 1)").bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.click(x, y)
+        page.wait_for_timeout(100)
+        page.mouse.click(x, y)
+        wait_task(page, 2)
+        page.wait_for_timeout(1000)  # any late rerun of the second click has finished
+        wait_idle(page)
+        assert shown_task(page) == 2
     with Store(store_env.db) as store:
         rows = store.judgments(store_env.admin, rater_id=store_env.alice.id, include_undone=True)
     assert [(j.task_id, j.answer) for j in rows] == [(1, {"choice": "left"})]
