@@ -32,6 +32,7 @@ from base_models.errors import ArtalignError
 from base_models.io_utils import write_json
 from rlhf.loop.config import LoopConfig
 from rlhf.loop.human import wait_for_batch
+from rlhf.loop.lock import loop_lock
 from rlhf.loop.report_summary import write_loop_report
 from rlhf.loop.stages import Stage, build_stages
 
@@ -236,11 +237,17 @@ def run_stages(stages: list[Stage], out: Path, log: Log = print) -> dict[str, An
 
 def run_loop(cfg: LoopConfig, out: str | Path, log: Log = print) -> dict[str, Any]:
     """Run the whole loop of `cfg` in `out` (see the module docstring); return what ran, what
-    was skipped or adopted, every stage's marker, and the summary (OUT/summary.json)."""
+    was skipped or adopted, every stage's marker, and the summary (OUT/summary.json). Holds
+    OUT/.lock while it runs (rlhf/loop/lock.py)."""
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise ArtalignError(f"--out {out} is a file; pass a folder")
     out.mkdir(parents=True, exist_ok=True)
+    with loop_lock(out, log):  # a second loop on this folder refuses instead of racing
+        return _run_locked(cfg, out, log)
+
+
+def _run_locked(cfg: LoopConfig, out: Path, log: Log) -> dict[str, Any]:
     cfg.save_yaml(out / "loop_config.yaml")
 
     def wait(db: Path, batch: str) -> None:
