@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from base_models.errors import ArtalignError
 from base_models.generator import Generator
 from base_models.generator.ddim import gaussian_log_prob
 from base_models.generator.outputs import Trajectory
 from base_models.io_utils import write_json
 from rlhf.align.ddpo_config import DDPOConfig
 from rlhf.align.epochs import RunState, begin, lora_policy, open_run, reward_kwargs, run_epochs
+from rlhf.align.finite import check_finite
 from rlhf.align.guard import Guard, read_prompts
 from rlhf.align.losses import kl_to_reference, ppo_clip_loss
 from rlhf.align.processes import average_gradients, gather_objects
@@ -112,8 +112,7 @@ def sample_epoch(
         )
     rewards, info = reward_fn(out.pixels, prompts, [{"seed": s} for s in seeds])
     rewards = np.asarray(torch.as_tensor(rewards).float().cpu(), dtype=np.float64)
-    if not np.all(np.isfinite(rewards)):
-        raise ArtalignError("the reward function returned NaN or inf; check the reward model")
+    check_finite("the reward (of the reward function)", *rewards)
     info = {k: v for k, v in info.items() if isinstance(v, (int, float, bool, str))}
     return EpochSamples(prompts, out.trajectory, rewards, info, time.perf_counter() - t0)
 
@@ -213,7 +212,13 @@ def train_epoch(
                 clipped.append(float(info["clipfrac"]))
             minibatch_clipfrac.append(float(np.mean(clipped)))
             average_gradients(params, accelerator)  # the adapters are not DDP-wrapped
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            check_finite(
+                "the PPO loss or its gradient",
+                *stats["loss"][-n_t:],
+                grad_norm,
+                accelerator=accelerator,
+            )
             optimizer.step()
     generator.unet.eval()
     out = {k: float(np.mean(v)) if v else 0.0 for k, v in stats.items()}

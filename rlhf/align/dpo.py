@@ -36,6 +36,7 @@ from rlhf.align import checkpoint
 from rlhf.align import guard as guard_lib
 from rlhf.align.dpo_config import DPOConfig
 from rlhf.align.dpo_data import DPOData, PairTensors, build_dpo_data, read_preferences
+from rlhf.align.finite import NonFinite, check_finite, stop_message
 from rlhf.align.losses import diffusion_dpo_loss
 from rlhf.align.processes import any_process, average_gradients, local_rows, mean_figures
 from rlhf.align.run_files import append_log, save_adapters
@@ -291,6 +292,15 @@ def train_dpo(
         grad_norm = None
         if cfg.grad_clip > 0:
             grad_norm = float(accelerator.clip_grad_norm_(params, cfg.grad_clip))
+        try:
+            check_finite(
+                "the DPO loss or its gradient",
+                *(p["loss"] for p in parts),
+                grad_norm or 0.0,
+                accelerator=accelerator,
+            )
+        except NonFinite as e:
+            raise stop_message(e, out, f"step {step + 1}", "step") from None
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         lr_sched.step()

@@ -35,6 +35,7 @@ from base_models.io_utils import write_json
 from rlhf.align.ddpo import epoch_prompts
 from rlhf.align.draft_config import DraftConfig
 from rlhf.align.epochs import RunState, begin, lora_policy, open_run, reward_kwargs, run_epochs
+from rlhf.align.finite import check_finite
 from rlhf.align.guard import Guard, read_prompts
 from rlhf.align.processes import average_gradients, mean_figures
 from rlhf.align.rewards import make_differentiable_reward, reward_spec
@@ -82,8 +83,7 @@ def train_step(
         )
         rewards, _ = reward_fn(sample.pixels, sample.prompts)
     rewards = rewards.float()
-    if not bool(torch.isfinite(rewards).all()):
-        raise ArtalignError("the reward function returned NaN or inf; check the reward model")
+    check_finite("the reward (of the reward function)", *rewards.detach().flatten().tolist())
     if not rewards.requires_grad:
         raise ArtalignError(f"reward {cfg.reward!r} returned no gradient; it is not differentiable")
     loss = -rewards.mean() + cfg.kl_coef * sample.drift.float()
@@ -91,6 +91,9 @@ def train_step(
     loss.backward()
     average_gradients(params, accelerator)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    check_finite(
+        "the DRaFT loss or its gradient", loss.detach(), grad_norm, accelerator=accelerator
+    )
     optimizer.step()
     per_image = rewards.detach().float().cpu().view(max(1, cfg.lv_draws), len(prompts)).mean(0)
     return {

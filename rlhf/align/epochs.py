@@ -24,6 +24,7 @@ from base_models.generator.lora import lora_config
 from base_models.io_utils import write_text
 from base_models.train_utils import check_out, make_accelerator
 from rlhf.align import checkpoint
+from rlhf.align.finite import NonFinite, stop_message
 from rlhf.align.guard import Guard
 from rlhf.align.processes import any_process
 from rlhf.align.run_files import append_log, save_adapters
@@ -118,7 +119,10 @@ def run_epochs(
     t_run = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        row = {"epoch": epoch, **train(epoch)}
+        try:
+            row = {"epoch": epoch, **train(epoch)}
+        except NonFinite as e:
+            raise stop_message(e, run.out, f"epoch {epoch}", "epoch") from None
         row["epoch_s"] = time.perf_counter() - t0
         if run.guard is not None and (
             (epoch + 1) % cfg.guard_every == 0 or epoch + 1 == cfg.epochs
