@@ -7,7 +7,8 @@ decorated functions; a group too big for one file keeps its commands in `cli_G_<
 with its own `app`, merged into the group with `app.add_typer(part.app)`. A single-command entry
 (`generate`, `loop`) is the command function itself. Shared option types and the config layers
 (--preset, --config, KEY=VALUE overrides) are in `base_models/cli_options.py`.
-Errors a user can fix (`ArtalignError`) print one line and exit with code 2, without a traceback.
+Errors a user can fix (`ArtalignError`, a full disk: `disk_errors.py`) print one line and exit with
+code 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from importlib.metadata import entry_points
 import click
 import typer
 
+from base_models.disk_errors import disk_error_message
 from base_models.errors import ArtalignError
 
 # Group order in `artalign --help`: the order of the loop.
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, click.ClickException) or _is_usage_error(e):
             e.show()  # type: ignore[attr-defined]
             return int(e.exit_code)  # type: ignore[attr-defined]
+        full = disk_error_message(e)  # a full disk is the user's to fix, not a bug
+        if full is not None:
+            click.echo(f"error: {full}", err=True)
+            return 2
         raise
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

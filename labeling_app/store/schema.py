@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from base_models.disk_errors import disk_error_message
 from labeling_app.store.records import StoreError
 
 SCHEMA_VERSION = 3
@@ -228,6 +229,8 @@ def connect(db_path: Path, create: bool) -> sqlite3.Connection:
         _check_or_create(conn, db_path, create)
     except sqlite3.DatabaseError as e:
         conn.close()
+        if disk_error_message(e):  # a full disk, not a foreign file: the CLI says so
+            raise
         raise StoreError(f"{db_path} is not a label store ({e}); pass another --db") from None
     except BaseException:
         conn.close()

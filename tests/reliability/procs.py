@@ -39,3 +39,19 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str
     for w in words:
         assert w in errors[0], errors[0]
     return errors[0]
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:  # in the child, before exec: writes past `limit` fail with EFBIG
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return apply
+
+
+def run_disk_full(cmd: list[str], limit: int, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `cmd` as if the disk filled up: no file may grow past `limit` bytes (RLIMIT_FSIZE)."""
+    return run(cmd, timeout=timeout, preexec_fn=_limit_file_size(limit))
