@@ -7,7 +7,7 @@ DEMO ?= runs/demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint format bench clean-demo
+.PHONY: demo test lint format bench clean-demo screenshots
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -103,3 +103,8 @@ bench: $(VENV)/.installed
 	$(BENCH_ENV) $(PY) benchmarks/dpo_winrate.py
 	$(BENCH_ENV) $(PY) benchmarks/ddpo_alignment.py --minutes 15
 	$(BENCH_ENV) $(PY) benchmarks/prompt_optimiser.py
+
+# The labeling app's screenshots in docs/img, taken by its browser test (needs Debian chromium).
+screenshots: $(VENV)/.installed
+	ARTALIGN_SCREENSHOTS=docs/img $(PY) -m pytest -q \
+		tests/labeling_app/test_browser.py::test_pair_task_fits_a_small_screen_and_screenshots

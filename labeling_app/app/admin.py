@@ -18,6 +18,7 @@ from labeling_app.app import session
 from labeling_app.app.labeling import DEFAULT_INSTRUCTIONS
 from labeling_app.app.text import plain
 from labeling_app.store import AuthError, Store, StoreError
+from labeling_app.store.auth import minutes_left
 from labeling_app.store.records import MAX_INSTRUCTIONS
 
 ALL = "All batches"
@@ -122,7 +123,9 @@ def _raters_section(
                 "gold answered (all batches)": answered,
                 "gold accuracy": _round(correct / answered, 3) if answered else None,
                 "agrees with nobody": r.id in flagged,
-                "locked out": bool(r.locked_until and r.locked_until > now),
+                "locked out for": minutes_left(r.locked_until - now)
+                if r.locked_until and r.locked_until > now
+                else "",
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True)

@@ -1,48 +1,32 @@
 """Keyboard shortcuts: a tiny same-origin iframe installs one keydown listener on the app page.
 
-The listener maps a key to a button label and clicks the visible button whose text is that
-label (or the label followed by its key hint), so the click goes through the button's own
-callback, exactly like a mouse click. The listener is created in the parent page's own realm
-(a <script> element appended to the parent document), so it keeps working when Streamlit
-replaces the iframe; re-rendering only updates the key map. Keys typed into inputs, and keys
-with Ctrl/Alt/Meta, are left alone.
+The listener (hotkeys.js) maps a key to a button label and clicks the visible button whose text
+is that label (or the label followed by its key hint), so the click goes through the button's
+own callback, exactly like a mouse click. On a ranking task number keys set the rank of the
+focused image, and a click on an image picks it in a pair (as in the Pick-a-Pic app). The
+listener is created in the parent page's own realm (a <script> element appended to the parent
+document), so it keeps working when Streamlit replaces the iframe; re-rendering only updates
+the key map. Keys work wherever focus is (a select box too) except in text boxes, open lists
+and sliders; keys with Ctrl/Alt/Meta are left alone.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import streamlit as st
 
 from labeling_app.app.settings import ACTION_LABELS, key_hint, normalize_key
 from labeling_app.app.text import plain
 
-_LISTENER = """
-document.addEventListener("keydown", function (e) {
-  if (e.repeat || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
-  var t = e.target, tag = (t && t.tagName ? t.tagName : "").toUpperCase();
-  if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || (t && t.isContentEditable)) {
-    return;
-  }
-  var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
-  var label = (window.__artalignHotkeys || {})[key];
-  if (!label) return;
-  var buttons = document.querySelectorAll("button");
-  for (var i = 0; i < buttons.length; i++) {
-    var text = (buttons[i].innerText || "").trim();
-    if ((text === label || text.indexOf(label + " (") === 0) && !buttons[i].disabled) {
-      e.preventDefault();
-      buttons[i].click();
-      return;
-    }
-  }
-});
-"""
+_LISTENER = (Path(__file__).with_name("hotkeys.js")).read_text(encoding="utf-8")
 
 _INSTALLER = """<script>
 (function () {
   var w = window.parent;
   w.__artalignHotkeys = %s;
+  w.__artalignPick = %s;
   if (w.__artalignHotkeysInstalled) return;
   w.__artalignHotkeysInstalled = true;
   var s = w.document.createElement("script");
@@ -71,7 +55,8 @@ def key_map(hotkeys: dict[str, tuple[str, ...]]) -> dict[str, str]:
 
 def installer_html(hotkeys: dict[str, tuple[str, ...]]) -> str:
     """The iframe document that (re)installs the listener with this key map."""
-    return _INSTALLER % (json.dumps(key_map(hotkeys)), json.dumps(_LISTENER))
+    pick = [ACTION_LABELS["left"], ACTION_LABELS["right"]]
+    return _INSTALLER % (json.dumps(key_map(hotkeys)), json.dumps(pick), json.dumps(_LISTENER))
 
 
 def render(hotkeys: dict[str, tuple[str, ...]]) -> None:

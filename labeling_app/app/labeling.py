@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from labeling_app.app import hotkeys, pairwise, ranking, session
+from labeling_app.app import hotkeys, layout, pairwise, ranking, session
 from labeling_app.app.settings import AppSettings
 from labeling_app.app.text import plain
 from labeling_app.store import Store
@@ -67,10 +67,10 @@ def remaining_caption(remaining: dict[int, int], batch_id: int | None, gold: boo
 def show_progress(
     store: Store, viewer: Any, batch_id: int | None, remaining: dict[int, int], gold: bool
 ) -> None:
-    """The rater's own progress: judgments made and tasks left (no other rater's data)."""
+    """The rater's own progress, in one line: tasks left and judgments made (no other rater's
+    data; no progress bar, which would cost the pair task's buttons their room on a small
+    screen)."""
     mine = store.progress(viewer, batch_id=batch_id)["per_rater"].get(viewer.id, 0)
-    left = remaining.get(batch_id, 0) if batch_id is not None else sum(remaining.values())
-    st.progress(min(1.0, mine / max(1, mine + left)))
     st.caption(f"{remaining_caption(remaining, batch_id, gold)} · your judgments: {mine}")
 
 
@@ -79,34 +79,38 @@ def show_instructions(store: Store, task: Any) -> None:
     text = store.batch(task.batch_id).instructions
     if not text:
         text = DEFAULT_INSTRUCTIONS if task.kind == "pair" else DEFAULT_RANK_INSTRUCTIONS
-    with st.container(border=True):
-        st.text(text)  # st.text shows the admin's text as it is, never as markdown
+    st.text(text)  # st.text shows the admin's text as it is, never as markdown
 
 
-def render(store: Store, settings: AppSettings, viewer: Any) -> None:
-    """Draw the labeling page for the logged-in rater."""
-    gold = settings.gold_rate > 0
-    remaining = remaining_by_batch(store, settings, viewer)
-    batch_picker({b.id: b.name for b in store.batches() if not b.done}, remaining)
-    current = session.serve(store, settings, viewer)
-    show_progress(store, viewer, st.session_state.get(session.BATCH), remaining, gold)
-    session.show_flash()
-    if current is None:
-        st.success("No tasks left for you here. Thank you!")
-    else:
-        task = current.task
-        st.caption(f"Task {task.task_id} · {'pick one' if task.kind == 'pair' else 'rank them'}")
-        st.markdown(f"## {plain(task.prompt)}")  # the prompt is data, not formatting
-        show_instructions(store, task)
-        if task.kind == "pair":
-            pairwise.render(store, settings, current)
-        else:
-            ranking.render(store, settings, current)
+def undo_button(settings: AppSettings, current: session.Served | None) -> None:
+    """Undo last: withdraws the rater's last judgment or skip, bound to the task on screen."""
     st.button(
         hotkeys.button_label("undo", settings.hotkeys),
         key=f"undo_{current.token if current else 'none'}",
         on_click=session.queue_undo,
         args=(current.token if current else None,),
-        help="Withdraw your last judgment and judge that task again.",
+        help="Withdraw your last judgment or skip and answer that task again.",
     )
+
+
+def render(store: Store, settings: AppSettings, viewer: Any) -> None:
+    """Draw the labeling page for the logged-in rater: progress, the prompt, the instructions
+    and the task; messages float as toasts, and no internal task id is shown."""
+    gold = settings.gold_rate > 0
+    remaining = remaining_by_batch(store, settings, viewer)
+    batch_picker({b.id: b.name for b in store.batches() if not b.done}, remaining)
+    current = session.serve(store, settings, viewer)
+    layout.compact()
+    show_progress(store, viewer, st.session_state.get(session.BATCH), remaining, gold)
+    session.show_flash(toast=True)
+    if current is None:
+        st.success("No tasks left for you here. Thank you!")
+        undo_button(settings, None)
+    else:
+        task = current.task
+        layout.task_marker(current)
+        st.markdown(f"### {plain(task.prompt)}")  # the prompt is data, not formatting
+        show_instructions(store, task)
+        view = pairwise if task.kind == "pair" else ranking
+        view.render(store, settings, current, extra=lambda: undo_button(settings, current))
     hotkeys.render(settings.hotkeys)

@@ -1,7 +1,8 @@
-"""The pairwise task: two images side by side; left / right / tie / both bad / skip."""
+"""The pairwise task: two images side by side, a pick button under each; tie / both bad / skip."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -13,6 +14,7 @@ from labeling_app.app.settings import AppSettings
 from labeling_app.store import Store
 
 CHOICES = ("left", "right", "tie", "both_bad")
+SIDES = CHOICES[:2]  # the pick button under the left image, then the right
 RATING_SCALE = (1, 7)
 
 
@@ -37,26 +39,37 @@ def _answer(current: session.Served, choice: str, rating_keys: list[str] | None)
     session.queue_answer(current, answer)
 
 
-def render(store: Store, settings: AppSettings, current: session.Served) -> None:
-    """Draw the two images and the choice buttons for the task on screen."""
+def render(
+    store: Store, settings: AppSettings, current: session.Served, extra: Callable[[], None]
+) -> None:
+    """Draw the two images, each with its pick button right under it (as wide as the image),
+    then one row of tie / both bad / skip and `extra` (the page's undo button)."""
     task, token = current.task, current.token
     rating_keys = [f"rate_{token}_{i}" for i in range(2)] if settings.ratings else None
-    for i, (col, image_id) in enumerate(zip(st.columns(2), task.image_ids, strict=True)):
+    for i, col in enumerate(st.columns(2)):
         with col:
-            show_image(store, image_id, settings.image_px, caption=("Left", "Right")[i])
+            show_image(store, task.image_ids[i], settings.image_px)
             if rating_keys:
                 rating_sliders(rating_keys[i])
-    buttons = st.columns(len(CHOICES) + 1)
-    for col, choice in zip(buttons, CHOICES, strict=False):
-        col.button(
-            button_label(choice, settings.hotkeys),
-            key=f"{choice}_{token}",
-            on_click=_answer,
-            args=(current, choice, rating_keys),
+            st.button(
+                button_label(SIDES[i], settings.hotkeys),
+                key=f"{SIDES[i]}_{token}",
+                on_click=_answer,
+                args=(current, SIDES[i], rating_keys),
+                width=settings.image_px,
+            )
+    with st.container(horizontal=True):
+        for choice in CHOICES[2:]:
+            st.button(
+                button_label(choice, settings.hotkeys),
+                key=f"{choice}_{token}",
+                on_click=_answer,
+                args=(current, choice, rating_keys),
+            )
+        st.button(
+            button_label("skip", settings.hotkeys),
+            key=f"skip_{token}",
+            on_click=session.queue_skip,
+            args=(current,),
         )
-    buttons[-1].button(
-        button_label("skip", settings.hotkeys),
-        key=f"skip_{token}",
-        on_click=session.queue_skip,
-        args=(current,),
-    )
+        extra()

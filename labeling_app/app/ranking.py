@@ -1,7 +1,8 @@
-"""The ranking task: k images in a row, a rank under each (equal ranks are ties), Submit."""
+"""The ranking task: k images in a row, rank buttons under each (equal ranks are ties), Submit."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -12,6 +13,11 @@ from labeling_app.app.images import show_image
 from labeling_app.app.pairwise import rating_sliders, read_ratings
 from labeling_app.app.settings import AppSettings
 from labeling_app.store import Store
+
+
+def rank_label(i: int) -> str:
+    """The label of image i's rank buttons; the browser script finds them by its start."""
+    return f"Rank of image {i + 1} (1 = best)"
 
 
 def competition_ranks(chosen: list[int]) -> list[int]:
@@ -32,8 +38,11 @@ def _submit(current: session.Served, rank_keys: list[str], rating_keys: list[str
     session.queue_answer(current, answer)
 
 
-def render(store: Store, settings: AppSettings, current: session.Served) -> None:
-    """Draw the k images with a rank selector under each, and Submit / Skip."""
+def render(
+    store: Store, settings: AppSettings, current: session.Served, extra: Callable[[], None]
+) -> None:
+    """Draw the k images with a row of rank buttons (radio) under each, then Submit, Skip and
+    `extra` (the page's undo button). The browser script sets ranks by number keys."""
     task, token = current.task, current.token
     k = len(task.image_ids)
     rank_keys = [f"rank_{token}_{i}" for i in range(k)]
@@ -41,27 +50,28 @@ def render(store: Store, settings: AppSettings, current: session.Served) -> None
     width = settings.image_px if k <= 4 else max(96, settings.image_px * 4 // k)
     for i, (col, image_id) in enumerate(zip(st.columns(k), task.image_ids, strict=True)):
         with col:
-            show_image(store, image_id, width, caption=f"Image {i + 1}")
-            st.selectbox(
-                f"Rank of image {i + 1} (1 = best)",
+            show_image(store, image_id, width)
+            st.radio(
+                rank_label(i),
                 options=list(range(1, k + 1)),
                 index=None,
-                placeholder="rank",
+                horizontal=True,
                 key=rank_keys[i],
             )
             if rating_keys:
                 rating_sliders(rating_keys[i])
-    left, right = st.columns(2)
-    left.button(
-        button_label("submit", settings.hotkeys),
-        key=f"submit_{token}",
-        type="primary",
-        on_click=_submit,
-        args=(current, rank_keys, rating_keys),
-    )
-    right.button(
-        button_label("skip", settings.hotkeys),
-        key=f"skip_{token}",
-        on_click=session.queue_skip,
-        args=(current,),
-    )
+    with st.container(horizontal=True):
+        st.button(
+            button_label("submit", settings.hotkeys),
+            key=f"submit_{token}",
+            type="primary",
+            on_click=_submit,
+            args=(current, rank_keys, rating_keys),
+        )
+        st.button(
+            button_label("skip", settings.hotkeys),
+            key=f"skip_{token}",
+            on_click=session.queue_skip,
+            args=(current,),
+        )
+        extra()

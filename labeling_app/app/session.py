@@ -43,7 +43,7 @@ ENDED = "artalign_session_ended"
 SESSION_PARAM = "session"  # the URL query parameter holding the session token
 RESTORED = (
     "You are still logged in (the page was reloaded or the server restarted). A click or key "
-    "press made while it reconnected was not saved: answer the task on screen."
+    "press made while it reconnected was not saved"
 )
 TASK_ACTIONS = ("submit", "skip", "undo")
 
@@ -103,7 +103,7 @@ def restore(store: Store) -> Any | None:
     st.session_state[TOKEN] = token
     # After a server restart the page reconnects without a run: the first click or key press
     # then starts this one, and it cannot be applied (its button belonged to the old server).
-    flash("info", RESTORED)
+    flash("info", RESTORED + (": answer the task on screen." if rater.role != "admin" else "."))
     return rater
 
 
@@ -140,10 +140,18 @@ def flash(kind: str, message: str) -> None:
     st.session_state.setdefault(FLASH, []).append((kind, message))
 
 
-def show_flash() -> None:
-    """Show and clear the queued messages."""
+_TOAST_ICONS = {"success": "✅", "info": "ℹ️", "warning": "⚠️", "error": "🚨"}
+
+
+def show_flash(toast: bool = False) -> None:
+    """Show and clear the queued messages: as notices in the page, or (`toast`) floating over
+    it, so that they never push the task's buttons down under the mouse."""
     for kind, message in st.session_state.pop(FLASH, []):
-        getattr(st, kind)(plain(message))
+        if toast:
+            duration = "short" if kind in ("success", "info") else "long"
+            st.toast(plain(message), icon=_TOAST_ICONS[kind], duration=duration)
+        else:
+            getattr(st, kind)(plain(message))
 
 
 def served() -> Served | None:
@@ -253,7 +261,7 @@ def apply_pending(store: Store, rater: Any) -> None:
                 else:
                     # Serve again: the store reopened the undone task for this rater.
                     st.session_state.pop(SERVED, None)
-                    flash("info", f"Undid your last answer or skip of task {task_id}.")
+                    flash("info", "Undid your last answer or skip: that task is on screen again.")
             elif action == "batch_done":  # the store checks the rater's role in the database
                 store.mark_batch_done(f["batch_id"], done=f["done"], actor=rater)
             elif action == "unlock":

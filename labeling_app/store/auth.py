@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import math
 import re
 import secrets
 
@@ -93,6 +94,11 @@ def _dummy_hash() -> str:
     the store, as `artalign --help` does, should not spend a scrypt hash.
     """
     return hash_password(secrets.token_hex(8))
+
+
+def minutes_left(seconds: float) -> str:
+    """A wait as people read it: whole minutes, rounded up ("1 min" at the least)."""
+    return f"{max(1, math.ceil(seconds / 60))} min"
 
 
 def token_hash(token: str) -> str:
@@ -219,7 +225,7 @@ class RaterMixin:
         if locked_until is not None and locked_until > now:
             raise AuthError(
                 f"rater {name!r} is locked out after wrong passwords; log in again in "
-                f"{int(locked_until - now) + 1} s or ask an admin to unlock the account"
+                f"{minutes_left(locked_until - now)} or ask an admin to unlock the account"
             )
 
     # --- accounts --------------------------------------------------------------------------

@@ -148,7 +148,9 @@ class ReadingMixin:
         judgments (gold: every rater answers it once), or the rater holds it open, or skipped
         it and it still needs judgments. A task another rater holds now counts (its lock may
         run out). Closed batches and batches with nothing left are left out. `include_gold`:
-        count gold tasks (pass False when the server mixes in none, gold_rate 0). The rater
+        count gold tasks (pass False when the server mixes in none, gold_rate 0); they count
+        only while the batch has other tasks left for the rater, since `next_task` mixes gold
+        into other work and never serves it on its own. The rater
         and the admin page call this one method, so their counts agree. A rater may ask only
         about themselves (`rater_id` None: the viewer).
         """
@@ -158,16 +160,16 @@ class ReadingMixin:
             raise AuthError("raters can count only their own remaining tasks")
         needs = "(t.is_gold = 1 OR t.n_done < t.overlap)"
         rows = self._rows(
-            "SELECT t.batch_id, count(*) FROM task t "
+            "SELECT t.batch_id, sum(t.is_gold = 0), sum(t.is_gold = 1 AND :gold) FROM task t "
             "LEFT JOIN assignment a ON a.task_id = t.id AND a.rater_id = :rater "
             "WHERE t.batch_id IN (SELECT id FROM batch WHERE done = 0) "
-            "AND (:gold OR t.is_gold = 0) "
             f"AND ((a.id IS NULL AND {needs}) OR a.state = 'open' "
             f"OR (a.state = 'skipped' AND {needs})) "
             "GROUP BY t.batch_id ORDER BY t.batch_id",
             {"rater": rater_id, "gold": int(include_gold)},
         )
-        return {batch_id: n for batch_id, n in rows if n}
+        # gold is mixed into other work, never served on its own: it counts while work is left
+        return {batch_id: regular + gold for batch_id, regular, gold in rows if regular}
 
     def tasks(self, batch_id: int | None = None) -> list[Task]:
         """Every task (gold answers included) in id order: for admins, exporters, trainers."""

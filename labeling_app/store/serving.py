@@ -5,8 +5,9 @@ rater_id)); to at most `overlap` raters; and to one rater at a time: while an as
 open and its lock has not expired, nobody else is served that task. Locks expire lazily, in
 `next_task`. A rater's own open assignment (a reload, or one reopened by undo) is served again
 before anything new. Gold tasks ignore `overlap` (every rater answers each once) and are
-served only when the `gold_rate` coin says so. A deactivated or locked-out rater is refused
-(AuthError) by every call here, even one who logged in before.
+served only when the `gold_rate` coin says so, mixed into other work (never on its own). A
+deactivated or locked-out rater is refused (AuthError) by every call here, even one who
+logged in before.
 
 The task a rater is shown last (`rater.current_assignment`, set by `next_task` and `undo_last`)
 is the only one `submit` accepts: an answer names the assignment it was given for, and one
@@ -135,11 +136,11 @@ class ServingMixin:
                     "WHERE state = 'open' AND lock_expires_at <= ? AND rater_id != ?",
                     (now, rater_id),
                 )
-                task_id = None
-                if gold_rate > 0 and rng.random() < gold_rate:
-                    task_id = self._candidate(c, params, True, order, rng)
-                if task_id is None:
-                    task_id = self._candidate(c, params, False, order, rng)
+                # gold is mixed into other work, never served on its own (a rater with only
+                # gold left is done, and `remaining_tasks` counts it so)
+                task_id = self._candidate(c, params, False, order, rng)
+                if task_id is not None and gold_rate > 0 and rng.random() < gold_rate:
+                    task_id = self._candidate(c, params, True, order, rng) or task_id
                 if task_id is not None:
                     assignment_id = c.execute(
                         "INSERT INTO assignment (task_id, rater_id, served_at, lock_expires_at, "

@@ -53,11 +53,9 @@ def click(at: AppTest, label: str) -> AppTest:
 
 
 def shown_task(at: AppTest) -> int | None:
-    """The task id the page shows (its caption reads `Task N · ...`)."""
-    for c in at.caption:
-        if c.value.startswith("Task "):
-            return int(c.value.split()[1])
-    return None
+    """The id of the task on screen (kept in session state: the page does not show it)."""
+    served = at.session_state.get(session.SERVED)
+    return None if served is None else served.task.task_id
 
 
 def answers(store_env, rater) -> list[tuple[int, dict]]:
@@ -111,7 +109,7 @@ def test_stale_second_click_is_dropped_and_stored_once(make_app, store_env):
     ]
     at.run()
     assert shown_task(at) == 2  # the task on screen is untouched
-    assert not at.warning and not at.info
+    assert not at.warning and not at.info and not at.toast
     assert answers(store_env, store_env.alice) == [(1, {"choice": "left"})]
 
 
@@ -152,7 +150,7 @@ def test_batch_choice_serves_from_that_batch(make_app, store_env):
         labeling.ANY_BATCH,
         f"{store_env.batch_id}: b1",
     ]
-    assert any("b2 has no tasks left for you" in i.value for i in at.info)
+    assert any("b2 has no tasks left for you" in t.value for t in at.toast)
     assert shown_task(at) == 1  # her open task of b1
 
 
@@ -186,14 +184,14 @@ def test_ranking_submit_needs_every_rank_and_stores_competition_ranks(make_app, 
     for _ in range(3):
         click(at, "Left")
     assert shown_task(at) == 4
-    rank_boxes = [s for s in at.selectbox if s.label.startswith("Rank of image")]
+    rank_boxes = [r for r in at.radio if r.label.startswith("Rank of image")]
     assert len(rank_boxes) == 3
     rank_boxes[0].set_value(3)
     rank_boxes[1].set_value(1)
     click(at, "Submit ranking")  # image 3 has no rank yet
     assert shown_task(at) == 4
-    assert any("every image" in w.value for w in at.warning)
-    [s for s in at.selectbox if s.label == "Rank of image 3 (1 = best)"][0].set_value(3)
+    assert any("every image" in t.value for t in at.toast)
+    [r for r in at.radio if r.label == "Rank of image 3 (1 = best)"][0].set_value(3)
     click(at, "Submit ranking")
     assert shown_task(at) == 5
     # chosen 3, 1, 3: image 2 best, images 1 and 3 tied behind it -> ranks 2, 1, 2
@@ -302,6 +300,7 @@ def test_rater_locked_out_mid_session_is_logged_out(make_app, store_env):
             store_env.store.login("alice", "wrong")
     click(at, "Left")  # refused by the store: not saved, and the rater is logged out
     assert any("logged out" in e.value and "locked out" in e.value for e in at.error)
+    assert any("log in again in 15 min" in e.value for e in at.error)
     assert shown_task(at) is None
     assert at.text_input(key="login_name") is not None  # the login page, saying why
     assert answers(store_env, store_env.alice) == []
@@ -340,7 +339,7 @@ def test_reload_keeps_the_rater_logged_in_on_the_same_task(make_app):
     reloaded.run()
     assert not reloaded.error
     assert shown_task(reloaded) == 1
-    assert any("still logged in" in i.value for i in reloaded.info)  # says why input was lost
+    assert any("still logged in" in t.value for t in reloaded.toast)  # says why input was lost
     assert not [t for t in reloaded.text_input if t.key == "login_password"]
 
 
@@ -388,7 +387,9 @@ def test_admin_unlocks_a_locked_out_rater(make_app, store_env):
     at = log_in(make_app(), "admin")
     at.sidebar.radio(key="page").set_value("Admin").run()
     raters = at.dataframe[1].value.set_index("name")
-    assert raters.loc["bob", "locked out"] and not raters.loc["alice", "locked out"]
+    # lockout time in minutes, rounded up (the default lockout is 15 minutes)
+    assert raters.loc["bob", "locked out for"] == "15 min"
+    assert raters.loc["alice", "locked out for"] == ""
     click(at, "Unlock bob")
     assert store_env.store.login("bob", PASSWORDS["bob"]).name == "bob"
     assert not [b for b in at.button if b.label.startswith("Unlock")]
@@ -410,8 +411,8 @@ def test_markdown_in_names_and_prompts_shows_as_text(make_app, store_env):
     at.sidebar.selectbox(key="batch_choice").set_value(f"{other}: md").run()
     (task,) = store_env.store.tasks(batch_id=other)
     assert shown_task(at) == task.task_id
-    (heading,) = [m.value for m in at.markdown if m.value.startswith("## ")]
-    assert rendered(heading) == (["h2"], prompt)
+    (heading,) = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert rendered(heading) == (["h3"], prompt)
     (who,) = [m.value for m in at.sidebar.markdown if m.value.startswith("Logged in as")]
     assert rendered(who) == (["p", "strong"], f"Logged in as {name} (rater)")
 

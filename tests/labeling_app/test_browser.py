@@ -9,9 +9,12 @@ A login survives a reload and a server restart. The batch (conftest.py) serves, 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,27 +32,38 @@ from tests.labeling_app.live_server import (
 pytestmark = needs_chromium
 
 
+SMALL_SCREEN = {"width": 1024, "height": 640}
+ADMIN_SCREEN = {"width": 1280, "height": 1600}
+PAIR_BUTTONS = ("Left", "Right", "Tie", "Both bad", "Skip", "Undo last")
+
+
 @contextlib.contextmanager
-def alice_on_task_one(store_env, tmp_path):
-    """A live server and a Chromium page where alice has logged in and sees task 1."""
+def alice_on_task_one(store_env, tmp_path, viewport=None, admin_page: bool = False):
+    """A live server and a Chromium page where alice has logged in and sees task 1 (and with
+    `admin_page`, a second page where the admin has logged in: yields both pages)."""
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     server = start_server(store_env.db, tmp_path / "server.log")
     try:
         with sync_playwright() as p:
             browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport=viewport or {"width": 1400, "height": 1000})
             log_in(page, server.url, "alice", PASSWORDS["alice"])
             wait_task(page, 1)
-            yield page
+            if admin_page:
+                admin = browser.new_page(viewport=ADMIN_SCREEN)  # tall: the whole page
+                log_in(admin, server.url, "admin", PASSWORDS["admin"])
+                admin.get_by_role("heading", name="Agreement", exact=True).wait_for()
+                yield page, admin
+            else:
+                yield page
             browser.close()
     finally:
         server.kill()
 
 
 def choose_rank(page, image: int, rank: int) -> None:
-    box = page.get_by_test_id("stSelectbox").filter(has_text=f"Rank of image {image} ")
-    box.click()
-    page.get_by_role("option", name=str(rank), exact=True).click()
+    group = page.get_by_role("radiogroup", name=f"Rank of image {image} (1 = best)")
+    group.get_by_text(str(rank), exact=True).click()
 
 
 def wait_idle(page) -> None:
@@ -88,8 +102,7 @@ def test_rater_session_in_chromium(store_env, tmp_path):
         for image, rank in ((1, 2), (2, 1), (3, 3)):  # task 4: a ranking
             choose_rank(page, image, rank)
             wait_idle(page)
-        page.get_by_role("heading", level=2).click()  # leave the rank box, then Enter
-        page.keyboard.press("Enter")
+        page.keyboard.press("Enter")  # focus is still on a rank button: Enter submits
         wait_task(page, 5)
         page.keyboard.press("1")  # task 5: left by its second key
         wait_task(page, 6)
@@ -163,7 +176,7 @@ def test_login_survives_reload_and_server_restart(store_env, tmp_path):
             # the page reconnects without a run: the first key press starts one, on the new
             # server, which cannot apply it (its button was the old server's); the page says so
             page.keyboard.press("2")
-            still = page.get_by_test_id("stAlert").filter(has_text="You are still logged in")
+            still = page.get_by_test_id("stToast").filter(has_text="You are still logged in")
             still.wait_for(timeout=30_000)
             wait_task(page, 2)  # logged in again from the URL, the same task
             assert not page.get_by_role("button", name="Log in").count()
@@ -187,3 +200,92 @@ def test_login_survives_reload_and_server_restart(store_env, tmp_path):
         (1, {"choice": "left"}),
         (2, {"choice": "right"}),
     ]
+
+
+def judged(store_env) -> list[tuple[int, dict]]:
+    with Store(store_env.db) as store:
+        rows = store.judgments(store_env.admin, rater_id=store_env.alice.id)
+    return [(j.task_id, j.answer) for j in sorted(rows, key=lambda j: j.id)]
+
+
+def test_hotkeys_work_after_the_batch_picker(store_env, tmp_path):
+    """Choosing a batch leaves the focus in the picker; number keys still judge (item 2)."""
+    with alice_on_task_one(store_env, tmp_path) as page:
+        page.get_by_role("combobox", name="Batch").click()
+        page.get_by_role("option", name="1: b1", exact=True).click()
+        wait_idle(page)
+        focused = page.evaluate("document.activeElement.getAttribute('role')")
+        assert focused == "combobox"  # the keys below reach a focused select box
+        wait_task(page, 1)
+        page.keyboard.press("1")
+        wait_task(page, 2)
+        page.keyboard.press("2")
+        wait_task(page, 3)
+        assert not page.get_by_test_id("stAlert").count()
+        assert not page.get_by_test_id("stToast").count()
+    assert judged(store_env) == [(1, {"choice": "left"}), (2, {"choice": "right"})]
+
+
+def test_ranking_by_keyboard_and_picking_by_click(store_env, tmp_path):
+    """Number keys rank the focused image (the focus then moves to the next unranked one),
+    arrows move the focus, Esc clears nothing, Enter submits; a click on an image picks it."""
+    with alice_on_task_one(store_env, tmp_path) as page:
+        for task in (1, 2, 3):
+            page.keyboard.press("1")
+            wait_task(page, task + 1)
+        for key in ("3", "1", "2"):  # images 1, 2, 3 in turn
+            page.keyboard.press(key)
+            wait_idle(page)
+        for key in ("ArrowLeft", "ArrowLeft", "2", "Escape"):  # back to image 1: rank 2
+            page.keyboard.press(key)
+            wait_idle(page)
+        checked = [
+            page.get_by_role("radiogroup", name=f"Rank of image {i} (1 = best)")
+            .locator("input:checked")
+            .get_attribute("value")
+            for i in (1, 2, 3)
+        ]
+        assert checked == ["1", "0", "1"]  # option indexes of ranks 2, 1, 2: Esc kept them
+        page.keyboard.press("Enter")
+        wait_task(page, 5)
+        page.get_by_test_id("stImage").nth(1).locator("img").click()  # task 5: the right one
+        wait_task(page, 6)
+    assert judged(store_env)[3:] == [(4, {"ranks": [2, 1, 2]}), (5, {"choice": "right"})]
+
+
+def box_of(page, name: str) -> dict:
+    return page.get_by_role("button", name=re.compile("^" + re.escape(name))).bounding_box()
+
+
+def test_pair_task_fits_a_small_screen_and_screenshots(store_env, tmp_path):
+    """At 1024x640 every button of a pair task is on screen, each pick button sits under its
+    image, no internal task id shows, and a message does not move the buttons (item 7).
+    Saves the rater's and the admin's page to $ARTALIGN_SCREENSHOTS (docs/img via
+    `make screenshots`), else to the test's temporary folder."""
+    shots = Path(os.environ.get("ARTALIGN_SCREENSHOTS") or tmp_path)
+    with alice_on_task_one(store_env, tmp_path, SMALL_SCREEN, admin_page=True) as (page, admin):
+        boxes = {name: box_of(page, name) for name in PAIR_BUTTONS}
+        for name, b in boxes.items():
+            assert b["y"] >= 0 and b["y"] + b["height"] <= SMALL_SCREEN["height"], (name, b)
+            assert b["x"] >= 0 and b["x"] + b["width"] <= SMALL_SCREEN["width"], (name, b)
+        images = page.get_by_test_id("stImage").locator("img")
+        for i, name in enumerate(("Left", "Right")):
+            img, button = images.nth(i).bounding_box(), boxes[name]
+            assert abs(button["x"] - img["x"]) < 2 and abs(button["width"] - img["width"]) < 2
+            assert img["y"] + img["height"] <= button["y"] < img["y"] + img["height"] + 40
+        text = page.get_by_test_id("stMain").inner_text()
+        assert not re.search(r"\btask\s*(id\s*)?#?\d", text, re.IGNORECASE), text
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "label_rater.png"))
+        page.keyboard.press("u")  # nothing to undo: a message, which floats
+        page.get_by_test_id("stToast").filter(has_text="Nothing to undo").wait_for()
+        assert box_of(page, "Left") == boxes["Left"]
+        for key, task in (("1", 2), ("2", 3)):  # two judgments for the admin's tables
+            page.keyboard.press(key)
+            wait_task(page, task)
+        admin.reload()  # still logged in (the session token in the URL)
+        admin.get_by_role("heading", name="Agreement", exact=True).wait_for()
+        wait_idle(admin)
+        admin.screenshot(path=str(shots / "label_admin.png"))
+    for name in ("label_rater.png", "label_admin.png"):
+        assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -103,8 +103,9 @@ at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
 at.text_input(key="login_name").input("alice")
 at.text_input(key="login_password").input(sys.argv[2])
 at.button[0].click().run()
+from labeling_app.app.session import SERVED
 def shown():
-    return next(int(c.value.split()[1]) for c in at.caption if c.value.startswith("Task "))
+    return at.session_state[SERVED].task.task_id
 while True:
     before = shown()
     button = next(b for b in at.button if b.label.startswith(("Left", "Skip")))

@@ -527,3 +527,17 @@ def test_remaining_tasks_leave_out_closed_batches_and_gold_on_request(store, ali
     assert store.remaining_tasks(alice, include_gold=False)[gold] == n_all - n_gold
     store.mark_batch_done(batch_id)
     assert store.remaining_tasks(alice) == {gold: n_all}
+
+
+def test_gold_left_on_its_own_is_not_counted_as_remaining(store, alice, batch_id):
+    """Gold is mixed into other work and never served on its own, so once only gold is left
+    the rater's count is 0, matching `next_task`, which serves nothing (the page would
+    otherwise say "remaining 2" beside "No tasks left")."""
+    gold = procedural_batch(store, "g", k=2, kinds=("pair",), gold_pairs=2)
+    n_gold = sum(1 for t in store.tasks(batch_id=gold) if t.gold)
+    store.mark_batch_done(batch_id)
+    while (t := store.next_task(alice.id, batch_id=gold, gold_rate=0.0)) is not None:
+        store.submit(t.assignment_id, alice.id, _answer(t), client_token=f"g{t.task_id}")
+    assert n_gold >= 1  # every gold task is left; even a sure coin serves none of it alone
+    assert store.next_task(alice.id, batch_id=gold, gold_rate=1.0) is None
+    assert store.remaining_tasks(alice) == {}
