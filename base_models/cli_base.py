@@ -16,6 +16,7 @@ from base_models.cli_options import (
     print_metrics,
     resolve_config,
 )
+from base_models.errors import ArtalignError
 from base_models.imaging import make_grid
 from base_models.io_utils import atomic_path, write_json
 
@@ -121,9 +122,12 @@ def eval_generator_cmd(
 ) -> None:
     """Oracle-read colour/shape accuracy on held-out prompts, two objects, unseen pairs; FID."""
     # lazy: torch, kept out of `artalign --help`
-    from base_models.generator import Generator, SampleOutput
+    from base_models.generator import Generator, SampleOutput, check_sampling_args
     from base_models.generator.evaluate import evaluate_generator, load_instruments
 
+    check_sampling_args(1, steps, guidance, 0.0, 1, max_steps=1000)
+    if n_prompts < 1 or seeds < 1:
+        raise ArtalignError(f"--n-prompts and --seeds must be >= 1, got {n_prompts}, {seeds}")
     generator = Generator.from_folder(model)
     if lora is not None:
         generator.attach_lora(lora)

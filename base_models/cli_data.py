@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from base_models.cli_options import ConfigFile, HelpConfig, Overrides, Preset, resolve_config
+from base_models.cli_options import (
+    ConfigFile,
+    HelpConfig,
+    Overrides,
+    Preset,
+    check_seed,
+    resolve_config,
+)
 from base_models.errors import ArtalignError
 from base_models.imaging import make_grid
 from base_models.io_utils import atomic_path, write_text
@@ -52,6 +59,7 @@ def data_make(
     for key, value in flags.items():
         if value is not None:
             setattr(cfg, key, value)
+    check_seed(cfg.seed, "seed")
     path = make_dataset(cfg, out, overwrite=overwrite)
     typer.echo(f"wrote {cfg.n} images ({cfg.split} split, {cfg.size}px) to {path}")
 
@@ -67,6 +75,7 @@ def data_prompts(
     ] = "1-3",
 ) -> None:
     """Write N captions drawn from the world (the data set's own captions for that seed)."""
+    check_seed(seed)
     lo, _, hi = objects.partition("-")
     try:
         lo_n, hi_n = int(lo), int(hi or lo)
@@ -108,7 +117,9 @@ def data_preview(
     # lazy: torch, kept out of `artalign --help`
     from base_models.data import load_records
 
-    records = load_records(data)[: max(1, n)]
+    if n < 1 or scale < 1:
+        raise ArtalignError(f"--n and --scale must be >= 1, got --n {n} --scale {scale}")
+    records = load_records(data)[:n]
     with atomic_path(out) as tmp:
         make_grid([r.load_image() for r in records], scale=scale).save(tmp, format="PNG")
     for i, r in enumerate(records[:8]):

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 from tqdm import tqdm
 
+from base_models.cli_options import check_seed
 from base_models.errors import ArtalignError
 from base_models.imaging import GENERATED_PNG_KEYS, make_grid, png_info
 from base_models.io_utils import replace_dir
@@ -111,6 +112,7 @@ def generate(
     import torch
 
     from base_models.generator import Generator, SampleOutput, check_sampling_args
+    from base_models.generator.sd_folder import check_prompt_lengths
 
     texts = read_prompts(prompt, prompts)
     if n < 1:
@@ -118,6 +120,7 @@ def generate(
     if dtype not in _DTYPES:
         raise ArtalignError(f"--dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
     check_sampling_args(len(texts), steps, guidance, eta, batch_size, max_steps=1000)
+    check_seed(seed, count=len(texts) * n)
     _check_out(out, overwrite)
     drawn = rewrite_prompts(rewrite_with, texts) if rewrite_with is not None else texts
     screen = None
@@ -127,6 +130,7 @@ def generate(
         )
         screen = loader(safety_filter)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_prompt_lengths(model, drawn)
     gen = Generator.from_folder(model, device=device, dtype=getattr(torch, dtype))
     if lora is not None:
         gen.attach_lora(lora)

@@ -65,6 +65,22 @@ def _is_usage_error(e: Exception) -> bool:
     )
 
 
+def _clear_progress_bars() -> None:
+    """Close the progress bars an error left open, clearing their lines, so the error is the
+    one line a user sees."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.leave = False
+        bar.close()
+
+
+def _error(message: str) -> int:
+    _clear_progress_bars()
+    click.echo(f"error: {message}", err=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and, as a script, exit with) its exit code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -73,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         command.main(args=argv, prog_name="artalign", standalone_mode=False)
         return 0
     except ArtalignError as e:
-        click.echo(f"error: {e}", err=True)
-        return 2
+        return _error(str(e))
     except (click.exceptions.Exit, typer.Exit) as e:
         return e.exit_code
     except (click.exceptions.Abort, typer.Abort):

@@ -12,12 +12,22 @@ from typing import Annotated, Any
 import typer
 
 from base_models.config import BaseConfig, load_config, parse_overrides
+from base_models.errors import ArtalignError
 
 Preset = Annotated[str | None, typer.Option(help="Preset: micro (tests), quick (CPU), gpu.")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file of config keys.")]
 Overrides = Annotated[list[str] | None, typer.Argument(help="Config overrides, KEY=VALUE ...")]
 HelpConfig = Annotated[bool, typer.Option(help="Print every config key with its help; exit.")]
 Resume = Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")]
+
+
+SEED_LIMIT = 2**63  # torch.manual_seed and numpy take seeds in [0, 2**63)
+
+
+def check_seed(seed: int, name: str = "--seed", count: int = 1) -> None:
+    """Refuse a seed (or a run of `count` seeds from it) outside [0, 2**63)."""
+    if not 0 <= seed <= SEED_LIMIT - count:
+        raise ArtalignError(f"{name} must be between 0 and {SEED_LIMIT - count}, got {seed}")
 
 
 def resolve_config(cls: type[BaseConfig], preset, config, overrides, help_config):

@@ -36,6 +36,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_new_output(path: str | Path, overwrite: bool, option: str = "--out") -> None:
+    """Refuse an output path that already exists unless `overwrite` (never mix two runs)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        kind = "folder" if path.is_dir() else "file"
+        raise ArtalignError(
+            f"{option} {path} is an existing {kind}; pass --overwrite to replace it, "
+            f"or pick a new {option}"
+        )
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -39,6 +39,16 @@ def check_out(out: Path, resume: bool, checkpoint_dir: str = "checkpoint") -> No
         )
 
 
+def check_empty_out(out: Path, resume: bool) -> None:
+    """`check_out`, and refuse any non-empty --out unless resuming: never mix two runs."""
+    check_out(out, resume)
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise ArtalignError(
+            f"--out {out} is not empty (it holds another run); pick a new --out, or pass "
+            "--resume to continue the run there"
+        )
+
+
 def check_config(name: str, checks: list[tuple[bool, str]]) -> None:
     """Raise an ArtalignError for the first failed (ok, message) check of config `name`."""
     for ok, message in checks:

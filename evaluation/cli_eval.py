@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from base_models.cli_options import check_seed
 from base_models.errors import ArtalignError
 from evaluation import cli_eval_safety
 from evaluation.compare import compare_runs
@@ -117,6 +118,7 @@ def run_cmd(
 
     if n_boot < 10:
         raise ArtalignError(f"--n-boot must be >= 10, got {n_boot}")
+    check_seed(seed)
     options: dict[str, Any] = {
         "oracle_path": oracle,
         "clip_path": clip,

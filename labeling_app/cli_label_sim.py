@@ -57,6 +57,8 @@ def simulate_cmd(
     from base_models.raters import load_profile
     from labeling_app.simulate import simulate
 
+    if n < 1:
+        raise ArtalignError(f"--n must be >= 1 (judgments to write), got {n}")
     rater_profile = load_profile(profile)
     model = AttributeOracle.load(oracle)
     with Store(db) as store:

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from base_models.errors import ArtalignError
+from base_models.io_utils import check_new_output
 from labeling_app.batch import (
     BatchPlan,
     GeneratorSource,
@@ -137,9 +138,11 @@ def export_cmd(
             "(left out by default: label-only loaders read them as ties)."
         ),
     ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Write judgments as Pick-a-Pic parquet or ImageReward-style JSONL rankings (atomically)."""
     fmt = _format(format, out)
+    check_new_output(out, overwrite)
     with Store(db) as store:
         s = export_labels(
             store, out, fmt, batch=batch, include_gold=include_gold, keep_both_bad=keep_both_bad

@@ -23,6 +23,7 @@ from base_models.cli_options import (
     print_metrics,
 )
 from base_models.errors import ArtalignError
+from base_models.train_utils import check_empty_out
 
 # Commands of `artalign align`, merged into its group by rlhf/cli_align.py.
 app = typer.Typer()
@@ -64,6 +65,7 @@ def dpo_cmd(
         raise ArtalignError(f"--db {db} is an export file; pass it with --pairs")
     if batch is not None and pairs is not None:
         raise ArtalignError("--batch selects a batch of a label store; an export has no batches")
+    check_empty_out(out, resume)
     explicit = {"model": model, "pairs": db or pairs, "data_batch": batch}
     explicit = {k: str(v) for k, v in explicit.items() if v is not None}
     saved = out / "train_config.yaml" if resume else None

@@ -21,6 +21,7 @@ import typer
 
 from base_models.cli_main import main as artalign
 from base_models.cli_options import ConfigFile, HelpConfig, Overrides
+from base_models.errors import ArtalignError
 from rlhf.loop.config import LoopConfig, load_loop_config
 from rlhf.loop.runner import Markers, plan, run_loop
 from rlhf.loop.stages import build_stages
@@ -56,12 +57,31 @@ def loop(
     extra += ["human=true"] if human else []
     extra += [f"poll_seconds={poll_seconds}"] if poll_seconds is not None else []
     cfg = load_loop_config(preset, config, extra)
+    _check_out(cfg, out)
     if dry_run:
         _dry_run(cfg, out)
         return
 
     result = run_loop(cfg, out, log=lambda msg: typer.echo(f"[loop] {msg}"))
     _print_summary(result)
+
+
+def _check_out(cfg, out: Path) -> None:
+    """Refuse an --out that is a file, or a non-empty folder that is neither a loop folder
+    (OUT/.stages) nor an earlier `make demo` folder the loop adopts: never mix runs."""
+    if out.exists() and not out.is_dir():
+        raise ArtalignError(f"--out {out} is a file; pass a folder")
+    if not out.is_dir() or (out / ".stages").is_dir():
+        return
+    if not any(p.name != ".lock" for p in out.iterdir()):
+        return
+    stages = build_stages(cfg, out.resolve(), wait=lambda *_: None, report=lambda: None)
+    if any(s.legacy is not None and s.legacy.exists() for s in stages):
+        return
+    raise ArtalignError(
+        f"--out {out} holds files that are not an artalign loop's (no .stages/); pick a new or "
+        "empty --out"
+    )
 
 
 def _dry_run(cfg, out: Path) -> None:

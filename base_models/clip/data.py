@@ -23,6 +23,7 @@ from tqdm import tqdm
 from base_models.data import can_flip, has_spatial_attrs, load_records, mirror_text
 from base_models.errors import ArtalignError
 from base_models.imaging import square_crop
+from base_models.progress import cleared_on_error
 
 
 @dataclass
@@ -66,14 +67,18 @@ def load_pairs(
     images = np.empty((len(records), image_size, image_size, 3), dtype=np.uint8)
     texts, flipped, flippable = [], [], []
     source_size = 0
-    for i, rec in enumerate(tqdm(records, desc="decode", unit="img", mininterval=2.0)):
-        image = rec.load_image()
-        source_size = source_size or min(image.size)
-        images[i] = square_crop(image, image_size)
-        texts.append(rec.text)
-        ok = can_flip(rec.text, rec.attrs)
-        flippable.append(ok)
-        flipped.append(mirror_text(rec.text) if ok and has_spatial_attrs(rec.attrs) else rec.text)
+    bar = tqdm(total=len(records), desc="decode", unit="img", mininterval=2.0)
+    with cleared_on_error(bar):
+        for i, rec in enumerate(records):
+            image = rec.load_image()
+            source_size = source_size or min(image.size)
+            images[i] = square_crop(image, image_size)
+            texts.append(rec.text)
+            ok = can_flip(rec.text, rec.attrs)
+            flippable.append(ok)
+            flip = mirror_text(rec.text) if ok and has_spatial_attrs(rec.attrs) else rec.text
+            flipped.append(flip)
+            bar.update()
     tokens = _tokenise(tokenizer, texts)
     changed = [i for i, (a, b) in enumerate(zip(texts, flipped, strict=True)) if a != b]
     flip_tokens = tokens.clone()

@@ -151,10 +151,31 @@ def load_sd_folder(
         try:
             part = load()
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
-            raise ArtalignError(f"cannot load {folder / name} ({type(e).__name__}: {e})") from e
+            raise ArtalignError(
+                f"cannot load {folder / name} ({type(e).__name__}: {e}); its files are damaged "
+                "or incomplete: copy or save the model folder again, or use another one"
+            ) from e
         if name == "text_encoder":
             part = part.to(dtype=dtype)
         if name != "tokenizer":  # diffusers models were loaded in `dtype` already
             part = part.to(device).eval().requires_grad_(False)
         parts[name] = part
     return SDComponents(path=folder, scheduler_config=configs["scheduler"], **parts)
+
+
+def check_prompt_lengths(path: str | Path, prompts: list[str]) -> None:
+    """Refuse a prompt longer than the SD folder's text context (it would be cut silently).
+
+    Reads only the folder's tokenizer, so it fails before any model is loaded.
+    """
+    from transformers import CLIPTokenizer
+
+    check_sd_folder(path)
+    tokenizer = CLIPTokenizer.from_pretrained(Path(path) / "tokenizer", local_files_only=True)
+    limit = tokenizer.model_max_length
+    for i, text in enumerate(prompts):
+        n = len(tokenizer(text).input_ids)
+        if n > limit:
+            raise ArtalignError(
+                f"prompt {i + 1} is {n} tokens; the model reads at most {limit}: shorten it"
+            )

@@ -200,7 +200,9 @@ class AttributeOracle(nn.Module):
         except (OSError, json.JSONDecodeError) as e:
             raise ArtalignError(f"{cfg_path} is not valid JSON ({e}); retrain the oracle") from e
         if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-            raise ArtalignError(f"{cfg_path} is not an attribute-oracle config (format {FORMAT})")
+            raise ArtalignError(
+                f"{cfg_path} is not an attribute-oracle config (format {FORMAT}); {hint}"
+            )
         if not weights.is_file():
             raise ArtalignError(f"{directory} has no {WEIGHTS_NAME}; {hint}")
         try:

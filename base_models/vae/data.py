@@ -17,6 +17,7 @@ from tqdm import tqdm
 from base_models.data import load_records
 from base_models.errors import ArtalignError
 from base_models.imaging import square_crop
+from base_models.progress import cleared_on_error
 
 
 @dataclass
@@ -46,8 +47,11 @@ def load_images(
     if max_items:
         records = records[:max_items]
     pixels = np.empty((len(records), size, size, 3), dtype=np.uint8)
-    for i, rec in enumerate(tqdm(records, desc="decode", unit="img", mininterval=2.0)):
-        pixels[i] = square_crop(rec.load_image(), size)
+    bar = tqdm(total=len(records), desc="decode", unit="img", mininterval=2.0)
+    with cleared_on_error(bar):
+        for i, rec in enumerate(records):
+            pixels[i] = square_crop(rec.load_image(), size)
+            bar.update()
     return ImageArray(
         pixels=torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),
         texts=[r.text for r in records],

@@ -64,7 +64,7 @@ class DataConfig(BaseConfig):
         if unknown:
             raise ArtalignError(f"unknown style(s) {unknown} in exclude_styles; styles: {STYLES}")
         if self.n < 1 or self.size < 8:
-            raise ArtalignError("n must be >= 1 and size >= 8")
+            raise ArtalignError(f"n must be >= 1 and size >= 8, got n={self.n} size={self.size}")
         return SceneSampler(
             split=self.split,
             min_objects=self.min_objects,

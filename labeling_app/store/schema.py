@@ -224,6 +224,8 @@ def connect(db_path: Path, create: bool) -> sqlite3.Connection:
         db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
     try:
+        if exists:  # before journal_mode=WAL rewrites the header of a file that is not a store
+            _refuse_foreign(conn, db_path)
         for pragma in PRAGMAS:
             conn.execute(pragma)
         _check_or_create(conn, db_path, create)
@@ -238,11 +240,22 @@ def connect(db_path: Path, create: bool) -> sqlite3.Connection:
     return conn
 
 
+def _refuse_foreign(conn: sqlite3.Connection, db_path: Path) -> None:
+    """Raise for an SQLite file with tables but no schema_version table (read-only check)."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables and "schema_version" not in tables:
+        raise StoreError(
+            f"{db_path} is not a label store (no schema_version table); pass another --db"
+        )
+
+
 def _check_or_create(conn: sqlite3.Connection, db_path: Path, create: bool) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if "schema_version" not in tables:
         if tables or not create:
-            raise StoreError(f"{db_path} is not a label store (no schema_version table)")
+            raise StoreError(
+                f"{db_path} is not a label store (no schema_version table); pass another --db"
+            )
         conn.execute("BEGIN IMMEDIATE")
         try:
             # another process may have created it while we waited for the lock

@@ -204,7 +204,7 @@ class LoopConfig(BaseConfig):
                     f"also_align holds {name!r}: use trainers of {', '.join(ALIGNERS)} other "
                     f"than aligner ({self.aligner})"
                 )
-        if self.poll_seconds <= 0:
+        if not self.poll_seconds > 0:  # NaN too
             raise ArtalignError(f"poll_seconds must be > 0, got {self.poll_seconds}")
         if not self.train_base:
             for key in ("model", "clip", "prompts"):

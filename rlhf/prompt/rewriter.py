@@ -34,6 +34,13 @@ def write_meta(path: str | Path, max_new_tokens: int) -> None:
     )
 
 
+def check_candidates(candidates: int) -> None:
+    if candidates < 1:
+        raise ArtalignError(
+            f"--candidates must be >= 1 (1: the greedy rewrite only), got {candidates}"
+        )
+
+
 class PromptRewriter:
     """Expand short prompts with a trained language model."""
 
@@ -47,10 +54,7 @@ class PromptRewriter:
         candidates: int = 8,
         seed: int = 0,
     ):
-        if candidates < 1:
-            raise ArtalignError(
-                f"candidates must be >= 1 (1: the greedy rewrite only), got {candidates}"
-            )
+        check_candidates(candidates)
         self.model, self.tokenizer = model.eval(), tokenizer
         self.separator, self.max_new_tokens = separator, max_new_tokens
         self.keep_intent, self.candidates, self.seed = keep_intent, candidates, seed
@@ -60,6 +64,7 @@ class PromptRewriter:
     def load(
         cls, path: str | Path, keep_intent: bool = True, candidates: int = 8, seed: int = 0
     ) -> PromptRewriter:
+        check_candidates(candidates)  # before loading anything
         path = Path(path)
         if not (path / META).is_file() and (path / "rewriter" / META).is_file():
             path = path / "rewriter"  # a run folder of `artalign prompt train`

@@ -25,6 +25,7 @@ import torch
 
 from base_models.errors import ArtalignError
 from base_models.generator import Generator
+from base_models.generator.sd_folder import check_sd_folder
 from base_models.io_utils import replace_dir, write_json, write_text
 from base_models.oracle.fidelity import parse_prompt
 from rlhf.prompt.config import PromptConfig
@@ -211,6 +212,8 @@ def train_prompt_optimiser(cfg: PromptConfig, out: str | Path) -> dict[str, Any]
     from accelerate import PartialState
 
     cfg.validate()
+    if cfg.grpo_steps > 0:
+        check_sd_folder(cfg.generator)  # a bad --generator fails before SFT, not after
     state = PartialState()
     t0 = time.perf_counter()
     train_pairs, held_pairs, grpo_pairs = training_prompts(cfg)
