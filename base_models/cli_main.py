@@ -65,6 +65,15 @@ def _is_usage_error(e: Exception) -> bool:
     )
 
 
+def _usage_line(e: Exception) -> str:
+    """Click's usage error in one line, pointing at the command's help, e.g.
+    "Invalid value for '--steps': 'abc' is not a valid integer. (see `artalign generate --help`)"."""
+    ctx = getattr(e, "ctx", None)
+    where = ctx.command_path if ctx is not None else "artalign"
+    message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
+    return f"{message} (see `{where} --help`)"
+
+
 def _clear_progress_bars() -> None:
     """Close the progress bars an error left open, clearing their lines, so the error is the
     one line a user sees."""
@@ -98,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         # usage errors: click's, or those of the click copy that newer typer releases vendor
         if isinstance(e, click.ClickException) or _is_usage_error(e):
-            e.show()  # type: ignore[attr-defined]
+            if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as asked
+                e.show()  # type: ignore[attr-defined]
+            else:
+                click.echo(f"error: {_usage_line(e)}", err=True)
             return int(e.exit_code)  # type: ignore[attr-defined]
         full = disk_error_message(e)  # a full disk is the user's to fix, not a bug
         if full is not None:

@@ -5,7 +5,8 @@ input of fixtures.py (read-only), or a fresh path of the case's own empty folder
 folder), "{out_file}" (a file), "{new_db}" (a store). `expect` is a substring of the one-line
 error (the problem). Kinds: path (missing, unreadable or wrong-kind paths), corrupt (broken
 files), number (nonsense numbers), hub (a hub id where a local path is expected, offline),
-existing-output (an output that already holds another run). To add a case, add a line.
+existing-output (an output that already holds another run), usage (an option click refuses:
+unknown, missing, or of the wrong type). To add a case, add a line.
 """
 
 # ruff: noqa: E501  (a case is one line, however long)
@@ -26,7 +27,7 @@ GROUPS = (
     "eval",
     "loop",
 )
-KINDS = ("path", "corrupt", "number", "hub", "existing-output")
+KINDS = ("path", "corrupt", "number", "hub", "existing-output", "usage")
 HUB = "stabilityai/sd-turbo"
 GEN = "generate --model {sd} --out {out} --prompt 'a red circle' --steps 2"
 
@@ -129,6 +130,10 @@ CASES = [
     Case('loop-poll-nan', 'loop', 'number', 'loop --out {out} --human --poll-seconds nan', 'poll'),
     Case('loop-out-file', 'loop', 'path', 'loop --out {a_file} --preset micro', 'a_file.txt'),
     Case('loop-existing', 'loop', 'existing-output', 'loop --out {other_run} --preset micro', "not an artalign loop's"),
+    # usage (click's own errors, in one line)
+    Case('usage-steps-not-int', 'generate', 'usage', "generate --model {sd} --out {out} --prompt 'a red circle' --steps abc", "'--steps'"),
+    Case('usage-missing-option', 'reward', 'usage', 'reward train --out {out}', "Missing option '--data'"),
+    Case('usage-unknown-flag', 'data', 'usage', 'data make --out {out} --no-such-flag', 'No such option: --no-such-flag'),
 ]
 # fmt: on
 

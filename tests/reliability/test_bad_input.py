@@ -25,7 +25,7 @@ FRESH = {"out": "out", "out_file": "out.png", "new_db": "new.db"}
 # ("must be >= 1", "expects int", "valid keys: ...", "choose one of ...", "expected a folder with").
 FIX_WORDS = re.compile(
     r"\b(pass|use|run|remove|give|pick|choose|set|write|install|reinstall|upgrade|delete|rename|"
-    r"train|make|re-?export|add|drop|shorten|must be|expects?|expected|one of)\b|valid( \w+)?:",
+    r"train|make|re-?export|add|drop|shorten|see|must be|expects?|expected|one of)\b|valid( \w+)?:",
     re.IGNORECASE,
 )
 FAST_S = 20  # a bad input fails before any real work
