@@ -67,7 +67,7 @@ def _is_usage_error(e: Exception) -> bool:
 
 def _usage_line(e: Exception) -> str:
     """Click's usage error in one line, pointing at the command's help, e.g.
-    "Invalid value for '--steps': 'abc' is not a valid integer. (see `artalign generate --help`)"."""
+    "No such option: --no-such-flag (see `artalign data make --help`)"."""
     ctx = getattr(e, "ctx", None)
     where = ctx.command_path if ctx is not None else "artalign"
     message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
