@@ -134,6 +134,22 @@ def simulate(
     if n < 0:
         raise ArtalignError(f"--n must be 0 or more, got {n}")
     seed = profile.seed if seed is None else int(seed)
+    # one transaction: a run killed midway leaves no judgments, so a rerun starts from the same
+    # store and writes the same answers (`artalign loop` reruns an interrupted label_sim)
+    with store.bulk():
+        return _simulate(store, profile, oracle, n, batch_id, seed, out, gold_rate)
+
+
+def _simulate(
+    store: Store,
+    profile: RaterProfile,
+    oracle: AttributeOracle,
+    n: int,
+    batch_id: int | None,
+    seed: int,
+    out: str | Path | None,
+    gold_rate: float,
+) -> dict[str, Any]:
     existing = {r.name: r for r in store.raters()}
     spam_idx = set(spammer_indices(profile, seed))
     raters: list[dict[str, Any]] = []

@@ -110,6 +110,31 @@ def copy_store(src: Path, dst: Path) -> None:
         shutil.copytree(images, dst.with_name(dst.name + ".images"))
 
 
+def unjudged_copy(db: Path) -> Path:
+    """Where `label_sim` keeps the store as the labels stage left it (database file only)."""
+    return db.with_name(db.name + ".unjudged")
+
+
+def start_from_unjudged(db: Path) -> None:
+    """Put the store back as it was before simulated raters judged it, so that a rerun of
+    label_sim (killed after its judgments were committed, or with a changed command) writes the
+    same judgments again rather than finding no work: the first call keeps a copy of the
+    database (written beside it and renamed in), later calls restore it with SQLite's backup
+    API, one transaction. The images are left alone: simulated raters add none."""
+    keep = unjudged_copy(db)
+    if keep.exists():
+        src, dst = keep, db
+    else:
+        src, dst = db, keep.with_name(keep.name + ".tmp")
+        dst.unlink(missing_ok=True)
+    with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+    if dst != db:
+        dst.rename(keep)
+
+
 # ----------------------------------------------------------------------------- the stages
 def _base_stages(cfg: LoopConfig, p: Paths) -> list[Stage]:
     """Data set, oracle, CLIP, VAE, UNet and their evaluations: `make demo`'s commands."""
@@ -297,18 +322,22 @@ def _label_stages(
         batch,
     ]
     deps: tuple[str, ...] = (*gen_deps, *prompt_deps)
-    if r == 1:
-        before = lambda: remove_store(tmp)  # noqa: E731
-    else:  # round r-1's store holds its judgments once its aligner ran (<- reward <- labels)
+
+    def before() -> None:
+        unjudged_copy(db).unlink(missing_ok=True)  # new labels: label_sim keeps a new copy
+        if r == 1:
+            remove_store(tmp)
+        else:  # round r-1's store holds its judgments once its aligner ran (<- reward <- labels)
+            copy_store(p.store(r - 1), tmp)
+
+    if r > 1:
         argv += [
             "--lora",
             str(p.round_dir(r - 1) / cfg.aligner / "lora"),
             "--seed",
             str((r - 1) * 1_000_000),
         ]
-        prev_store = p.store(r - 1)
         deps += (_prefix(r - 1) + cfg.aligner,)
-        before = lambda: copy_store(prev_store, tmp)  # noqa: E731
     pre = _prefix(r)
     stages = [
         Stage(
@@ -357,6 +386,7 @@ def _label_stages(
                     *cfg.args_of("label_sim"),
                 ],
                 legacy=sim_out if r == 1 else None,
+                before=lambda: start_from_unjudged(db),
             )
         )
     agree = rd / "label_agreement" / "metrics.json"
