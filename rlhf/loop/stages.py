@@ -129,6 +129,8 @@ def start_from_unjudged(db: Path) -> None:
         dst.unlink(missing_ok=True)
     with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(dst) as b:
         a.backup(b)
+        if dst != db:  # no WAL for the copy: reading it leaves no -wal / -shm files behind
+            b.execute("PRAGMA journal_mode=DELETE")
     a.close()
     b.close()
     if dst != db:
