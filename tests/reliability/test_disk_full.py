@@ -107,7 +107,7 @@ def test_export(tmp_path, name):
         export_labels(store, out, "pickapic" if name.endswith("parquet") else "rankings")
     before = out.read_bytes()
     assert len(before) > 2 * LIMIT  # room to open the store (its 32 KiB -shm), not to export
-    cmd = artalign_cmd("label", "export", "--db", db, "--out", out)
+    cmd = artalign_cmd("label", "export", "--db", db, "--out", out, "--overwrite")
     assert_one_line_error(run_disk_full(cmd, limit=LIMIT), FULL)
     assert out.read_bytes() == before
     _no_temporaries(out.parent)
