@@ -26,7 +26,7 @@ from tests.reliability.procs import artalign_cmd, assert_one_line_error, run
 
 # files that hold times, PIDs, or run-specific paths
 VOLATILE = (".stages", ".lock", "log.jsonl", "metrics.json", "train_config.yaml", "logs")
-LONGER = ("oracle.epochs=3",)  # time to kill the oracle between its first and last checkpoint
+LONGER = ("oracle.epochs=5",)  # time to kill the oracle between its first and last checkpoint
 
 
 def _first(out, n):
