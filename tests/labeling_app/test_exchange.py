@@ -147,7 +147,10 @@ def test_export_cli_keep_both_bad_flag(store_env, alice, bob, tmp_path, capsys):
     assert main(["label", "export", "--db", db, "--out", str(out)]) == 0
     assert f"left out {n_bad} both-bad answers" in capsys.readouterr().out
     assert not any(pq.read_table(out).column("both_bad").to_pylist())
-    assert main(["label", "export", "--db", db, "--out", str(out), "--keep-both-bad"]) == 0
+    assert (
+        main(["label", "export", "--db", db, "--out", str(out), "--keep-both-bad", "--overwrite"])
+        == 0
+    )
     assert "left out" not in capsys.readouterr().out
     assert sum(pq.read_table(out).column("both_bad").to_pylist()) == n_bad
 

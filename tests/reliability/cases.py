@@ -114,7 +114,7 @@ CASES = [
     Case('prompt-rewrite-missing', 'prompt', 'path', 'prompt rewrite x --model {missing}', 'does_not_exist'),
     Case('prompt-rewrite-vae', 'prompt', 'path', 'prompt rewrite x --model {vae}', 'vae'),
     Case('prompt-rewrite-candidates', 'prompt', 'number', 'prompt rewrite x --model {missing} --candidates 0', '--candidates'),
-    Case('prompt-train-empty-data', 'prompt', 'path', 'prompt train --out {out} --preset micro --data {empty_dir}', 'empty_dir'),
+    Case('prompt-train-empty-data', 'prompt', 'path', 'prompt train --out {out} --preset micro --data {empty_dir} --generator {sd}', 'empty_dir'),
     Case('prompt-train-hub', 'prompt', 'hub', f'prompt train --out {{out}} --preset micro --data {{data}} --generator {HUB}', 'stabilityai/sd-turbo'),
     # eval
     Case('eval-run-vae', 'eval', 'path', 'eval run --model {vae} --out {out}', 'vae'),
