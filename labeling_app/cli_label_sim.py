@@ -31,6 +31,18 @@ def _batch_id(store: Any, batch: str | None) -> int | None:
     return store.batch(int(batch) if batch.isdigit() else batch).id
 
 
+def _check_enough_raters(store: Any, batch_id: int | None, profile: Any) -> None:
+    """ArtalignError if a task needs more judgments (its overlap) than the profile has raters:
+    the simulated raters could never complete it, as no rater judges a task twice."""
+    overlap = max((t.overlap for t in store.tasks(batch_id) if t.gold is None), default=0)
+    if overlap > profile.n_raters:
+        raise ArtalignError(
+            f"the batch's tasks need {overlap} judgments each (overlap) but profile "
+            f"{profile.name!r} has {profile.n_raters} raters; set n_raters: {overlap} or more in "
+            "the profile, or make the batch with a smaller --overlap"
+        )
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -62,6 +74,7 @@ def simulate_cmd(
     rater_profile = load_profile(profile)
     model = AttributeOracle.load(oracle)
     with Store(db) as store:
+        _check_enough_raters(store, _batch_id(store, batch), rater_profile)
         metrics = simulate(
             store,
             rater_profile,

@@ -154,7 +154,7 @@ def test_cli_simulate_and_agreement(world, tiny_oracle, tmp_path, capsys):
     store, _, _ = world
     tiny_oracle.save(tmp_path / "oracle")
     profile = tmp_path / "pool.yaml"
-    profile.write_text("n_raters: 3\nspammer_share: 0.34\ntemperature: 0.1\n")
+    profile.write_text("n_raters: 4\nspammer_share: 0.34\ntemperature: 0.1\n")
     db = str(store.db_path)
     code = main(
         [
@@ -174,7 +174,7 @@ def test_cli_simulate_and_agreement(world, tiny_oracle, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "wrote 30 judgments by 3 simulated raters" in out and "sim-pool-" in out
+    assert "wrote 30 judgments by 4 simulated raters" in out and "sim-pool-" in out
     assert json.loads(default_metrics_path(store, RaterProfile(name="pool")).read_text())
 
     metrics = tmp_path / "agreement" / "metrics.json"

@@ -95,6 +95,7 @@ CASES = [
     Case('label-batch-k-zero', 'label', 'number', 'label batch --db {new_db} --prompts {prompts} --procedural --k 0', '--k'),
     Case('label-batch-overlap', 'label', 'number', 'label batch --db {new_db} --prompts {prompts} --procedural --overlap 0', '--overlap'),
     Case('label-simulate-n-zero', 'label', 'number', 'label simulate --db {store} --profile configs/raters/default.yaml --oracle {oracle} --n 0', '--n'),
+    Case('label-simulate-overlap', 'label', 'number', 'label simulate --db {wide_store} --profile {two_raters} --oracle {oracle} --n 5', 'n_raters'),
     Case('label-import-parquet', 'label', 'corrupt', 'label import --db {store} --in {bad_parquet}', 'column'),
     Case('label-export-existing', 'label', 'existing-output', 'label export --db {store} --out {other_run}/manifest.jsonl', '--overwrite'),
     # reward

@@ -72,7 +72,21 @@ def _stores(root: Path) -> dict[str, Path]:
         pass
     with sqlite3.connect(newer) as conn:
         conn.execute("UPDATE schema_version SET version = version + 10")
-    return {"store": store, "not_store": not_store, "newer_store": newer}
+    wide = root / "wide" / "labels.db"  # each task needs 3 judgments
+    wide.parent.mkdir()
+    with Store(wide, create=True) as s:
+        plan = BatchPlan(k=2, kinds=("pair",), overlap=3, seed=0)
+        make_batch(s, ["a red circle"], ProceduralSource(size=16), plan, "wide")
+    profile = yaml.safe_load(Path("configs/raters/default.yaml").read_text())
+    two_raters = root / "two_raters.yaml"
+    two_raters.write_text(yaml.safe_dump({**profile, "name": "two", "n_raters": 2}))
+    return {
+        "store": store,
+        "not_store": not_store,
+        "newer_store": newer,
+        "wide_store": wide,
+        "two_raters": two_raters,
+    }
 
 
 def _files(root: Path) -> dict[str, Path]:
