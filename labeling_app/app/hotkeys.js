@@ -140,13 +140,36 @@
     true
   );
 
+  // After a server restart the page reconnects without a run, so the new server has not bound
+  // the buttons on screen and the next click or key would only start one. A run started here,
+  // by the hidden reconnect button, binds them first.
+  var connection = { state: null, lost: false };
+  function watchConnection() {
+    var app = document.querySelector("[data-testid=stApp]");
+    var now = app ? app.getAttribute("data-test-connection-state") : null;
+    if (now === connection.state) return;
+    if (connection.state === "CONNECTED") connection.lost = true;
+    connection.state = now;
+    if (now === "CONNECTED" && connection.lost) {
+      connection.lost = false;
+      var button = document.querySelector(".st-key-artalign_reconnect button");
+      if (button) button.click();
+    }
+  }
+
   var queued = false;
   new MutationObserver(function () {
+    watchConnection();
     if (queued) return;
     queued = true;
     window.requestAnimationFrame(function () {
       queued = false;
       paint();
     });
-  }).observe(document.body, { childList: true, subtree: true });
+  }).observe(document.body, {
+    childList: true,
+    subtree: true,
+    attributes: true,
+    attributeFilter: ["data-test-connection-state"],
+  });
 })();

@@ -113,4 +113,5 @@ def render(store: Store, settings: AppSettings, viewer: Any) -> None:
         show_instructions(store, task)
         view = pairwise if task.kind == "pair" else ranking
         view.render(store, settings, current, extra=lambda: undo_button(settings, current))
+    layout.reconnect_button()
     hotkeys.render(settings.hotkeys)

@@ -16,7 +16,8 @@ sits in the page URL (`?session=TOKEN`), which the browser keeps, and a run with
 its session state but a token in the URL restores the rater (`restore`). A session that ends
 on its own (expired, revoked, the rater deactivated or locked out) ends on the login page with
 the reason shown (`end_session`), so input that arrives then does not vanish unexplained; a
-restored session says so (`RESTORED`), since the first input after a server restart is lost.
+restored session says so (`RESTORED`), since input made while the page reconnected is lost.
+After a restart the page's script starts a run itself once reconnected (layout.reconnect_button).
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ def restore(store: Store) -> Any | None:
         return None
     st.session_state[RATER] = rater
     st.session_state[TOKEN] = token
-    # After a server restart the page reconnects without a run: the first click or key press
-    # then starts this one, and it cannot be applied (its button belonged to the old server).
+    # After a server restart the page reconnects without a run; the page's script then starts
+    # this one (the hidden reconnect button), and input made while it reconnected is lost.
     flash("info", RESTORED + (": answer the task on screen." if rater.role != "admin" else "."))
     return rater
 
