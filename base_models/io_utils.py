@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,6 +35,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name, as the Hugging Face hub
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """Whether a path that does not exist reads as a hub id (owner/name) or a URL."""
+    return text.startswith(("hf://", "http://", "https://")) or bool(_HUB_ID.match(text))
+
+
+def missing_path_error(value: str | Path, shown: str | None = None) -> ArtalignError:
+    """The error for an input path that does not exist (`shown`: how the message names it,
+    e.g. "--model X"): a hub id or URL is named as such, since nothing is ever downloaded."""
+    text = str(value)
+    if looks_like_hub_id(text):
+        return ArtalignError(
+            f"{text!r} looks like a hub id and nothing is ever downloaded; download the "
+            "model yourself and pass its local folder"
+        )
+    return ArtalignError(f"{shown or text} does not exist; pass an existing path")
 
 
 def check_new_output(path: str | Path, overwrite: bool, option: str = "--out") -> None:

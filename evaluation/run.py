@@ -35,7 +35,7 @@ import torch
 from base_models.errors import ArtalignError
 from base_models.generator import Generator
 from base_models.imaging import png_info
-from base_models.io_utils import replace_dir, write_json
+from base_models.io_utils import missing_path_error, replace_dir, write_json
 from evaluation.context import EvalContext, Samples
 from evaluation.preference_metrics import reward_distributions
 from evaluation.registry import get_metric
@@ -203,7 +203,7 @@ def compute_metrics(
 def _check_inputs(paths: dict[str, Any]) -> None:
     for flag, value in paths.items():
         if value is not None and not Path(value).exists():
-            raise ArtalignError(f"{flag} {value} does not exist; pass an existing path")
+            raise missing_path_error(value, f"{flag} {value}")
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

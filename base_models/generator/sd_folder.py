@@ -9,7 +9,6 @@ a message that names the file and the fix. Weights load from safetensors only.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from base_models.errors import ArtalignError
+from base_models.io_utils import looks_like_hub_id, missing_path_error
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 _CONFIG_FILES = {
@@ -26,7 +26,6 @@ _CONFIG_FILES = {
     "tokenizer": ("tokenizer_config.json", "tokenizer.json", "vocab.json"),
     "scheduler": ("scheduler_config.json",),
 }
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -66,11 +65,8 @@ def check_sd_folder(path: str | Path) -> dict[str, dict[str, Any]]:
     text = str(path)
     folder = Path(text)
     if not folder.exists():
-        if text.startswith(("hf://", "http://", "https://")) or _HUB_ID.match(text):
-            raise ArtalignError(
-                f"{text!r} looks like a hub id and nothing is ever downloaded; download the "
-                "model yourself and pass its local folder"
-            )
+        if looks_like_hub_id(text):
+            raise missing_path_error(text)
         raise ArtalignError(f"model folder {folder} does not exist; train one or fix the path")
     if not folder.is_dir():
         raise ArtalignError(f"{folder} is a file; pass a Stable Diffusion folder")

@@ -25,6 +25,7 @@ import yaml
 
 from base_models.config import BaseConfig, hfield, load_config, parse_overrides
 from base_models.errors import ArtalignError
+from base_models.io_utils import missing_path_error
 
 # Stages whose command takes a trainer preset, and every stage that takes extra arguments.
 PRESET_STAGES = ("data", "oracle", "clip", "vae", "generator", "reward", "ddpo", "draft", "dpo")
@@ -222,7 +223,7 @@ class LoopConfig(BaseConfig):
         for key in ("model", "clip", "oracle", "prompts", "labels_db"):
             value = getattr(self, key)
             if value and not Path(value).exists():
-                raise ArtalignError(f"{key}={value} does not exist; pass an existing path")
+                raise missing_path_error(value, f"{key}={value}")
         return self
 
     def preset_of(self, stage: str) -> str | None:

@@ -65,7 +65,7 @@ CASES = [
     Case('oracle-train-batch', 'oracle', 'number', 'oracle train --out {out} batch_size=-4', 'batch_size'),
     Case('oracle-train-yaml', 'oracle', 'corrupt', 'oracle train --out {out} --config {yaml_unknown}', 'no_such_key'),
     Case('oracle-calibrate-n', 'oracle', 'number', 'oracle calibrate --model {oracle} --generator {sd} --out {out} --n 0', '--n'),
-    Case('oracle-calibrate-hub', 'oracle', 'hub', f'oracle calibrate --model {{oracle}} --generator {HUB} --out {{out}} --n 4', 'stabilityai/sd-turbo'),
+    Case('oracle-calibrate-hub', 'oracle', 'hub', f'oracle calibrate --model {{oracle}} --generator {HUB} --out {{out}} --n 4', 'stabilityai/sd-turbo\' looks like a hub id'),
     # base
     Case('base-clip-empty', 'base', 'path', 'base train-clip --data {empty_dir} --out {out} --preset micro', 'empty_dir'),
     Case('base-clip-steps', 'base', 'number', 'base train-clip --data {data} --out {out} --preset micro max_steps=-1', 'max_steps'),
@@ -75,12 +75,12 @@ CASES = [
     Case('base-eval-clip-vae', 'base', 'path', 'base eval-clip --model {vae} --out {out}', 'vae'),
     Case('base-evalgen-missing-part', 'base', 'corrupt', 'base eval-generator --model {sd_missing_unet} --oracle {oracle} --out {out}', 'unet'),
     Case('base-evalgen-steps', 'base', 'number', 'base eval-generator --model {sd} --oracle {oracle} --out {out} --steps 0', 'steps'),
-    Case('base-finetune-hub', 'base', 'hub', f'base finetune-style --method lora --model {HUB} --data {{data}} --out {{out}}', 'stabilityai/sd-turbo'),
+    Case('base-finetune-hub', 'base', 'hub', f'base finetune-style --method lora --model {HUB} --data {{data}} --out {{out}}', 'stabilityai/sd-turbo\' looks like a hub id'),
     # generate
     Case('gen-vae-as-model', 'generate', 'path', "generate --model {vae} --out {out} --prompt 'a red circle'", 'vae'),
     Case('gen-corrupt-weights', 'generate', 'corrupt', "generate --model {sd_corrupt} --out {out} --prompt 'a red circle' --steps 2", 'safetensors'),
     Case('gen-missing-part', 'generate', 'corrupt', "generate --model {sd_missing_unet} --out {out} --prompt 'a red circle' --steps 2", 'unet'),
-    Case('gen-hub', 'generate', 'hub', f'generate --model {HUB} --out {{out}} --prompt x', 'stabilityai/sd-turbo'),
+    Case('gen-hub', 'generate', 'hub', f'generate --model {HUB} --out {{out}} --prompt x', 'stabilityai/sd-turbo\' looks like a hub id'),
     Case('gen-empty-prompts', 'generate', 'corrupt', 'generate --model {sd} --out {out} --prompts {empty_prompts}', 'no prompts'),
     Case('gen-long-prompt', 'generate', 'corrupt', 'generate --model {sd} --out {out} --prompts {long_prompts} --steps 2', 'token'),
     Case('gen-steps-zero', 'generate', 'number', "generate --model {sd} --out {out} --prompt 'a red circle' --steps 0", 'steps'),
@@ -106,7 +106,7 @@ CASES = [
     Case('reward-train-existing', 'reward', 'existing-output', 'reward train --data {store} --out {other_run} --preset micro', 'holds no reward model'),
     # align
     Case('align-ddpo-vae', 'align', 'path', 'align ddpo --out {out} --preset micro --model {vae} --prompts {prompts} --reward brightness', 'vae'),
-    Case('align-ddpo-hub', 'align', 'hub', f'align ddpo --out {{out}} --preset micro --model {HUB} --prompts {{prompts}} --reward brightness', 'stabilityai/sd-turbo'),
+    Case('align-ddpo-hub', 'align', 'hub', f'align ddpo --out {{out}} --preset micro --model {HUB} --prompts {{prompts}} --reward brightness', 'stabilityai/sd-turbo\' looks like a hub id'),
     Case('align-ddpo-steps', 'align', 'number', 'align ddpo --out {out} --preset micro --model {sd} --prompts {prompts} --reward brightness steps=0', 'steps'),
     Case('align-dpo-parquet', 'align', 'corrupt', 'align dpo --out {out} --preset micro --model {sd} --pairs {bad_parquet}', 'column'),
     Case('align-dpo-newer', 'align', 'corrupt', 'align dpo --out {out} --preset micro --model {sd} --db {newer_store}', 'schema version'),
@@ -116,10 +116,10 @@ CASES = [
     Case('prompt-rewrite-vae', 'prompt', 'path', 'prompt rewrite x --model {vae}', 'vae'),
     Case('prompt-rewrite-candidates', 'prompt', 'number', 'prompt rewrite x --model {missing} --candidates 0', '--candidates'),
     Case('prompt-train-empty-data', 'prompt', 'path', 'prompt train --out {out} --preset micro --data {empty_dir} --generator {sd}', 'empty_dir'),
-    Case('prompt-train-hub', 'prompt', 'hub', f'prompt train --out {{out}} --preset micro --data {{data}} --generator {HUB}', 'stabilityai/sd-turbo'),
+    Case('prompt-train-hub', 'prompt', 'hub', f'prompt train --out {{out}} --preset micro --data {{data}} --generator {HUB}', 'stabilityai/sd-turbo\' looks like a hub id'),
     # eval
     Case('eval-run-vae', 'eval', 'path', 'eval run --model {vae} --out {out}', 'vae'),
-    Case('eval-run-hub', 'eval', 'hub', f'eval run --model {HUB} --out {{out}}', 'stabilityai/sd-turbo'),
+    Case('eval-run-hub', 'eval', 'hub', f'eval run --model {HUB} --out {{out}}', 'stabilityai/sd-turbo\' looks like a hub id'),
     Case('eval-run-suite-yaml', 'eval', 'corrupt', 'eval run --model {sd} --out {out} --suite {yaml_unknown}', 'no_such_key'),
     Case('eval-run-seed', 'eval', 'number', 'eval run --model {sd} --out {out} --seed -5', 'seed'),
     Case('eval-run-existing', 'eval', 'existing-output', 'eval run --model {sd} --out {other_run}', '--overwrite'),
@@ -127,6 +127,7 @@ CASES = [
     # loop
     Case('loop-yaml-key', 'loop', 'corrupt', 'loop --out {out} --config {yaml_unknown}', 'no_such_key'),
     Case('loop-yaml-type', 'loop', 'corrupt', 'loop --out {out} --config {loop_wrong_type}', 'rounds'),
+    Case('loop-model-hub', 'loop', 'hub', f'loop --out {{out}} --preset micro model={HUB}', 'stabilityai/sd-turbo\' looks like a hub id'),
     Case('loop-rounds-zero', 'loop', 'number', 'loop --out {out} --rounds 0', 'rounds'),
     Case('loop-poll-nan', 'loop', 'number', 'loop --out {out} --human --poll-seconds nan', 'poll'),
     Case('loop-out-file', 'loop', 'path', 'loop --out {a_file} --preset micro', 'a_file.txt'),
