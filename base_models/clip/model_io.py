@@ -79,7 +79,9 @@ def save_clip(
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "library": "open_clip"})
+        # one metadata key: safetensors writes the metadata map in hash order, so with two
+        # keys the file's bytes, and the fingerprints that hash them, change from run to run
+        save_file(state, str(tmp), metadata={"format": "pt"})
     config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_config(model_cfg)}
     if notes:
         config["artalign"] = notes

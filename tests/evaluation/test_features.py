@@ -279,3 +279,18 @@ def test_reference_key_follows_the_image_files(micro_data, tmp_path):
     assert net.calls > calls
     assert not torch.equal(before[0], after[0]) and torch.equal(before[1:], after[1:])
     assert len(list(cache_dir.glob("*.safetensors"))) == 2
+
+
+def test_clip_weights_hold_one_metadata_key(micro_clip, tmp_path):
+    """safetensors writes its metadata map in hash order, which changes from process to process:
+    with two keys the same weights made files of different bytes, so the CLIP fingerprint that
+    a reward model records changed between a run and its resumed rerun (the slow kill test)."""
+    from safetensors import safe_open
+
+    from base_models.clip.model_io import WEIGHTS_FILE, load_clip, save_clip
+
+    model, _, _ = load_clip(micro_clip)
+    cfg = json.loads((micro_clip / "open_clip_config.json").read_text())
+    out = save_clip(model, cfg["model_cfg"], tmp_path / "c")
+    with safe_open(str(out / WEIGHTS_FILE), framework="pt") as f:
+        assert f.metadata() == {"format": "pt"}
