@@ -39,6 +39,16 @@ def _answer(current: session.Served, choice: str, rating_keys: list[str] | None)
     session.queue_answer(current, answer)
 
 
+def skip_button(settings: AppSettings, current: session.Served) -> None:
+    """Skip: the task leaves the screen and comes back once nothing new is left."""
+    st.button(
+        button_label("skip", settings.hotkeys),
+        key=f"skip_{current.token}",
+        on_click=session.queue_skip,
+        args=(current,),
+    )
+
+
 def render(
     store: Store, settings: AppSettings, current: session.Served, extra: Callable[[], None]
 ) -> None:
@@ -66,10 +76,5 @@ def render(
                 on_click=_answer,
                 args=(current, choice, rating_keys),
             )
-        st.button(
-            button_label("skip", settings.hotkeys),
-            key=f"skip_{token}",
-            on_click=session.queue_skip,
-            args=(current,),
-        )
+        skip_button(settings, current)
         extra()

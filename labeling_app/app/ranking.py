@@ -10,7 +10,7 @@ import streamlit as st
 from labeling_app.app import session
 from labeling_app.app.hotkeys import button_label
 from labeling_app.app.images import show_image
-from labeling_app.app.pairwise import rating_sliders, read_ratings
+from labeling_app.app.pairwise import rating_sliders, read_ratings, skip_button
 from labeling_app.app.settings import AppSettings
 from labeling_app.store import Store
 
@@ -68,10 +68,5 @@ def render(
             on_click=_submit,
             args=(current, rank_keys, rating_keys),
         )
-        st.button(
-            button_label("skip", settings.hotkeys),
-            key=f"skip_{token}",
-            on_click=session.queue_skip,
-            args=(current,),
-        )
+        skip_button(settings, current)
         extra()

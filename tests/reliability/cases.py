@@ -15,18 +15,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import NamedTuple
 
-GROUPS = (
-    "data",
-    "oracle",
-    "base",
-    "generate",
-    "label",
-    "reward",
-    "align",
-    "prompt",
-    "eval",
-    "loop",
-)
+from base_models.cli_main import GROUP_ORDER
+
+GROUPS = GROUP_ORDER  # every command group of `artalign`
 KINDS = ("path", "corrupt", "number", "hub", "existing-output", "usage")
 HUB = "stabilityai/sd-turbo"
 GEN = "generate --model {sd} --out {out} --prompt 'a red circle' --steps 2"
