@@ -143,23 +143,26 @@
   // After a server restart the page reconnects without a run, so the new server has not bound
   // the buttons on screen and the next click or key would only start one. A run started here,
   // by the hidden reconnect button, binds them first.
-  var connection = { state: null, lost: false };
-  function watchConnection() {
-    var app = document.querySelector("[data-testid=stApp]");
-    var now = app ? app.getAttribute("data-test-connection-state") : null;
-    if (now === connection.state) return;
-    if (connection.state === "CONNECTED") connection.lost = true;
-    connection.state = now;
-    if (now === "CONNECTED" && connection.lost) {
-      connection.lost = false;
-      var button = document.querySelector(".st-key-artalign_reconnect button");
-      if (button) button.click();
+  // The observer may deliver a drop and the reconnection in one batch, so a drop is read from
+  // each record's old value, not from the attribute's value now.
+  var lost = false;
+  function watchConnection(records) {
+    for (var i = 0; i < records.length; i++) {
+      var r = records[i];
+      if (r.attributeName === "data-test-connection-state" && r.oldValue === "CONNECTED") {
+        lost = true;
+      }
     }
+    var app = document.querySelector("[data-testid=stApp]");
+    if (!lost || !app || app.getAttribute("data-test-connection-state") !== "CONNECTED") return;
+    lost = false;
+    var button = document.querySelector(".st-key-artalign_reconnect button");
+    if (button) button.click();
   }
 
   var queued = false;
-  new MutationObserver(function () {
-    watchConnection();
+  new MutationObserver(function (records) {
+    watchConnection(records);
     if (queued) return;
     queued = true;
     window.requestAnimationFrame(function () {
@@ -170,6 +173,7 @@
     childList: true,
     subtree: true,
     attributes: true,
+    attributeOldValue: true,
     attributeFilter: ["data-test-connection-state"],
   });
 })();

@@ -104,7 +104,7 @@ def restore(store: Store) -> Any | None:
     st.session_state[TOKEN] = token
     # After a server restart the page reconnects without a run; the page's script then starts
     # this one (the hidden reconnect button), and input made while it reconnected is lost.
-    flash("info", RESTORED + (": answer the task on screen." if rater.role != "admin" else "."))
+    flash("warning", RESTORED + (": answer the task on screen." if rater.role != "admin" else "."))
     return rater
 
 
